@@ -1,0 +1,73 @@
+"""stagewidget: watch and steer long, multi-stage computations from a notebook.
+
+A ``Pipeline`` is a sequence of stages (plain or ``async def`` functions); ``start()``
+runs it in the background and returns a ``Run`` whose immutable ``RunStatus`` snapshots
+feed the views (a widget in notebooks, a text view elsewhere) and any observer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine.executors import Executor, InlineExecutor, StageContext, ThreadExecutor
+from .engine.progress import (
+    NullProgress,
+    StageProgress,
+    advance,
+    cancelled,
+    current_stage,
+    report,
+    set_total,
+    track,
+)
+from .engine.run import Run
+from .errors import Cancelled, InvalidTransition, PipelineError, RunNotFound, StageWidgetError
+from .pipeline import Pipeline, Stage
+from .status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
+
+__all__ = [
+    "Cancelled",
+    "ErrorInfo",
+    "Executor",
+    "InlineExecutor",
+    "InvalidTransition",
+    "Level",
+    "NullProgress",
+    "Pipeline",
+    "PipelineError",
+    "Run",
+    "RunNotFound",
+    "RunState",
+    "RunStatus",
+    "Stage",
+    "StageContext",
+    "StageProgress",
+    "StageState",
+    "StageStatus",
+    "StageWidgetError",
+    "TextView",
+    "ThreadExecutor",
+    "__version__",
+    "advance",
+    "cancelled",
+    "current_stage",
+    "report",
+    "set_total",
+    "track",
+]
+
+__version__ = "0.1.0"
+
+_LAZY = {"TextView": ("stagewidget.views.text", "TextView")}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the optional parts (views) only when first used."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'stagewidget' has no attribute {name!r}")

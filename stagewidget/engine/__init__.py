@@ -1,0 +1,1 @@
+"""The engine: runs, executors, progress handles and observer delivery."""

@@ -1,0 +1,425 @@
+"""The handle a stage uses to report progress, and the functions stage code calls.
+
+Hot path rules: ``track()`` loops and ``advance()`` take no lock, read no clock per
+iteration and call no observer. A ``track()`` loop over a list, tuple, range or other
+sequence iterates the sequence's own C iterator (the run's sampler reads how far it got
+with ``length_hint``); over any other iterable it goes through ``itertools.compress``
+with a selector stream whose chunks are counted. Cancellation stops either from the
+outside: the sequence iterator is moved to its end, the selector stream raises
+``Cancelled`` at its next chunk (chunks shrink to one item when iterations are slow).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import numbers
+import sys
+import time
+from collections import deque
+from itertools import chain, compress, repeat
+from operator import length_hint
+from types import MappingProxyType
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Iterator, TypeVar
+
+from ..errors import Cancelled, PipelineError
+from ..status import Level, MetricValue
+
+__all__ = [
+    "NullProgress",
+    "StageProgress",
+    "advance",
+    "cancelled",
+    "current_stage",
+    "report",
+    "set_total",
+    "track",
+]
+
+T = TypeVar("T")
+
+_CURRENT: contextvars.ContextVar[StageProgress | None] = contextvars.ContextVar(
+    "stagewidget_current_stage", default=None
+)
+
+_BIG = sys.maxsize
+_HISTORY_POINTS = 256
+_CHUNK_MAX = 1 << 16
+_CHUNK_FAST_S = 0.01  # a chunk done faster than this doubles the next one
+_CHUNK_SLOW_S = 0.05  # ... slower than this halves it, bounding cancel latency
+
+
+class _Probe:
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, index: int) -> Any:
+        raise IndexError(index)
+
+
+# Builtin iterators that report what is left (__length_hint__) and can be moved to
+# their end (__setstate__): the sampler reads them and cancel() stops them.
+_SEEKABLE = frozenset(
+    type(iter(x)) for x in ([], (), range(0), range(_BIG * 2), "", b"", bytearray(), _Probe())
+)
+
+
+def _check_count(what: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise PipelineError(f"{what} must be a non-negative int or None (got {value!r})")
+    return int(value)
+
+
+class _Loop:
+    """One ``track()`` loop inside a stage; iterate it once."""
+
+    __slots__ = ("_progress", "_source", "desc", "total", "_seq", "_chunk", "_iter",
+                 "_adone", "_finished", "_stopped")
+
+    def __init__(self, progress: StageProgress, source: Any, total: int | None,
+                 desc: str | None) -> None:
+        self._progress = progress
+        self._source = source
+        self.desc = desc
+        self.total = total
+        self._seq: Iterator[Any] | None = None
+        self._chunk: tuple[int, Iterator[Any]] | None = None
+        self._iter: Any = None
+        self._adone = 0
+        self._finished = False
+        self._stopped = False
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._iter is not None:
+            raise RuntimeError("a track() loop can be iterated only once; call track() again")
+        source = iter(self._source)
+        self._source = None
+        if type(source) in _SEEKABLE and self.total == length_hint(source):
+            self._seq = source
+            inner: Iterator[Any] = source
+        else:
+            inner = compress(source, chain.from_iterable(self._chunks()))
+        self._iter = chain(inner, self._end())
+        self._progress._enter(self)
+        return self._iter
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        if self._iter is not None:
+            raise RuntimeError("a track() loop can be iterated only once; call track() again")
+        self._iter = self._async_iter(self._source)
+        self._source = None
+        self._progress._enter(self)
+        return self._iter
+
+    async def _async_iter(self, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        progress = self._progress
+        async for item in source:
+            if progress._cancel_requested:
+                raise Cancelled(f"stage {progress.name!r} was cancelled")
+            self._adone += 1
+            yield item
+        self._finished = True
+
+    def _chunks(self) -> Iterator[Iterator[bool]]:
+        size, base = 1, 0
+        progress = self._progress
+        last = time.perf_counter()
+        while True:
+            if self._stopped or progress._cancel_requested:
+                raise Cancelled(f"stage {progress.name!r} was cancelled")
+            now = time.perf_counter()
+            if now - last < _CHUNK_FAST_S:
+                size = min(size * 2, _CHUNK_MAX)
+            elif now - last > _CHUNK_SLOW_S:
+                size = max(size // 2, 1)
+            last = now
+            base += size
+            selectors = repeat(True, size)
+            self._chunk = (base, selectors)  # one assignment: the sampler sees a pair
+            yield selectors
+
+    def _end(self) -> Iterator[Any]:
+        self._finished = True
+        if self._stopped or self._progress._cancel_requested:
+            raise Cancelled(f"stage {self._progress.name!r} was cancelled")
+        return
+        yield  # a generator that yields nothing
+
+    def done(self) -> int:
+        """Items the loop has handed out so far (called by the sampler)."""
+        if self._seq is not None:
+            return (self.total or 0) - length_hint(self._seq)
+        chunk = self._chunk
+        if chunk is not None:
+            return chunk[0] - length_hint(chunk[1])
+        return self._adone
+
+    def active(self) -> bool:
+        """True while someone still iterates this loop."""
+        if self._finished or self._iter is None:
+            return False
+        # CPython: when a ``for`` loop is left by ``break`` or an exception, its
+        # reference to the iterator goes; ours and getrefcount's argument remain.
+        return sys.getrefcount(self._iter) > 2
+
+    def stop(self) -> None:
+        """Make the loop end at its next item (from any thread)."""
+        self._stopped = True
+        seq = self._seq
+        if seq is not None and self.total is not None:
+            seq.__setstate__(self.total)
+
+    def level(self) -> Level:
+        """The loop's progress now."""
+        return Level(self.desc, self.done(), self.total)
+
+
+class _Series:
+    """A bounded series of a numeric metric; halves its resolution when full."""
+
+    __slots__ = ("values", "stride", "count")
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.stride = 1
+        self.count = 0
+
+    def append(self, value: float) -> None:
+        self.count += 1
+        if self.count % self.stride:
+            return
+        self.values.append(value)
+        if len(self.values) >= 2 * _HISTORY_POINTS:
+            self.values[:] = self.values[1::2]
+            self.stride *= 2
+
+
+class StageProgress:
+    """What a running stage reports through: counts, nested loops, metrics, a message.
+
+    The stage's own thread (and threads it hands this object to) write plain
+    attributes without a lock; the run samples them at its refresh rate.
+    """
+
+    def __init__(self, name: str, total: int | None = None) -> None:
+        self.name = name
+        self._total = total
+        self._manual = total is not None
+        self._ones = repeat(None, _BIG)  # next() on it is one atomic C call
+        self._extra: deque[int] = deque()
+        self._extra_sum = 0
+        self._loops: list[_Loop] = []
+        self._last_top: Level | None = None
+        self._metrics: dict[str, MetricValue] = {}
+        self._series: dict[str, _Series] = {}
+        self._message: str | None = None
+        self._cancel_requested = False
+
+    # -- called by stage code -------------------------------------------------------
+    def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
+              desc: str | None = None) -> Any:
+        """Wrap ``iterable`` (sync or async) so each item it yields counts as progress."""
+        total = _check_count("track() total", total)
+        if total is None and hasattr(iterable, "__len__"):
+            try:
+                total = len(iterable)  # type: ignore[arg-type]
+            except TypeError:
+                total = None
+        if self._cancel_requested:
+            raise Cancelled(f"stage {self.name!r} was cancelled")
+        return _Loop(self, iterable, total, desc)
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more units of the stage's own work done."""
+        if self._cancel_requested:
+            raise Cancelled(f"stage {self.name!r} was cancelled")
+        self._manual = True
+        if n == 1:
+            next(self._ones)
+        elif isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0:
+            self._extra.append(int(n))
+        else:
+            raise PipelineError(f"advance() takes a non-negative int (got {n!r})")
+
+    def set_total(self, total: int | None) -> None:
+        """Declare (or correct) how many units of work the stage has."""
+        self._total = _check_count("set_total()", total)
+        self._manual = True
+
+    def report(self, message: str | None = None, /, **metrics: Any) -> None:
+        """Publish the latest metrics (numbers or short strings) and an optional message."""
+        if self._cancel_requested:
+            raise Cancelled(f"stage {self.name!r} was cancelled")
+        clean = {name: _metric(name, value) for name, value in metrics.items()}
+        if message is not None:
+            if not isinstance(message, str):
+                raise PipelineError(f"report() message must be a str (got {message!r})")
+            self._message = message
+        self._metrics.update(clean)
+        for name, value in clean.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                series = self._series.get(name)
+                if series is None:
+                    series = self._series.setdefault(name, _Series())
+                series.append(float(value))
+
+    def cancelled(self) -> bool:
+        """True once the run was asked to cancel (never raises)."""
+        return self._cancel_requested
+
+    @property
+    def active(self) -> bool:
+        """True: this handle belongs to a running stage (``NullProgress`` says False)."""
+        return True
+
+    def activate(self) -> contextvars.Token[StageProgress | None]:
+        """Make this the current stage of the calling thread, for ``sw.track`` & co.
+
+        Stage code that starts its own threads passes the handle along and calls this
+        first in each thread (or uses the handle's methods directly).
+        """
+        return _CURRENT.set(self)
+
+    # -- called by the engine ---------------------------------------------------------
+    def _enter(self, loop: _Loop) -> None:
+        self._loops.append(loop)
+        if self._cancel_requested:
+            loop.stop()
+
+    def request_cancel(self) -> None:
+        """Ask the stage to stop: its next progress call raises ``Cancelled``."""
+        self._cancel_requested = True
+        for loop in tuple(self._loops):
+            loop.stop()
+
+    def sample(self) -> tuple[int, int | None, str | None, tuple[Level, ...]]:
+        """Return (done, total, desc, inner levels) now. Call under the run's lock."""
+        live = []
+        loops = tuple(self._loops)
+        for loop in loops:
+            if loop.active():
+                live.append(loop)
+            else:
+                self._loops.remove(loop)
+                if loop is loops[0] and not self._manual:
+                    self._last_top = loop.level()  # keep showing the last outer loop
+        levels = tuple(loop.level() for loop in live)
+        if self._manual:
+            while self._extra:
+                self._extra_sum += self._extra.popleft()
+            done = _BIG - length_hint(self._ones) + self._extra_sum
+            return done, self._total, None, levels
+        if levels:
+            top = levels[0]
+            return top.done, top.total, top.desc, levels[1:]
+        if self._last_top is not None:
+            top = self._last_top
+            return top.done, top.total, top.desc, ()
+        return 0, None, None, ()
+
+    def metrics(self) -> MappingProxyType[str, MetricValue]:
+        """A copy of the latest metrics."""
+        return MappingProxyType(dict(self._metrics))
+
+    def history(self) -> MappingProxyType[str, tuple[float, ...]]:
+        """A copy of every numeric metric's bounded series."""
+        return MappingProxyType({k: tuple(s.values) for k, s in tuple(self._series.items())})
+
+    @property
+    def message(self) -> str | None:
+        """The latest message passed to ``report()``."""
+        return self._message
+
+
+class NullProgress:
+    """The handle outside a run: every call is a pass-through no-op."""
+
+    name = None
+    active = False
+
+    def track(self, iterable: Any, total: int | None = None, desc: str | None = None) -> Any:
+        """Return ``iterable`` unchanged."""
+        _check_count("track() total", total)
+        return iterable
+
+    def advance(self, n: int = 1) -> None:
+        """Do nothing."""
+
+    def set_total(self, total: int | None) -> None:
+        """Do nothing."""
+
+    def report(self, message: str | None = None, /, **metrics: Any) -> None:
+        """Do nothing."""
+
+    def cancelled(self) -> bool:
+        """Return False: nothing outside a run is ever cancelled."""
+        return False
+
+    def activate(self) -> contextvars.Token[StageProgress | None]:
+        """Mark the calling thread as being outside any stage."""
+        return _CURRENT.set(None)
+
+
+_NULL = NullProgress()
+
+
+def _metric(name: str, value: Any) -> MetricValue:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):  # numpy and friends
+        return float(value)
+    raise PipelineError(
+        f"metric {name!r} must be a number or a string (got {value!r}, "
+        f"a {type(value).__name__})"
+    )
+
+
+def current_stage() -> StageProgress | NullProgress:
+    """Return the running stage's progress handle (a no-op handle outside a run)."""
+    return _CURRENT.get() or _NULL
+
+
+def track(iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
+          desc: str | None = None) -> Any:
+    """Iterate ``iterable`` (``for`` or ``async for``) and report each item as progress.
+
+    ``total`` defaults to ``len(iterable)`` when it has one. Nested calls become inner
+    levels of the stage's progress. Outside a run, ``iterable`` is returned unchanged.
+    Raises ``Cancelled`` in the loop once the run is cancelled.
+    """
+    progress = _CURRENT.get()
+    if progress is None:
+        _check_count("track() total", total)
+        return iterable
+    return progress.track(iterable, total, desc)
+
+
+def advance(n: int = 1) -> None:
+    """Count ``n`` units of the current stage's work as done (no-op outside a run)."""
+    progress = _CURRENT.get()
+    if progress is not None:
+        progress.advance(n)
+
+
+def set_total(total: int | None) -> None:
+    """Set the current stage's total units of work (no-op outside a run)."""
+    progress = _CURRENT.get()
+    if progress is not None:
+        progress.set_total(total)
+
+
+def report(message: str | None = None, /, **metrics: Any) -> None:
+    """Report metrics (``loss=0.3``) and an optional message for the views."""
+    progress = _CURRENT.get()
+    if progress is not None:
+        progress.report(message, **metrics)
+
+
+def cancelled() -> bool:
+    """True when the current run was asked to cancel (False outside a run)."""
+    progress = _CURRENT.get()
+    return progress is not None and progress._cancel_requested
+

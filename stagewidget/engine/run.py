@@ -1,0 +1,432 @@
+"""Run: one execution of a pipeline, its lock, its state machine and its observers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Generator
+
+from ..errors import Cancelled, InvalidTransition, PipelineError
+from ..status import (
+    ErrorInfo,
+    RunState,
+    RunStatus,
+    StageState,
+    StageStatus,
+    check_run_transition,
+    check_stage_transition,
+)
+from .executors import Executor, LoopOwner, StageContext, resolve_executor
+from .notify import Notifier
+from .progress import _CURRENT, StageProgress
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline, Stage
+
+__all__ = ["Run"]
+
+_DELIVERY_GRACE_S = 5.0  # wait() lets observers this long to receive the final status
+
+
+class Run:
+    """One execution of a pipeline. Create it with ``Pipeline.start()``.
+
+    All methods may be called from any thread. One lock guards the run's state; the
+    stages run in the driver thread (or the caller's, inline) and observers are called
+    from the run's notifier thread with immutable ``RunStatus`` snapshots.
+    """
+
+    def __init__(self, pipeline: Pipeline, stages: tuple[Stage, ...], data: Any, *,
+                 executor: Executor, refresh_hz: float, clock: Callable[[], float],
+                 start_index: int = 0, done_stages: tuple[StageStatus, ...] = (),
+                 retry_of: str | None = None) -> None:
+        if not isinstance(refresh_hz, (int, float)) or not refresh_hz > 0:
+            raise PipelineError(f"refresh_hz must be a positive number (got {refresh_hz!r})")
+        self.run_id = str(uuid.uuid4())
+        self.pipeline = pipeline
+        self._stages = stages
+        self._executor = executor
+        self._stage_executors = tuple(
+            resolve_executor(s.executor, what=f"stage {s.name!r} executor")
+            if s.executor is not None else executor
+            for s in stages
+        )
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        now = clock()
+        statuses = done_stages + tuple(
+            StageStatus(name=s.name, total=s.total) for s in stages[start_index:]
+        )
+        self._status = RunStatus(run_id=self.run_id, pipeline=pipeline.name, stages=statuses,
+                                 created_at=now, updated_at=now, retry_of=retry_of)
+        self._start_index = start_index
+        self._input = data  # the input of the stage at self._input_index, kept for retry()
+        self._input_index = start_index
+        self._progress: StageProgress | None = None
+        self._context: StageContext | None = None
+        self._cancel_requested = False
+        self._done_callbacks: list[Callable[[], None]] = []
+        self._loops = LoopOwner()
+        short = self.run_id[:8]
+        self._notifier = Notifier(self._cond, self._snapshot_locked,
+                                  f"stagewidget-notify-{short}", refresh_hz)
+        self._thread: threading.Thread | None = None
+        if executor.background:
+            self._thread = threading.Thread(target=self._drive, name=f"stagewidget-run-{short}",
+                                            daemon=True)
+
+    @classmethod
+    def start(cls, pipeline: Pipeline, data: Any, *, executor: Any = None, display: Any = None,
+              refresh_hz: float = 10.0, clock: Callable[[], float] | None = None,
+              stages: tuple[Stage, ...] | None = None, **more: Any) -> Run:
+        """Create a run of ``pipeline`` (or of ``stages``), attach its view and start it."""
+        run = cls(pipeline, pipeline.stages if stages is None else stages, data,
+                  executor=resolve_executor(executor), refresh_hz=refresh_hz,
+                  clock=clock or time.time, **more)
+        from ..views.show import attach
+
+        attach(run, display)
+        run._launch()
+        return run
+
+    def _launch(self) -> None:
+        self._notifier.start()
+        if self._thread is not None:
+            self._thread.start()
+        else:
+            self._drive()
+
+    # -- public API -------------------------------------------------------------------
+    def __repr__(self) -> str:
+        status = self.status()
+        return (f"<Run {self.run_id[:8]} of {status.pipeline!r}: {status.state.value}, "
+                f"{status.fraction:.0%}>")
+
+    @property
+    def executor(self) -> Executor:
+        """The run's executor."""
+        return self._executor
+
+    def status(self) -> RunStatus:
+        """Return a fresh immutable snapshot (cheap; never blocks on the stages)."""
+        with self._cond:
+            return self._snapshot_locked()
+
+    def done(self) -> bool:
+        """True once the run succeeded, failed or was cancelled."""
+        with self._cond:
+            return self._status.state.terminal
+
+    def wait(self, timeout: float | None = None) -> RunStatus:
+        """Block until the run ends (or ``timeout`` seconds pass); return its status.
+
+        Once the run has ended, this also waits (briefly) until observers have been
+        handed the final status, so a script's text view prints its summary.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            finished = self._cond.wait_for(lambda: self._status.state.terminal, timeout)
+        if finished:
+            left = _DELIVERY_GRACE_S
+            if deadline is not None:
+                left = min(left, max(deadline - time.monotonic(), 0.0))
+            self._notifier.flush(left)
+        return self.status()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run and return the last stage's output.
+
+        Raises:
+            TimeoutError: the run did not end within ``timeout``.
+            Cancelled: the run was cancelled.
+            Exception: the failed stage's own exception, re-raised.
+        """
+        status = self.wait(timeout)
+        if status.state is RunState.SUCCEEDED:
+            return status.result
+        raise self._exception_of(status, timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the run; return the failed stage's exception (None if it succeeded).
+
+        A cancelled run gives a ``Cancelled`` instance. Raises ``TimeoutError``.
+        """
+        status = self.wait(timeout)
+        if status.state is RunState.SUCCEEDED:
+            return None
+        return self._exception_of(status, timeout)
+
+    def cancel(self) -> bool:
+        """Ask the run to stop; return False if it had already ended.
+
+        Cooperative: the running stage's next ``track``/``advance``/``report`` raises
+        ``Cancelled``; at the latest no further stage starts. Async stages are
+        cancelled through their task.
+        """
+        with self._cond:
+            if self._status.state.terminal:
+                return False
+            self._cancel_requested = True
+            progress, context = self._progress, self._context
+            stage_executor = self._executor_for(self._status.current)
+        if progress is not None:
+            progress.request_cancel()
+        if context is not None:
+            stage_executor.cancel(context)
+        return True
+
+    def subscribe(self, observer: Any) -> Callable[[], None]:
+        """Call ``observer(snapshot)`` on every change; return a function that unsubscribes.
+
+        The observer (a callable, or an object with ``on_status``) is called from the
+        run's notifier thread, never with the lock held, first with the current status.
+        Subscribing to a finished run calls it once, at once, with the final status.
+        """
+        return self._notifier.subscribe(observer)
+
+    def retry(self, **options: Any) -> Run:
+        """Start a new run from the failed or cancelled stage, with the input it had.
+
+        Stages that succeeded are not run again. The pipeline's current definition of
+        each stage is used, so a stage fixed and re-defined in a notebook takes effect.
+        Options are those of ``Pipeline.start()``.
+        """
+        with self._cond:
+            state = self._status.state
+            if state not in (RunState.FAILED, RunState.CANCELLED):
+                raise InvalidTransition(
+                    f"run {self.run_id} is {state.value}; only a failed or cancelled run "
+                    "can be retried"
+                )
+            index, data = self._input_index, self._input
+            done = self._status.stages[:index]
+        names = [s.name for s in self._stages]
+        if [s.name for s in self.pipeline.stages] == names:
+            stages = self.pipeline.stages
+        else:
+            raise PipelineError(
+                f"pipeline {self.pipeline.name!r} now has stages "
+                f"{[s.name for s in self.pipeline.stages]}, not {names}; start a new run"
+            )
+        options.setdefault("executor", self._executor)
+        return Run.start(self.pipeline, data, stages=stages, start_index=index,
+                         done_stages=done, retry_of=self.run_id, **options)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await run``: like ``result()``, without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # the loop has closed; nobody awaits any more
+                pass
+
+        self._on_done(wake)
+        yield from future.__await__()
+        return self.result()
+
+    def _join(self) -> Any:
+        """Wait and return the result; Ctrl-C cancels the run, then re-raises."""
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            self.cancel()
+            self.wait()  # a second Ctrl-C stops waiting for the stage to notice
+            raise
+        return self.result()
+
+    # -- internals ----------------------------------------------------------------------
+    def _exception_of(self, status: RunStatus, timeout: float | None) -> BaseException:
+        if not status.state.terminal:
+            return TimeoutError(f"run {self.run_id} still {status.state.value} after {timeout} s")
+        if status.error is not None and status.error.exception is not None:
+            return status.error.exception
+        stage = status.current_stage
+        where = f" in stage {stage.name!r}" if stage is not None else ""
+        return Cancelled(f"run {self.run_id} of {status.pipeline!r} was cancelled{where}")
+
+    def _executor_for(self, index: int | None) -> Executor:
+        if index is None:
+            return self._executor
+        return self._stage_executors[index - self._start_index]
+
+    def _on_done(self, callback: Callable[[], None]) -> None:
+        with self._cond:
+            if not self._status.state.terminal:
+                self._done_callbacks.append(callback)
+                return
+        callback()
+
+    def _snapshot_locked(self) -> RunStatus:
+        """A fresh snapshot: the recorded state plus the live progress of the stage."""
+        now = self._clock()
+        status = self._status
+        if status.state is not RunState.RUNNING:
+            return status
+        stages = status.stages
+        index, progress = status.current, self._progress
+        if index is not None and progress is not None and stages[index].state is StageState.RUNNING:
+            stages = stages[:index] + (self._stage_now(stages[index], progress, now),) + \
+                stages[index + 1:]
+        return replace(status, stages=stages, updated_at=now,
+                       elapsed_s=max(now - (status.started_at or now), 0.0))
+
+    @staticmethod
+    def _stage_now(stage: StageStatus, progress: StageProgress, now: float,
+                   state: StageState | None = None) -> StageStatus:
+        done, total, desc, inner = progress.sample()
+        return replace(
+            stage, state=state or stage.state, done=done, total=total, desc=desc, inner=inner,
+            metrics=progress.metrics(), history=progress.history(), message=progress.message,
+            elapsed_s=max(now - (stage.started_at or now), 0.0),
+            finished_at=now if state is not None else stage.finished_at,
+        )
+
+    def _transition(self, run_state: RunState | None = None, *, stage: int | None = None,
+                    stage_state: StageState | None = None, final: bool = False,
+                    **changes: Any) -> None:
+        """Record a transition under the lock and queue its snapshot for the observers."""
+        with self._cond:
+            now = self._clock()
+            status = self._status
+            if stage is not None and stage_state is not None:
+                old = status.stages[stage]
+                check_stage_transition(old.name, old.state, stage_state)
+                if stage_state is StageState.RUNNING:
+                    new = replace(old, state=stage_state, started_at=now)
+                elif old.state is StageState.RUNNING and self._progress is not None:
+                    new = self._stage_now(old, self._progress, now, stage_state)
+                else:
+                    new = replace(old, state=stage_state, finished_at=now)
+                stages = status.stages[:stage] + (new,) + status.stages[stage + 1:]
+                changes.setdefault("stages", stages)
+            if run_state is not None and run_state is not status.state:
+                check_run_transition(status.state, run_state)
+                changes["state"] = run_state
+                if run_state is RunState.RUNNING:
+                    changes["started_at"] = now
+                if run_state.terminal:
+                    changes["finished_at"] = now
+                    changes["elapsed_s"] = max(now - (status.started_at or now), 0.0)
+            self._status = replace(status, updated_at=now, **changes)
+            snapshot = self._snapshot_locked()
+            sampling = self._status.state is RunState.RUNNING and any(
+                s.state is StageState.RUNNING for s in self._status.stages)
+            self._notifier.post(snapshot, sampling=sampling, final=final)
+            self._cond.notify_all()
+            callbacks = self._done_callbacks if final else []
+            if final:
+                self._done_callbacks = []
+        for callback in callbacks:
+            callback()
+
+    def _skip_rest(self, index: int, first: StageState) -> tuple[StageStatus, ...]:
+        """Stage ``index`` ends as ``first``; the ones after it as skipped."""
+        now = self._clock()
+        stages = list(self._status.stages)
+        for i in range(index, len(stages)):
+            old = stages[i]
+            if old.state.terminal:
+                continue
+            state = first if i == index else StageState.SKIPPED
+            check_stage_transition(old.name, old.state, state)
+            stages[i] = replace(old, state=state, finished_at=now)
+        return tuple(stages)
+
+    def _drive(self) -> None:
+        """Run the stages in order. Runs on the driver thread (or inline in the caller)."""
+        interrupted: BaseException | None = None
+        try:
+            self._transition(RunState.RUNNING)
+            data = self._input
+            for index in range(self._start_index, len(self._stages)):
+                with self._cond:
+                    if self._cancel_requested:
+                        stages = self._skip_rest(index, StageState.CANCELLED)
+                        self._status = replace(self._status, current=index)
+                        break
+                outcome, data = self._run_stage(index, data)
+                if outcome is not StageState.SUCCEEDED:
+                    if isinstance(data, KeyboardInterrupt):
+                        interrupted = data
+                    stages = None
+                    break
+            else:
+                self._input = None  # nothing left to retry; let the data go
+                self._transition(RunState.SUCCEEDED, result=data, final=True)
+                return
+            self._finish_stopped(stages)
+        except BaseException as exc:  # a bug of ours must still end the run
+            self._fail_internal(exc)
+        finally:
+            self._loops.close()
+        if interrupted is not None and self._thread is None:
+            raise interrupted  # inline: Ctrl-C cancelled the run; the caller sees it too
+
+    def _run_stage(self, index: int, data: Any) -> tuple[StageState, Any]:
+        """Run one stage; return (its final state, its output or the exception)."""
+        stage = self._stages[index]
+        progress = StageProgress(stage.name, stage.total)
+        context = StageContext(self.run_id, progress, self._loops)
+        with self._cond:
+            self._progress, self._context = progress, context
+            self._status = replace(self._status, current=index)
+            cancel_now = self._cancel_requested
+        if cancel_now:
+            progress.request_cancel()
+        self._transition(stage=index, stage_state=StageState.RUNNING)
+        token = _CURRENT.set(progress)
+        try:
+            output = self._executor_for(index).call(stage, data, context)
+        except (Cancelled, asyncio.CancelledError, KeyboardInterrupt) as exc:
+            self._end_stage(index, StageState.CANCELLED)
+            return StageState.CANCELLED, exc
+        except BaseException as exc:
+            self._end_stage(index, StageState.FAILED, error=ErrorInfo.from_exception(exc, stage.name))
+            return StageState.FAILED, exc
+        finally:
+            _CURRENT.reset(token)
+        self._end_stage(index, StageState.SUCCEEDED)
+        with self._cond:
+            self._input, self._input_index = output, index + 1
+        return StageState.SUCCEEDED, output
+
+    def _end_stage(self, index: int, state: StageState, *, error: ErrorInfo | None = None) -> None:
+        self._transition(stage=index, stage_state=state)
+        with self._cond:
+            self._progress, self._context = None, None
+            if error is not None:
+                self._status = replace(self._status, error=error)
+
+    def _finish_stopped(self, stages: tuple[StageStatus, ...] | None) -> None:
+        """End a run that failed or was cancelled: later stages skipped, final state posted."""
+        with self._cond:
+            failed = self._status.error is not None
+            current = self._status.current or 0
+            if stages is None:
+                stages = self._skip_rest(current + 1, StageState.SKIPPED)
+        self._transition(RunState.FAILED if failed else RunState.CANCELLED, stages=stages,
+                         final=True)
+
+    def _fail_internal(self, exc: BaseException) -> None:
+        """End the run failed after an error in the engine itself (not in a stage)."""
+        with self._cond:
+            if self._status.state.terminal:
+                return
+            error = ErrorInfo.from_exception(exc, None)
+            stages = tuple(
+                replace(s, state=StageState.FAILED if s.state is StageState.RUNNING
+                        else StageState.SKIPPED)
+                if not s.state.terminal else s
+                for s in self._status.stages
+            )
+        self._transition(RunState.FAILED, stages=stages, error=error, final=True)
