@@ -109,7 +109,7 @@ class Pipeline:
         self.name = name
         self._stages: list[Stage] = []
         for stage in stages:
-            self.add(stage)
+            self._add(stage, redefine=False)
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -125,7 +125,15 @@ class Pipeline:
 
     def add(self, stage: StageLike, *, name: str | None = None, total: int | None = None,
             executor: Any = None) -> Stage:
-        """Append a stage (a function or a ``Stage``) and return it as a ``Stage``."""
+        """Append a stage (a function or a ``Stage``) and return it as a ``Stage``.
+
+        Adding a function with the name and qualified name of an existing stage (a
+        notebook cell run again) replaces that stage in place.
+        """
+        return self._add(stage, name=name, total=total, executor=executor, redefine=True)
+
+    def _add(self, stage: StageLike, *, name: str | None = None, total: int | None = None,
+             executor: Any = None, redefine: bool) -> Stage:
         if not isinstance(stage, Stage):
             stage = Stage(stage, name=name or "", total=total, executor=executor)
         elif name is not None or total is not None or executor is not None:
@@ -133,10 +141,10 @@ class Pipeline:
                 f"stage {stage.name!r} is already a Stage; set name/total/executor on it"
             )
         index = next((i for i, s in enumerate(self._stages) if s.name == stage.name), None)
-        if index is not None and not _redefines(self._stages[index].fn, stage.fn):
+        if index is not None and not (redefine and _redefines(self._stages[index].fn, stage.fn)):
             raise PipelineError(
                 f"pipeline {self.name!r} already has a stage named {stage.name!r}; "
-                "stage names must be unique (pass name=...)"
+                "stage names must be unique (pass name=..., e.g. Stage(fn, name='scale'))"
             )
         position = len(self._stages) if index is None else index
         if position:
@@ -203,7 +211,7 @@ class Pipeline:
         Ctrl-C (or a kernel interrupt) cancels the run, waits for it to stop and
         re-raises ``KeyboardInterrupt``. A failed stage's exception is re-raised.
         """
-        return self.start(data, **options).join()
+        return self.start(data, **options)._join()
 
     def _check_startable(self, data: Any) -> None:
         if not self._stages:
@@ -220,6 +228,8 @@ class Pipeline:
 def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
     """True when ``new`` is the same function defined again (a re-run notebook cell)."""
     key = ("__module__", "__qualname__")
+    if getattr(new, "__name__", "") == "<lambda>":
+        return False
     return all(
         getattr(old, attr, None) is not None and getattr(old, attr, None) == getattr(new, attr, None)
         for attr in key

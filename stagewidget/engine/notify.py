@@ -61,7 +61,8 @@ class Notifier:
         self._sample = sample
         self._period_s = 1.0 / refresh_hz
         self._observers: list[Observer] = []
-        self._queue: deque[tuple[RunStatus, tuple[Observer, ...] | None]] = deque()
+        # (snapshot, observers to call: those subscribed when it was queued, for everyone?)
+        self._queue: deque[tuple[RunStatus, tuple[Observer, ...], bool]] = deque()
         self._sampling = False
         self._closing = False
         self._closed = False
@@ -74,7 +75,7 @@ class Notifier:
     # -- called with the run's lock held ---------------------------------------------
     def post(self, snapshot: RunStatus, *, sampling: bool, final: bool = False) -> None:
         """Queue a transition snapshot for every observer; say whether to sample progress."""
-        self._queue.append((snapshot, None))
+        self._queue.append((snapshot, tuple(self._observers), True))
         self._sampling = sampling
         self._closing = self._closing or final
         self._cond.notify_all()
@@ -87,7 +88,7 @@ class Notifier:
             closed = self._closed
             if not closed:
                 self._observers.append(fn)
-                self._queue.append((self._sample(), (fn,)))
+                self._queue.append((self._sample(), (fn,), False))
                 self._cond.notify_all()
             else:
                 final = self._sample()
@@ -124,10 +125,7 @@ class Notifier:
                     self._closed = True
                     self._cond.notify_all()
                     return
-                snapshot, targets, is_sample = item
-                everyone = targets is None
-                if targets is None:
-                    targets = tuple(self._observers)
+                snapshot, targets, everyone, is_sample = item
             now = time.monotonic()
             if everyone:
                 key = _progress_key(snapshot)
@@ -138,12 +136,11 @@ class Notifier:
             _deliver(snapshot, targets)
 
     def _next_item(self, next_sample: float
-                   ) -> tuple[RunStatus, tuple[Observer, ...] | None, bool] | None:
+                   ) -> tuple[RunStatus, tuple[Observer, ...], bool, bool] | None:
         """With the lock held: a queued item, a progress sample, or None at the end."""
         while True:
             if self._queue:
-                snapshot, targets = self._queue.popleft()
-                return snapshot, targets, False
+                return (*self._queue.popleft(), False)
             if self._closing:
                 return None
             if not self._sampling:
@@ -151,7 +148,7 @@ class Notifier:
                 continue
             wait_s = next_sample - time.monotonic()
             if wait_s <= 0:
-                return self._sample(), None, True
+                return self._sample(), tuple(self._observers), True, True
             self._cond.wait(wait_s)
 
 

@@ -1,0 +1,79 @@
+"""Shared fixtures: a fake clock, an observer that records snapshots, thread accounting."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import pytest
+
+import stagewidget as sw
+
+WAIT_S = 20.0  # upper bound for any single wait on an event in the tests
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Recorder:
+    """An observer keeping every snapshot it gets; lets tests wait for a condition."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[sw.RunStatus] = []
+        self.threads: set[str] = set()
+        self._cond = threading.Condition()
+
+    def __call__(self, status: sw.RunStatus) -> None:
+        with self._cond:
+            self.snapshots.append(status)
+            self.threads.add(threading.current_thread().name)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[sw.RunStatus], bool], timeout: float = WAIT_S
+                 ) -> sw.RunStatus:
+        """Block until a snapshot satisfies ``predicate``; return it."""
+        found: list[sw.RunStatus] = []
+
+        def check() -> bool:
+            found[:] = [s for s in self.snapshots if predicate(s)]
+            return bool(found)
+
+        with self._cond:
+            if not self._cond.wait_for(check, timeout):
+                raise AssertionError(f"no snapshot matched within {timeout} s; "
+                                     f"last: {self.snapshots[-1:]}")
+        return found[0]
+
+    @property
+    def last(self) -> sw.RunStatus:
+        return self.snapshots[-1]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def stagewidget_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("stagewidget-")]
+
+
+def join_stagewidget_threads(timeout: float = WAIT_S) -> None:
+    """Join every stagewidget thread (runs that ended stop theirs promptly)."""
+    for thread in stagewidget_threads():
+        thread.join(timeout)
