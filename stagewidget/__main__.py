@@ -14,8 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the demo pipeline with the text view")
     demo.add_argument("--out", default=None, help="directory for the model file")
-    demo.add_argument("--rows", type=int, default=20_000)
-    demo.add_argument("--epochs", type=int, default=8)
+    demo.add_argument("--rows", type=int, default=60_000)
+    demo.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args(argv)
     if args.command == "demo":
         pipe = build_pipeline(rows=args.rows, epochs=args.epochs)

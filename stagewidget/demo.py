@@ -18,7 +18,7 @@ from .pipeline import Pipeline
 __all__ = ["build_pipeline"]
 
 
-def build_pipeline(*, rows: int = 20_000, epochs: int = 8, seed: int = 7) -> Pipeline:
+def build_pipeline(*, rows: int = 60_000, epochs: int = 10, seed: int = 7) -> Pipeline:
     """Return the demo pipeline; its input is an output directory (or None for a temp one)."""
     pipe = Pipeline("demo-train")
 

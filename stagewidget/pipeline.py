@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from .errors import PipelineError
 
@@ -230,10 +231,9 @@ def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
     key = ("__module__", "__qualname__")
     if getattr(new, "__name__", "") == "<lambda>":
         return False
-    return all(
-        getattr(old, attr, None) is not None and getattr(old, attr, None) == getattr(new, attr, None)
-        for attr in key
-    ) and old is not new
+    same = all(getattr(old, a, None) is not None and getattr(old, a, None) == getattr(new, a, None)
+               for a in key)
+    return same and old is not new
 
 
 def _check_first(stage: Stage) -> None:

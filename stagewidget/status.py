@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InvalidTransition
 

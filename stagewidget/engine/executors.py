@@ -8,7 +8,8 @@ interface, so a ``Run`` never needs to know which one it has.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Coroutine
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
 from ..pipeline import NO_INPUT

@@ -16,10 +16,11 @@ import numbers
 import sys
 import time
 from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from itertools import chain, compress, repeat
 from operator import length_hint
 from types import MappingProxyType
-from typing import Any, AsyncIterable, AsyncIterator, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from ..errors import Cancelled, PipelineError
 from ..status import Level, MetricValue
@@ -74,8 +75,18 @@ def _check_count(what: str, value: Any) -> int | None:
 class _Loop:
     """One ``track()`` loop inside a stage; iterate it once."""
 
-    __slots__ = ("_progress", "_source", "desc", "total", "_seq", "_chunk", "_iter",
-                 "_adone", "_finished", "_stopped")
+    __slots__ = (
+        "_adone",
+        "_chunk",
+        "_finished",
+        "_iter",
+        "_progress",
+        "_seq",
+        "_source",
+        "_stopped",
+        "desc",
+        "total",
+    )
 
     def __init__(self, progress: StageProgress, source: Any, total: int | None,
                  desc: str | None) -> None:
@@ -178,7 +189,7 @@ class _Loop:
 class _Series:
     """A bounded series of a numeric metric; halves its resolution when full."""
 
-    __slots__ = ("values", "stride", "count")
+    __slots__ = ("count", "stride", "values")
 
     def __init__(self) -> None:
         self.values: list[float] = []

@@ -6,8 +6,9 @@ import asyncio
 import threading
 import time
 import uuid
+from collections.abc import Callable, Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Cancelled, InvalidTransition, PipelineError
 from ..status import (
@@ -47,6 +48,7 @@ class Run:
             raise PipelineError(f"refresh_hz must be a positive number (got {refresh_hz!r})")
         self.run_id = str(uuid.uuid4())
         self.pipeline = pipeline
+        self.refresh_hz = float(refresh_hz)
         self._stages = stages
         self._executor = executor
         self._stage_executors = tuple(
@@ -391,7 +393,8 @@ class Run:
             self._end_stage(index, StageState.CANCELLED)
             return StageState.CANCELLED, exc
         except BaseException as exc:
-            self._end_stage(index, StageState.FAILED, error=ErrorInfo.from_exception(exc, stage.name))
+            error = ErrorInfo.from_exception(exc, stage.name)
+            self._end_stage(index, StageState.FAILED, error=error)
             return StageState.FAILED, exc
         finally:
             _CURRENT.reset(token)

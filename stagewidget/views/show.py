@@ -1,7 +1,13 @@
-"""Choose and attach the view a run shows when it starts (``display=``)."""
+"""Choose and attach the view a run shows when it starts (``display=``).
+
+In a Jupyter kernel with ipywidgets the widget view is displayed; anywhere else (plain
+``python``, terminal IPython, CI) the text view writes to stderr. The front end is
+decided here, when a run starts, never at import.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
@@ -9,26 +15,47 @@ from ..errors import PipelineError
 if TYPE_CHECKING:
     from ..engine.run import Run
 
-__all__ = ["attach", "default_view"]
+__all__ = ["attach", "in_widget_frontend", "show"]
 
 
-def default_view() -> Any:
-    """The best view for the current front end: a text view on stderr for now."""
+def in_widget_frontend() -> bool:
+    """True inside a Jupyter kernel where ipywidgets can be imported."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def show(run: Run) -> Any:
+    """Show a new live view of ``run`` in the best way for this front end; return it."""
+    if in_widget_frontend():
+        from .widget import RunView
+
+        _register_display_hook()
+        view = RunView(run, refresh_hz=run.refresh_hz)
+        view.show()
+        return view
     from .text import TextView
 
-    return TextView()
+    view = TextView()
+    run.subscribe(view)
+    return view
 
 
 def attach(run: Run, display: Any) -> None:
-    """Subscribe the view ``display`` asks for to ``run``.
+    """Attach what ``display`` asks for to ``run``.
 
-    ``None``/``True`` attach the default view, ``False`` none; any callable (or object
+    ``None``/``True`` show the default view, ``False`` none; any callable (or object
     with ``on_status``) is subscribed as it is.
     """
     if display is False:
         return
     if display is None or display is True:
-        run.subscribe(default_view())
+        show(run)
         return
     if callable(display) or callable(getattr(display, "on_status", None)):
         run.subscribe(display)
@@ -36,3 +63,14 @@ def attach(run: Run, display: Any) -> None:
     raise PipelineError(
         f"display must be None, True, False or an observer (got {display!r})"
     )
+
+
+def _register_display_hook() -> None:
+    """Let a bare ``run`` at the end of a cell show another live view of it."""
+    from IPython import get_ipython
+
+    from ..engine.run import Run
+
+    shell = get_ipython()
+    formatter = shell.display_formatter.ipython_display_formatter
+    formatter.for_type(Run, lambda run: show(run) and None)

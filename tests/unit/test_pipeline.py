@@ -43,7 +43,7 @@ def test_constructor_form_accepts_functions_and_stage_objects() -> None:
 
 
 def test_start_on_empty_pipeline_names_the_fix() -> None:
-    with pytest.raises(PipelineError, match="pipeline 'empty' has no stages; add one with @pipe.stage"):
+    with pytest.raises(PipelineError, match=r"pipeline 'empty' has no stages; add one with @pipe\.stage"):
         sw.Pipeline("empty").start(1, display=False)
 
 

@@ -7,7 +7,15 @@ import math
 
 import pytest
 
-from stagewidget import ErrorInfo, InvalidTransition, Level, RunState, RunStatus, StageState, StageStatus
+from stagewidget import (
+    ErrorInfo,
+    InvalidTransition,
+    Level,
+    RunState,
+    RunStatus,
+    StageState,
+    StageStatus,
+)
 from stagewidget.status import RUN_TRANSITIONS, check_run_transition, check_stage_transition
 
 

@@ -1,0 +1,241 @@
+"""Pure functions that turn snapshots into text: bars, durations, rates, lines, summaries.
+
+Nothing here reads a clock or does I/O, so every view renders a snapshot the same way
+and each function can be tested with a hand-built ``RunStatus``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ..status import ErrorInfo, MetricValue, RunState, RunStatus, StageState, StageStatus
+
+__all__ = [
+    "STATE_SYMBOLS",
+    "bar",
+    "format_count",
+    "format_duration",
+    "format_metrics",
+    "format_rate",
+    "run_line",
+    "stage_line",
+    "state_symbol",
+    "summary",
+]
+
+STATE_SYMBOLS: Mapping[str, str] = MappingProxyType({
+    "pending": "·",
+    "running": "▶",
+    "succeeded": "✓",
+    "failed": "✗",
+    "cancelled": "■",
+    "skipped": "↷",
+})
+
+_FULL = "█"
+_EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
+_UNKNOWN = "·"
+_SUFFIXES = ("", "k", "M", "G", "T", "P", "E")
+_STATE_WIDTH = 9  # len("succeeded") == len("cancelled")
+_NAME_WIDTH = 10
+
+
+def format_duration(seconds: float | None) -> str:
+    """Format seconds as ``12.3s`` under a minute, ``1:02`` under an hour, else ``1:02:03``.
+
+    None (or a non-finite number) gives ``—``; negative durations count as zero.
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = max(seconds, 0.0)
+    if math.floor(seconds * 10 + 0.5) < 600:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(math.floor(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_rate(rate: float | None, unit: str = "it") -> str:
+    """Format a rate as ``12.3 it/s``, ``1.23k it/s``, or ``2.50 s/it`` below one per second.
+
+    None, zero, negative or non-finite rates give an empty string.
+    """
+    if rate is None or not math.isfinite(rate) or rate <= 0:
+        return ""
+    if rate < 1:
+        return f"{_si(1 / rate)} s/{unit}"
+    return f"{_si(rate)} {unit}/s"
+
+
+def format_count(done: int, total: int | None) -> str:
+    """Format progress as ``42/100`` (or ``42`` without a total); from a million, ``1.23M``."""
+    text = _count(done)
+    return text if total is None else f"{text}/{_count(total)}"
+
+
+def format_metrics(metrics: Mapping[str, MetricValue]) -> str:
+    """Format metrics as ``loss=0.312 acc=0.9``, in insertion order; floats to 4 digits."""
+    return " ".join(f"{name}={_metric(value)}" for name, value in metrics.items())
+
+
+def bar(fraction: float | None, width: int = 20) -> str:
+    """Draw ``fraction`` as ``width`` characters of full and eighth blocks, space-padded.
+
+    None (an unknown total) gives a row of ``·``; fractions are clipped to [0, 1].
+    """
+    if width <= 0:
+        return ""
+    if fraction is None or math.isnan(fraction):
+        return _UNKNOWN * width
+    # the epsilon keeps 0.29 * 100 * 8 == 231.99999999999997 from losing an eighth
+    eighths = min(math.floor(min(max(fraction, 0.0), 1.0) * width * 8 + 1e-9), width * 8)
+    full, rest = divmod(eighths, 8)
+    return (_FULL * full + _EIGHTHS[rest]).ljust(width)
+
+
+def state_symbol(state: RunState | StageState) -> str:
+    """The one-character symbol of a run or stage state (``▶`` running, ``✓`` succeeded...)."""
+    return STATE_SYMBOLS[state.value]
+
+
+def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_WIDTH) -> str:
+    """Describe one stage on one line: state, bar, percent, counts, rate, ETA, metrics.
+
+    The stage's message and its inner ``track()`` levels follow after ``|``.
+
+    Args:
+        stage: the stage to describe.
+        width: the bar's width in characters.
+        name_width: the stage name is padded to this many characters, to align columns.
+    """
+    fraction = stage.fraction
+    parts = [stage.name.ljust(name_width),
+             f"{state_symbol(stage.state)} {stage.state.value.ljust(_STATE_WIDTH)}",
+             f"[{bar(fraction, width)}]"]
+    if fraction is not None:
+        parts.append(_percent(fraction))
+    if stage.total is not None or stage.done:
+        parts.append(_progress(stage.desc, stage.done, stage.total))
+    parts.append(format_rate(stage.rate))
+    duration = _stage_duration(stage)
+    if stage.state is StageState.RUNNING and stage.eta_s is not None:
+        parts.append(f"eta {format_duration(stage.eta_s)}")
+    elif stage.state.terminal and duration is not None:
+        parts.append(f"in {format_duration(duration)}")
+    parts.append(format_metrics(stage.metrics))
+    segments = [" ".join(part for part in parts if part)]
+    if stage.message:
+        segments.append(_one_line(stage.message))
+    if stage.inner:
+        segments.append(" > ".join(_progress(lv.desc, lv.done, lv.total) for lv in stage.inner))
+    return " | ".join(segments)
+
+
+def run_line(status: RunStatus, width: int = 20) -> str:
+    """Describe a whole run on one line: state, overall bar, current stage, elapsed, ETA."""
+    segments = [f"{status.pipeline} {state_symbol(status.state)} {status.state.value} "
+                f"[{bar(status.fraction, width)}] {_percent(status.fraction)}"]
+    index = status.current
+    if status.state is RunState.RUNNING and index is not None:
+        stage = status.stages[index]
+        parts = [f"{index + 1}/{len(status.stages)} {stage.name}"]
+        if stage.total is not None or stage.done:
+            parts.append(_progress(stage.desc, stage.done, stage.total))
+        parts.append(format_rate(stage.rate))
+        segments.append(" ".join(part for part in parts if part))
+    if status.state.terminal:
+        segments.append(f"in {format_duration(status.elapsed_s)}")
+    elif status.started_at is not None:
+        times = f"elapsed {format_duration(status.elapsed_s)}"
+        eta_s = status.eta_s
+        segments.append(times if eta_s is None else f"{times} eta {format_duration(eta_s)}")
+    return " | ".join(segments)
+
+
+def summary(status: RunStatus) -> str:
+    """Summarise a run: a header (outcome, duration, error), then one line per stage."""
+    name_width = max((len(stage.name) for stage in status.stages), default=0)
+    lines = [_header(status)]
+    for stage in status.stages:
+        duration = _stage_duration(stage)
+        parts = [state_symbol(stage.state), stage.name.ljust(name_width),
+                 stage.state.value.ljust(_STATE_WIDTH),
+                 "" if duration is None else format_duration(duration),
+                 format_metrics(stage.metrics)]
+        lines.append(("  " + " ".join(part for part in parts if part)).rstrip())
+    return "\n".join(lines)
+
+
+def _header(status: RunStatus) -> str:
+    text = f"{status.pipeline} {status.state.value}"
+    if status.done():
+        text += f" in {format_duration(status.elapsed_s)}"
+    elif status.started_at is not None:
+        text += f" for {format_duration(status.elapsed_s)}"
+    where = _stopped_in(status)
+    if where is not None:
+        text += f" at stage {where!r}"
+    if status.error is not None:
+        text += f": {_error_text(status.error)}"
+    return text
+
+
+def _stopped_in(status: RunStatus) -> str | None:
+    """The stage a failed or cancelled run stopped in, if known."""
+    if status.state is RunState.FAILED and status.error is not None:
+        return status.error.stage
+    if status.state is RunState.CANCELLED:
+        return next((s.name for s in status.stages if s.state is StageState.CANCELLED), None)
+    return None
+
+
+def _error_text(error: ErrorInfo) -> str:
+    message = _one_line(error.message)
+    return f"{error.type}: {message}" if message else error.type
+
+
+def _stage_duration(stage: StageStatus) -> float | None:
+    """How long the stage ran: from its timestamps once finished, else its elapsed time."""
+    if stage.started_at is not None and stage.finished_at is not None:
+        return max(stage.finished_at - stage.started_at, 0.0)
+    if stage.started_at is not None or stage.elapsed_s > 0:
+        return stage.elapsed_s
+    return None
+
+
+def _progress(desc: str | None, done: int, total: int | None) -> str:
+    count = format_count(done, total)
+    return f"{_one_line(desc)} {count}" if desc else count
+
+
+def _percent(fraction: float) -> str:
+    # floor, so a run at 99.9% never reads 100%
+    return f"{math.floor(fraction * 100 + 1e-9):3d}%"
+
+
+def _metric(value: MetricValue) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return f"{float(value):.4g}"
+    return _one_line(str(value))
+
+
+def _count(n: int) -> str:
+    return str(n) if abs(n) < 1_000_000 else _si(n)
+
+
+def _si(value: float) -> str:
+    """Three significant digits and a metric suffix: 12.3, 999, 1.00k, 3.40M."""
+    index = 0
+    while abs(value) >= 999.5 and index < len(_SUFFIXES) - 1:
+        value /= 1000
+        index += 1
+    digits = 0 if abs(value) >= 99.95 else 1 if abs(value) >= 9.995 else 2
+    return f"{value:.{digits}f}{_SUFFIXES[index]}"
+
+
+def _one_line(text: str) -> str:
+    """Collapse newlines and other whitespace, so a message cannot break a line view."""
+    return " ".join(text.split())

@@ -1,0 +1,116 @@
+"""A plain-text view: a live line on a terminal, sparse log lines anywhere else."""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from ..errors import PipelineError
+from ..status import RunState, RunStatus, StageState
+from .format import run_line, stage_line, summary
+
+__all__ = ["TextView"]
+
+_CLEAR_LINE = "\r\x1b[2K"
+
+
+class TextView:
+    """Write the progress of runs as text to a stream.
+
+    Live (on a terminal), one line is rewritten in place and each transition is kept
+    as a line above it. Otherwise (CI logs, papermill, nbval) each transition is one
+    line and progress is logged at most once per ``heartbeat_s``. A run's end prints
+    its summary. Subscribe it with ``run.subscribe(TextView())``; one view may watch
+    several runs.
+
+    Args:
+        stream: where to write; None means ``sys.stderr`` as it is at construction.
+        live: rewrite a line in place; None means when ``stream.isatty()``.
+        heartbeat_s: least time between two progress lines when not live.
+        width: width of the progress bars, in characters.
+        clock: monotonic seconds, used to space out progress lines.
+
+    Raises:
+        PipelineError: ``heartbeat_s`` is negative or ``width`` is not positive.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, live: bool | None = None,
+                 heartbeat_s: float = 10.0, width: int = 20,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if heartbeat_s < 0:
+            raise PipelineError(f"heartbeat_s must be >= 0 (got {heartbeat_s!r})")
+        if width < 1:
+            raise PipelineError(f"width must be a positive number of characters (got {width!r})")
+        self._stream: TextIO = sys.stderr if stream is None else stream
+        self._live = _isatty(self._stream) if live is None else live
+        self._heartbeat_s = heartbeat_s
+        self._width = width
+        self._clock = clock
+        # run_id -> (last snapshot seen, clock time of the last line written for it)
+        self._runs: dict[str, tuple[RunStatus, float]] = {}
+        # Several runs may share this view, each calling from its own notifier thread;
+        # the lock keeps their lines whole and the dict consistent.
+        self._lock = threading.Lock()
+
+    @property
+    def live(self) -> bool:
+        """True when a line is rewritten in place (a terminal)."""
+        return self._live
+
+    def __call__(self, status: RunStatus) -> None:
+        """Show the snapshot ``status``.
+
+        Called on the run's notifier thread, in order for each run (or once on the
+        subscriber's thread when subscribing to a finished run). Blocks only on the
+        stream; write errors propagate.
+        """
+        with self._lock:
+            now = self._clock()
+            previous, written_at = self._runs.pop(status.run_id, (None, -math.inf))
+            lines = _transition_lines(previous, status, self._width)
+            if status.done():
+                lines.append(summary(status))
+            elif (not self._live and not lines and status.state is RunState.RUNNING
+                  and now - written_at >= self._heartbeat_s):
+                lines.append(run_line(status, self._width))
+            if lines:
+                written_at = now
+            if not status.done():
+                self._runs[status.run_id] = (status, written_at)
+            self._write(lines, status)
+
+    def _write(self, lines: list[str], status: RunStatus) -> None:
+        text = "".join(line + "\n" for line in lines)
+        if self._live:
+            text = _CLEAR_LINE + text + ("" if status.done() else run_line(status, self._width))
+        if text:
+            self._stream.write(text)
+            self._stream.flush()
+
+
+def _transition_lines(previous: RunStatus | None, status: RunStatus, width: int) -> list[str]:
+    """One line per transition since ``previous`` (None: the run was not seen before)."""
+    lines = []
+    if status.state is RunState.RUNNING and (previous is None
+                                             or previous.state is RunState.PENDING):
+        lines.append(run_line(status, width))  # started, or first seen mid-run
+    if previous is None:
+        return lines  # a finished run seen late shows just its summary
+    name_width = max((len(stage.name) for stage in status.stages), default=0)
+    for old, new in zip(previous.stages, status.stages, strict=False):
+        # skipped stages are not news: the summary lists them
+        if new.state is not old.state and new.state is not StageState.SKIPPED:
+            lines.append(stage_line(new, width, name_width=name_width))
+    return lines
+
+
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):  # a closed or detached stream
+        return False
