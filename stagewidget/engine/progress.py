@@ -294,7 +294,16 @@ class StageProgress:
 
     # -- called by the engine ---------------------------------------------------------
     def _enter(self, loop: _Loop) -> None:
-        self._loops.append(loop)
+        """Push a loop that starts iterating (stage thread); drop the ones that ended."""
+        loops = self._loops
+        while loops and not loops[-1].active():
+            try:
+                ended = loops.pop()
+            except IndexError:  # another thread of the stage pruned it first
+                break
+            if not loops and not self._manual:
+                self._last_top = ended.level()
+        loops.append(loop)
         if self._cancel_requested:
             loop.stop()
 
@@ -306,16 +315,8 @@ class StageProgress:
 
     def sample(self) -> tuple[int, int | None, str | None, tuple[Level, ...]]:
         """Return (done, total, desc, inner levels) now. Call under the run's lock."""
-        live = []
-        loops = tuple(self._loops)
-        for loop in loops:
-            if loop.active():
-                live.append(loop)
-            else:
-                self._loops.remove(loop)
-                if loop is loops[0] and not self._manual:
-                    self._last_top = loop.level()  # keep showing the last outer loop
-        levels = tuple(loop.level() for loop in live)
+        loops = tuple(self._loops)  # only the stage's threads change the list
+        levels = tuple(loop.level() for loop in loops if loop.active())
         if self._manual:
             while self._extra:
                 self._extra_sum += self._extra.popleft()
@@ -324,8 +325,8 @@ class StageProgress:
         if levels:
             top = levels[0]
             return top.done, top.total, top.desc, levels[1:]
-        if self._last_top is not None:
-            top = self._last_top
+        top = loops[0].level() if loops else self._last_top  # the last outer loop, ended
+        if top is not None:
             return top.done, top.total, top.desc, ()
         return 0, None, None, ()
 

@@ -17,8 +17,7 @@ class Throttle(Generic[T]):
 
     ``submit`` never blocks on ``apply``'s work for long: when a call came less than
     ``period_s`` ago, the value is kept and a timer thread applies the newest one when
-    the period is over. ``urgent`` values (a final state) still wait for the period, but
-    are never dropped. Calls to ``apply`` never overlap.
+    the period is over. ``urgent`` values (a final state) are applied at once. Calls to ``apply`` never overlap.
     """
 
     def __init__(self, period_s: float, apply: Callable[[T], None], *,
@@ -35,14 +34,20 @@ class Throttle(Generic[T]):
         self._timer: threading.Timer | None = None
         self._last = -float("inf")
 
-    def submit(self, value: T) -> None:
-        """Offer a new value; it (or a newer one) is applied within ``period_s``."""
+    def submit(self, value: T, *, urgent: bool = False) -> None:
+        """Offer a new value; it (or a newer one) is applied within ``period_s``.
+
+        An ``urgent`` value (a run's final state) is applied at once, in this thread.
+        """
         with self._lock:
             self._pending = (value,)
+            if urgent and self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._timer is not None:
                 return
             wait_s = self._last + self._period_s - self._clock()
-            if wait_s > 0:
+            if wait_s > 0 and not urgent:
                 self._timer = threading.Timer(wait_s, self._fire)
                 self._timer.name = self._name
                 self._timer.daemon = True

@@ -150,7 +150,11 @@ class RunView:
         self._draw(status, text=True)
         self._throttle: Throttle[RunStatus] = Throttle(
             1.0 / refresh_hz, self._apply, name=f"stagewidget-view-{run.run_id[:8]}")
-        self._unsubscribe = run.subscribe(self._throttle.submit)
+        self._unsubscribe = run.subscribe(self._on_status)
+
+    def _on_status(self, status: RunStatus) -> None:
+        """Observer (notifier thread): coalesce; the final state is drawn at once."""
+        self._throttle.submit(status, urgent=status.done())
 
     # -- display ---------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

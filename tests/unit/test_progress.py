@@ -186,3 +186,12 @@ def test_a_track_loop_can_only_be_iterated_once() -> None:
     list(loop)
     with pytest.raises(RuntimeError, match="iterated only once"):
         list(loop)
+
+
+def test_many_short_inner_loops_do_not_pile_up() -> None:
+    progress = StageProgress("s")
+    for _ in progress.track(range(10_000), desc="outer"):
+        for _ in progress.track(range(3), desc="inner"):
+            pass
+    assert len(progress._loops) <= 2  # ended loops are dropped as new ones start
+    assert progress.sample() == (10_000, 10_000, "outer", ())
