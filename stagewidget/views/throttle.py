@@ -17,7 +17,8 @@ class Throttle(Generic[T]):
 
     ``submit`` never blocks on ``apply``'s work for long: when a call came less than
     ``period_s`` ago, the value is kept and a timer thread applies the newest one when
-    the period is over. ``urgent`` values (a final state) are applied at once. Calls to ``apply`` never overlap.
+    the period is over. ``urgent`` values (a final state) are applied at once. Calls to
+    ``apply`` never overlap.
     """
 
     def __init__(self, period_s: float, apply: Callable[[T], None], *,

@@ -119,6 +119,7 @@ class RunView:
         self.retries: list[Run] = []
         self._text_period_s = 1.0 / min(text_hz, refresh_hz)
         self._last_text = -float("inf")
+        self._force_text = False
         self._handles: list[Any] = []
         status = run.status()
         self._title = w.HTML()
@@ -152,6 +153,11 @@ class RunView:
             1.0 / refresh_hz, self._apply, name=f"stagewidget-view-{run.run_id[:8]}")
         self._unsubscribe = run.subscribe(self._on_status)
 
+    def refresh(self) -> None:
+        """Redraw every value from the run's current status now (from any thread)."""
+        self._force_text = True
+        self._throttle.submit(self._run.status(), urgent=True)
+
     def _on_status(self, status: RunStatus) -> None:
         """Observer (notifier thread): coalesce; the final state is drawn at once."""
         self._throttle.submit(status, urgent=status.done())
@@ -178,7 +184,9 @@ class RunView:
         transition = (status.state is not self._status.state
                       or status.current != self._status.current
                       or [s.state for s in status.stages] != [s.state for s in self._status.stages])
-        text = transition or now - self._last_text >= self._text_period_s or status.done()
+        text = (transition or self._force_text or status.done()
+                or now - self._last_text >= self._text_period_s)
+        self._force_text = False
         if text:
             self._last_text = now
         self._status = status
