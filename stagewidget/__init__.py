@@ -7,8 +7,6 @@ feed the views (a widget in notebooks, a text view elsewhere) and any observer.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .engine.executors import Executor, InlineExecutor, StageContext, ThreadExecutor
 from .engine.progress import (
     NullProgress,
@@ -61,7 +59,7 @@ __version__ = "0.1.0"
 _LAZY = {"TextView": ("stagewidget.views.text", "TextView")}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import the optional parts (views) only when first used."""
     if name in _LAZY:
         import importlib
