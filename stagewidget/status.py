@@ -241,7 +241,8 @@ class RunStatus:
     """An immutable snapshot of a run, safe to hand to any thread.
 
     ``current`` is the index of the stage running now (or the one where the run
-    stopped); ``elapsed_s`` is measured at the time the snapshot was taken.
+    stopped); ``elapsed_s`` is measured at the time the snapshot was taken; ``logs``
+    holds the latest log lines its stages emitted (when log capture is on).
     """
 
     run_id: str
@@ -257,6 +258,7 @@ class RunStatus:
     result: Any = field(default=None, compare=False)
     error: ErrorInfo | None = None
     retry_of: str | None = None
+    logs: tuple[str, ...] = ()
 
     def done(self) -> bool:
         """True once the run has reached a final state."""
@@ -311,6 +313,7 @@ class RunStatus:
             "result_is_repr": is_repr,
             "error": self.error.to_dict() if self.error is not None else None,
             "retry_of": self.retry_of,
+            "logs": list(self.logs),
             "stages": [stage.to_dict() for stage in self.stages],
         }
 

@@ -213,8 +213,10 @@ class StageProgress:
     attributes without a lock; the run samples them at its refresh rate.
     """
 
-    def __init__(self, name: str, total: int | None = None) -> None:
+    def __init__(self, name: str, total: int | None = None, *,
+                 log_sink: deque[str] | None = None) -> None:
         self.name = name
+        self.log_sink = log_sink  # the run's bounded log, for engine.logs
         self._total = total
         self._manual = total is not None
         self._ones = repeat(None, _BIG)  # next() on it is one atomic C call

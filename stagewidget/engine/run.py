@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Run"]
 
+LOG_LINES = 200  # log lines a run keeps for its views
 _DELIVERY_GRACE_S = 5.0  # wait() lets observers this long to receive the final status
 
 
@@ -72,6 +74,7 @@ class Run:
         self._cancel_requested = False
         self._done_callbacks: list[Callable[[], None]] = []
         self._loops = LoopOwner()
+        self._logs: deque[str] = deque(maxlen=LOG_LINES)
         short = self.run_id[:8]
         self._notifier = Notifier(self._cond, self._snapshot_locked,
                                   f"stagewidget-notify-{short}", refresh_hz)
@@ -279,7 +282,7 @@ class Run:
         if index is not None and progress is not None and stages[index].state is StageState.RUNNING:
             stages = stages[:index] + (self._stage_now(stages[index], progress, now),) + \
                 stages[index + 1:]
-        return replace(status, stages=stages, updated_at=now,
+        return replace(status, stages=stages, updated_at=now, logs=tuple(self._logs),
                        elapsed_s=max(now - (status.started_at or now), 0.0))
 
     @staticmethod
@@ -319,7 +322,7 @@ class Run:
                 if run_state.terminal:
                     changes["finished_at"] = now
                     changes["elapsed_s"] = max(now - (status.started_at or now), 0.0)
-            self._status = replace(status, updated_at=now, **changes)
+            self._status = replace(status, updated_at=now, logs=tuple(self._logs), **changes)
             snapshot = self._snapshot_locked()
             sampling = self._status.state is RunState.RUNNING and any(
                 s.state is StageState.RUNNING for s in self._status.stages)
@@ -377,7 +380,7 @@ class Run:
     def _run_stage(self, index: int, data: Any) -> tuple[StageState, Any]:
         """Run one stage; return (its final state, its output or the exception)."""
         stage = self._stages[index]
-        progress = StageProgress(stage.name, stage.total)
+        progress = StageProgress(stage.name, stage.total, log_sink=self._logs)
         context = StageContext(self.run_id, progress, self._loops)
         with self._cond:
             self._progress, self._context = progress, context

@@ -33,9 +33,11 @@ def in_widget_frontend() -> bool:
 def show(run: Run) -> Any:
     """Show a new live view of ``run`` in the best way for this front end; return it."""
     if in_widget_frontend():
+        from ..engine.logs import capture_logs
         from .widget import RunView
 
         _register_display_hook()
+        capture_logs()
         view = RunView(run, refresh_hz=run.refresh_hz)
         view.show()
         return view

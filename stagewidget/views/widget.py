@@ -139,11 +139,15 @@ class RunView:
         self._error = w.Accordion(children=[w.VBox([self._traceback, self._retry])])
         self._error.set_title(0, "Error")
         self._error.layout.display = "none"
+        self._log_text = w.HTML()
+        self._log = w.Accordion(children=[self._log_text])
+        self._log.set_title(0, "Log")
+        self._log.layout.display = "none"
         self._summary = w.HTML()
         header = w.HBox([self._title, self._overall, self._times, self._cancel])
         self.widget = w.VBox(
             [w.HTML(_CSS), header, *[row.box for row in self._rows], self._inner,
-             self._charts, self._error, self._summary],
+             self._charts, self._log, self._error, self._summary],
             layout=w.Layout(width="100%"),
         )
         self.widget.add_class("sw-run")
@@ -211,6 +215,10 @@ class RunView:
                                     f"{fmt.format_duration(round(status.elapsed_s))}{eta}")
             _set(self._inner, value=self._inner_html(status))
             _set(self._charts, value=self._charts_html(status))
+            if status.logs:
+                self._log.set_title(0, f"Log ({len(status.logs)} latest lines)")
+                _set(self._log_text, value=f"<pre>{html.escape(chr(10).join(status.logs))}</pre>")
+                _set(self._log.layout, display="")
         _set(self._cancel.layout, display="none" if status.done() else "")
         if status.done():
             self._draw_end(status)

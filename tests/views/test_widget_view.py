@@ -132,3 +132,29 @@ def test_throttle_coalesces_to_the_latest_value_and_applies_urgent_at_once() -> 
     throttle.submit("final", urgent=True)
     assert applied[-1] == "final"
     assert "dropped" not in applied
+
+
+def test_stage_logging_goes_to_the_run_log_panel_not_to_stderr(capsys) -> None:
+    import logging
+
+    from stagewidget.engine.logs import capture_logs
+
+    root = logging.getLogger()
+    saved, root.handlers = root.handlers, []  # as in a fresh kernel: no logging set up
+    handler = capture_logs()
+    try:
+        def noisy(x):
+            logging.getLogger("user.stage").warning("disk almost full: %d%%", 93)
+            return x
+
+        run, view = view_of(sw.Pipeline("p", [noisy]), 1)
+        status = run.wait(WAIT_S)
+        assert any("disk almost full: 93%" in line for line in status.logs)
+        assert "disk almost full" in view._log_text.value
+        assert view._log.layout.display == ""
+        assert "disk almost full" not in capsys.readouterr().err
+        logging.getLogger("user.outside").warning("outside any stage")
+        assert "outside any stage" in capsys.readouterr().err  # as Python would print it
+    finally:
+        root.removeHandler(handler)
+        root.handlers = saved
