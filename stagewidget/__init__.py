@@ -7,6 +7,8 @@ feed the views (a widget in notebooks, a text view elsewhere) and any observer.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from .engine.executors import Executor, InlineExecutor, StageContext, ThreadExecutor
 from .engine.progress import (
     NullProgress,
@@ -22,6 +24,9 @@ from .engine.run import Run
 from .errors import Cancelled, InvalidTransition, PipelineError, RunNotFound, StageWidgetError
 from .pipeline import Pipeline, Stage
 from .status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
+
+if _typing.TYPE_CHECKING:
+    from .views.table import RunList
 
 __all__ = [
     "Cancelled",
@@ -50,11 +55,20 @@ __all__ = [
     "cancelled",
     "current_stage",
     "report",
+    "runs",
     "set_total",
     "track",
 ]
 
 __version__ = "0.1.0"
+
+def runs() -> RunList:
+    """This process's recent runs: a live table with Cancel buttons in a notebook."""
+    from .engine.run import recent_runs
+    from .views.table import RunList
+
+    return RunList(recent_runs())
+
 
 _LAZY = {"TextView": ("stagewidget.views.text", "TextView")}
 

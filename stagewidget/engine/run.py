@@ -28,7 +28,17 @@ from .progress import _CURRENT, StageProgress
 if TYPE_CHECKING:
     from ..pipeline import Pipeline, Stage
 
-__all__ = ["Run"]
+__all__ = ["Run", "recent_runs"]
+
+RECENT_RUNS = 100
+# The process's latest runs, for sw.runs(): a kernel's runs are process-wide by nature.
+# deque.append is atomic, so starting runs from several threads needs no lock.
+_recent: deque[Run] = deque(maxlen=RECENT_RUNS)
+
+
+def recent_runs() -> list[Run]:
+    """The runs this process started most recently (at most 100), oldest first."""
+    return list(_recent)
 
 LOG_LINES = 200  # log lines a run keeps for its views
 _DELIVERY_GRACE_S = 5.0  # wait() lets observers this long to receive the final status
@@ -94,6 +104,7 @@ class Run:
         from ..views.show import attach
 
         attach(run, display)
+        _recent.append(run)
         run._launch()
         return run
 

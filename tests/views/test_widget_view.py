@@ -158,3 +158,27 @@ def test_stage_logging_goes_to_the_run_log_panel_not_to_stderr(capsys) -> None:
     finally:
         root.removeHandler(handler)
         root.handlers = saved
+
+
+def test_runs_lists_recent_runs_with_a_live_cancel_table() -> None:
+    from stagewidget.views.table import RunsWidget
+
+    inside = threading.Event()
+
+    def spin(_):
+        inside.set()
+        for _ in sw.track(iter(int, 1)):
+            pass
+
+    running = sw.Pipeline("spinner", [spin]).start(None, display=False)
+    finished = sw.Pipeline("quick", [sw.Stage(lambda x: x, name="id")]).start(1, display=False)
+    finished.wait(WAIT_S)
+    listed = sw.runs()
+    assert listed[-2:] == [running, finished]
+    assert "spinner" in repr(listed) and "succeeded" in repr(listed)
+    table = RunsWidget([running, finished])
+    assert inside.wait(WAIT_S)
+    cancel = table._rows[0][4]
+    assert table._rows[1][4].layout.display == "none"  # nothing to cancel
+    cancel.click()
+    assert running.wait(WAIT_S).state is RunState.CANCELLED
