@@ -15,7 +15,7 @@ from ..errors import PipelineError
 if TYPE_CHECKING:
     from ..engine.run import Run
 
-__all__ = ["attach", "in_widget_frontend", "show"]
+__all__ = ["at_next_cell", "attach", "in_widget_frontend", "show"]
 
 
 def in_widget_frontend() -> bool:
@@ -76,3 +76,23 @@ def _register_display_hook() -> None:
     shell = get_ipython()
     formatter = shell.display_formatter.ipython_display_formatter
     formatter.for_type(Run, lambda run: show(run) and None)
+
+
+def at_next_cell(callback: Any) -> None:
+    """Call ``callback()`` once, on the main thread, when the next cell starts to run.
+
+    A display update sent from a background thread between two cells carries the
+    finished cell's parent, which nbclient (nbconvert, papermill) then ignores; sent
+    again at the next cell's start, it is applied by display id wherever it is.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def once(info: Any = None) -> None:
+        shell.events.unregister("pre_run_cell", once)
+        callback()
+
+    shell.events.register("pre_run_cell", once)

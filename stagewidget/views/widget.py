@@ -152,6 +152,7 @@ class RunView:
         )
         self.widget.add_class("sw-run")
         self._status = status
+        self._unsubscribe: Any = lambda: None  # a finished run answers within subscribe()
         self._draw(status, text=True)
         self._throttle: Throttle[RunStatus] = Throttle(
             1.0 / refresh_hz, self._apply, name=f"stagewidget-view-{run.run_id[:8]}")
@@ -197,8 +198,16 @@ class RunView:
         self._draw(status, text=text)
         if status.done():
             self._unsubscribe()
-            for handle in self._handles:
-                handle.update(self)
+            self._update_fallback()
+            if self._handles:
+                from .show import at_next_cell
+
+                at_next_cell(self._update_fallback)
+
+    def _update_fallback(self) -> None:
+        """Update the text/plain and HTML beside the widget to the current status."""
+        for handle in self._handles:
+            handle.update(self)
 
     def _draw(self, status: RunStatus, *, text: bool) -> None:
         state = status.state.value
