@@ -163,7 +163,11 @@ def resolve_executor(value: Any, *, what: str = "executor") -> Executor:
         return value
     if isinstance(value, str) and value in _BUILTIN:
         return _BUILTIN[value]
+    if value == "process":
+        from .process import ProcessExecutor
+
+        return ProcessExecutor()
     raise PipelineError(
-        f"{what} must be 'thread', 'inline' or an Executor (got {value!r})"
+        f"{what} must be 'thread', 'inline', 'process' or an Executor (got {value!r})"
     )
 

@@ -84,6 +84,7 @@ class _Loop:
         "_seq",
         "_source",
         "_stopped",
+        "_stopped_at",
         "desc",
         "total",
     )
@@ -100,6 +101,7 @@ class _Loop:
         self._adone = 0
         self._finished = False
         self._stopped = False
+        self._stopped_at: int | None = None
 
     def __iter__(self) -> Iterator[Any]:
         if self._iter is not None:
@@ -159,6 +161,8 @@ class _Loop:
 
     def done(self) -> int:
         """Items the loop has handed out so far (called by the sampler)."""
+        if self._stopped_at is not None:
+            return self._stopped_at
         if self._seq is not None:
             return (self.total or 0) - length_hint(self._seq)
         chunk = self._chunk
@@ -179,6 +183,7 @@ class _Loop:
         self._stopped = True
         seq = self._seq
         if seq is not None and self.total is not None:
+            self._stopped_at = self.done()  # moving the iterator to its end would say "all"
             seq.__setstate__(self.total)
 
     def level(self) -> Level:
@@ -228,6 +233,8 @@ class StageProgress:
         self._series: dict[str, _Series] = {}
         self._message: str | None = None
         self._cancel_requested = False
+        self._remote: tuple[int, int | None, str | None, tuple[Level, ...]] | None = None
+        self._remote_history: dict[str, tuple[float, ...]] | None = None
 
     # -- called by stage code -------------------------------------------------------
     def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
@@ -315,8 +322,19 @@ class StageProgress:
         for loop in tuple(self._loops):
             loop.stop()
 
+    def mirror(self, done: int, total: int | None, desc: str | None, inner: tuple[Level, ...],
+               metrics: dict[str, MetricValue], history: dict[str, tuple[float, ...]],
+               message: str | None) -> None:
+        """Show progress measured elsewhere (a worker process, a cluster task)."""
+        self._remote = (done, total, desc, tuple(inner))
+        self._metrics = dict(metrics)
+        self._remote_history = dict(history)
+        self._message = message
+
     def sample(self) -> tuple[int, int | None, str | None, tuple[Level, ...]]:
         """Return (done, total, desc, inner levels) now. Call under the run's lock."""
+        if self._remote is not None:
+            return self._remote
         loops = tuple(self._loops)  # only the stage's threads change the list
         levels = tuple(loop.level() for loop in loops if loop.active())
         if self._manual:
@@ -338,6 +356,8 @@ class StageProgress:
 
     def history(self) -> MappingProxyType[str, tuple[float, ...]]:
         """A copy of every numeric metric's bounded series."""
+        if self._remote_history is not None:
+            return MappingProxyType(self._remote_history)
         return MappingProxyType({k: tuple(s.values) for k, s in tuple(self._series.items())})
 
     @property

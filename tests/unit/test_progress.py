@@ -195,3 +195,12 @@ def test_many_short_inner_loops_do_not_pile_up() -> None:
             pass
     assert len(progress._loops) <= 2  # ended loops are dropped as new ones start
     assert progress.sample() == (10_000, 10_000, "outer", ())
+
+
+def test_a_cancelled_list_loop_reports_how_far_it_got_not_its_total() -> None:
+    progress = StageProgress("s")
+    with pytest.raises(Cancelled):
+        for x in progress.track(list(range(1000))):
+            if x == 10:
+                progress.request_cancel()
+    assert progress.sample()[:2] == (11, 1000)

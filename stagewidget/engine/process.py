@@ -1,0 +1,160 @@
+"""The process executor: run a stage in a worker process, so a pure-Python CPU-bound
+stage stops competing with the kernel (or the run's other threads) for the GIL.
+
+Each stage call starts ``python -m stagewidget.engine.worker`` (no ``__main__``
+re-import, unlike multiprocessing's spawn, so scripts need no ``if __name__`` guard)
+and talks to it over an authenticated Unix socket. The stage function and its input go
+by cloudpickle, so functions defined in notebook cells work. Progress comes back
+coalesced by the worker; cancel is cooperative first, then the worker is terminated
+after ``grace_s``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection, Listener
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Cancelled, StageWidgetError
+from ..pipeline import NO_INPUT
+from .executors import Executor, StageContext
+
+if TYPE_CHECKING:
+    from ..pipeline import Stage
+
+__all__ = ["ProcessExecutor", "WorkerDied"]
+
+
+class WorkerDied(StageWidgetError, RuntimeError):
+    """The worker process running a stage ended without an answer (killed, crashed)."""
+
+
+class _Call:
+    """One stage call in flight: its worker process and connection."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.send_lock = threading.Lock()  # cancel() sends from another thread
+        self.kill_at: float | None = None
+
+
+class ProcessExecutor(Executor):
+    """Run each stage in a fresh worker process.
+
+    Args:
+        grace_s: after ``cancel()``, how long the stage may take to notice before its
+            process is terminated.
+        refresh_hz: how often the worker sends progress (when it changed).
+    """
+
+    name = "process"
+
+    def __init__(self, *, grace_s: float = 5.0, refresh_hz: float = 10.0) -> None:
+        self.grace_s = grace_s
+        self.refresh_hz = refresh_hz
+        self._calls: dict[int, _Call] = {}  # id(context) -> call; dict ops are atomic
+
+    def call(self, stage: Stage, data: Any, context: StageContext) -> Any:
+        """Run ``stage`` in a worker process; mirror its progress; return its output."""
+        import cloudpickle
+
+        with tempfile.TemporaryDirectory(prefix="stagewidget-") as folder:
+            address = os.path.join(folder, "socket")
+            authkey = secrets.token_bytes(32)
+            with Listener(address, family="AF_UNIX", authkey=authkey) as listener:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "stagewidget.engine.worker", address],
+                    stdin=subprocess.PIPE, cwd=os.getcwd())
+                assert proc.stdin is not None
+                proc.stdin.write(authkey.hex().encode() + b"\n")
+                proc.stdin.close()
+                conn = _accept(listener, proc)
+        call = _Call(proc, conn)
+        self._calls[id(context)] = call
+        try:
+            payload = (stage.fn, None if data is NO_INPUT else data, data is not NO_INPUT,
+                       stage.name, stage.total, 1.0 / self.refresh_hz)
+            conn.send(list(sys.path))
+            conn.send_bytes(cloudpickle.dumps(payload))
+            if context.progress.cancelled():
+                self.cancel(context)
+            return self._follow(stage, call, context)
+        finally:
+            self._calls.pop(id(context), None)
+            conn.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    def cancel(self, context: StageContext) -> None:
+        """Ask the worker to cancel; terminate it if it has not stopped in ``grace_s``."""
+        call = self._calls.get(id(context))
+        if call is None:
+            return
+        call.kill_at = time.monotonic() + self.grace_s
+        try:
+            with call.send_lock:
+                call.conn.send("cancel")
+        except OSError:
+            pass  # the worker is already gone; _follow reports it
+
+    def _follow(self, stage: Stage, call: _Call, context: StageContext) -> Any:
+        import cloudpickle
+
+        while True:
+            if call.kill_at is not None and time.monotonic() > call.kill_at:
+                call.proc.terminate()
+                raise Cancelled(f"stage {stage.name!r} did not stop within {self.grace_s} s "
+                                "of cancel(); its worker process was terminated")
+            if not call.conn.poll(0.1):
+                if call.proc.poll() is not None:
+                    raise _died(stage, call)
+                continue
+            try:
+                message = call.conn.recv()
+            except (EOFError, OSError):
+                call.proc.wait()
+                raise _died(stage, call) from None
+            kind = message[0]
+            if kind == "progress":
+                context.progress.mirror(*message[1:])
+            elif kind == "ok":
+                return cloudpickle.loads(message[1])
+            elif kind == "cancelled":
+                raise Cancelled(f"stage {stage.name!r} was cancelled")
+            elif kind == "error":
+                raise cloudpickle.loads(message[1])
+
+
+def _accept(listener: Listener, proc: subprocess.Popen[bytes]) -> Connection:
+    """Accept the worker's connection, or fail if it died before connecting."""
+    result: list[Connection] = []
+
+    def accept() -> None:
+        try:
+            result.append(listener.accept())
+        except OSError:  # the listener closed: the worker never connected
+            pass
+
+    accepter = threading.Thread(target=accept, name="stagewidget-accept", daemon=True)
+    accepter.start()
+    while accepter.is_alive():
+        accepter.join(0.1)
+        if proc.poll() is not None and not result:
+            raise WorkerDied(f"the worker process exited with code {proc.returncode} "
+                             "before it connected; is stagewidget importable there?")
+    return result[0]
+
+
+def _died(stage: Stage, call: _Call) -> WorkerDied:
+    code = call.proc.returncode
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else \
+        f"exited with code {code}"
+    return WorkerDied(f"the worker process of stage {stage.name!r} {how} before it answered")
