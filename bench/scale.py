@@ -1,0 +1,79 @@
+"""Scale: 1,000 runs started at once in one process: threads, memory per run, all finish,
+thread count back to baseline; memory per finished run kept for its status.
+
+Run: ``.venv/bin/python -m bench.scale [--runs 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import threading
+import time
+from typing import Any
+
+import stagewidget as sw
+
+
+def rss_kib() -> int:
+    """Resident memory of this process, from /proc (Linux)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    gate = threading.Event()
+
+    def hold(x: int) -> int:
+        gate.wait()
+        return sum(sw.track(range(1000)))
+
+    def report(total: int) -> int:
+        sw.report(total=total)
+        return total
+
+    pipe = sw.Pipeline("scale", [hold, report])
+    gc.collect()
+    base_threads, base_rss = threading.active_count(), rss_kib()
+    start = time.perf_counter()
+    runs = [pipe.start(i, display=False) for i in range(args.runs)]
+    started_s = time.perf_counter() - start
+    peak_threads, live_rss = threading.active_count(), rss_kib()
+    gate.set()
+    results = [run.result(120) for run in runs]
+    all_s = time.perf_counter() - start
+    for thread in threading.enumerate():
+        if thread.name.startswith("stagewidget-"):
+            thread.join(30)
+    gc.collect()
+    after_threads, done_rss = threading.active_count(), rss_kib()
+    figures = {
+        "runs": args.runs,
+        "all_succeeded": all(r == 499500 for r in results),
+        "start_all_s": round(started_s, 3),
+        "finish_all_s": round(all_s, 3),
+        "threads_baseline": base_threads,
+        "threads_peak": peak_threads,
+        "threads_after": after_threads,
+        "kib_per_live_run": round((live_rss - base_rss) / args.runs, 1),
+        "kib_per_finished_run": round((done_rss - base_rss) / args.runs, 1),
+    }
+    print(f"scale: {args.runs} runs started at once")
+    for key, value in figures.items():
+        print(f"  {key:22s} {value}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(figures, fh, indent=2)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
