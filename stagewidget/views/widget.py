@@ -79,7 +79,7 @@ class _StageRow:
         elif not unknown and "sw-indeterminate" in self.bar._dom_classes:
             self.bar.remove_class("sw-indeterminate")
         with self.bar.hold_sync():
-            _set(self.bar, value=round(fraction or 0.0, 3), bar_style=_BAR_STYLE[stage.state])
+            _set(self.bar, value=_quantize(fraction or 0.0), bar_style=_BAR_STYLE[stage.state])
         state = stage.state.value
         if text or stage.state is not StageState.RUNNING:
             _set(self.name, value=f"{_ICON[state]} <b>{html.escape(stage.name)}</b>")
@@ -88,6 +88,11 @@ class _StageRow:
             if stage.message:
                 extra = f"{extra}  {stage.message}".strip()
             _set(self.extra, value=f'<span style="color:#555">{html.escape(extra)}</span>')
+
+
+def _quantize(fraction: float) -> float:
+    """Round to half a percent: finer steps are invisible but would each cost a message."""
+    return round(fraction * 200) / 200
 
 
 def _stage_info(stage: StageStatus) -> str:
@@ -114,7 +119,7 @@ class RunView:
     the widget show the run's final status in saved notebooks (updated by display id).
     """
 
-    def __init__(self, run: Run, *, refresh_hz: float = 10.0, text_hz: float = 2.0) -> None:
+    def __init__(self, run: Run, *, refresh_hz: float = 10.0, text_hz: float = 1.0) -> None:
         self._run = run
         self.retries: list[Run] = []
         self._text_period_s = 1.0 / min(text_hz, refresh_hz)
@@ -211,12 +216,12 @@ class RunView:
 
     def _draw(self, status: RunStatus, *, text: bool) -> None:
         state = status.state.value
-        with self._overall.hold_sync():
-            _set(self._overall, value=round(status.fraction, 2),
-                 bar_style=_BAR_STYLE[StageState(state)] if status.done() else "")
         for row, stage in zip(self._rows, status.stages):
             row.draw(stage, text=text)
         if text:
+            with self._overall.hold_sync():
+                _set(self._overall, value=_quantize(status.fraction),
+                     bar_style=_BAR_STYLE[StageState(state)] if status.done() else "")
             _set(self._title, value=f"<b>{html.escape(status.pipeline)}</b> {_state_html(state)}")
             eta = "" if status.eta_s is None or status.done() else \
                 f" · eta {fmt.format_duration(round(status.eta_s))}"
