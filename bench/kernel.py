@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -34,12 +33,10 @@ def _size(msg: dict[str, Any]) -> int:
 
 
 class BenchKernel:
-    """A kernel started from ``python`` (default: this interpreter), on 127.0.0.1."""
+    """A kernel of this interpreter (ipykernel's own "python3" spec), on 127.0.0.1."""
 
-    def __init__(self, python: str | None = None, cwd: str | None = None) -> None:
-        self.manager = KernelManager(
-            kernel_cmd=[python or sys.executable, "-m", "ipykernel_launcher", "-f",
-                        "{connection_file}"], ip="127.0.0.1")
+    def __init__(self, cwd: str | None = None) -> None:
+        self.manager = KernelManager(kernel_name="python3", ip="127.0.0.1")
         self.manager.start_kernel(cwd=cwd)
         self.client = self.manager.client()
         self.client.start_channels()

@@ -134,6 +134,7 @@ class RunView:
         self._cancel = w.Button(description="Cancel", icon="stop", button_style="warning",
                                 tooltip="cancel this run (cooperative)")
         self._cancel.on_click(lambda _: self._run.cancel())
+        _accept_clicks_on_any_shell(self._cancel)
         self._rows = [_StageRow(stage) for stage in status.stages]
         self._inner = w.HTML()
         self._charts = w.HTML()
@@ -285,6 +286,21 @@ class RunView:
         """Stop following the run and close the widgets (frees their comms)."""
         self._unsubscribe()
         _close_tree(self.widget)
+
+
+def _accept_clicks_on_any_shell(button: w.Button) -> None:
+    """Let the frontend's click reach the kernel on a subshell while the main shell is busy.
+
+    ipykernel 7 routes a comm's incoming messages to the subshell that last published on
+    it (``BaseComm._reply_subshell_id``): the main shell for a widget created in a cell.
+    JupyterLab 4.6 sends widget messages on a subshell of its own; without the pin, a
+    Cancel click during a blocking ``pipe.run()`` would wait behind the run it cancels.
+    The button never publishes again (only its layout changes), so the pin stays off.
+    Harmless on ipykernel 6, which has no subshells and no such attribute.
+    """
+    comm = getattr(button, "comm", None)
+    if comm is not None and "_reply_subshell_id" in vars(comm):
+        del comm._reply_subshell_id
 
 
 def _close_tree(widget: w.Widget) -> None:
