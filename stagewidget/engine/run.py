@@ -365,22 +365,18 @@ class Run:
             self._transition(RunState.RUNNING)
             data = self._input
             for index in range(self._start_index, len(self._stages)):
-                with self._cond:
-                    if self._cancel_requested:
-                        stages = self._skip_rest(index, StageState.CANCELLED)
-                        self._status = replace(self._status, current=index)
-                        break
+                if self._cancelled_before(index):
+                    break
                 outcome, data = self._run_stage(index, data)
                 if outcome is not StageState.SUCCEEDED:
                     if isinstance(data, KeyboardInterrupt):
                         interrupted = data
-                    stages = None
                     break
             else:
                 self._input = None  # nothing left to retry; let the data go
                 self._transition(RunState.SUCCEEDED, result=data, final=True)
                 return
-            self._finish_stopped(stages)
+            self._finish_stopped()
         except BaseException as exc:  # a bug of ours must still end the run
             self._fail_internal(exc)
         finally:
@@ -424,13 +420,20 @@ class Run:
             if error is not None:
                 self._status = replace(self._status, error=error)
 
-    def _finish_stopped(self, stages: tuple[StageStatus, ...] | None) -> None:
+    def _cancelled_before(self, index: int) -> bool:
+        """If cancel() came before stage ``index`` started, mark it cancelled; say so."""
+        with self._cond:
+            if not self._cancel_requested:
+                return False
+            self._status = replace(self._status, current=index,
+                                   stages=self._skip_rest(index, StageState.CANCELLED))
+            return True
+
+    def _finish_stopped(self) -> None:
         """End a run that failed or was cancelled: later stages skipped, final state posted."""
         with self._cond:
             failed = self._status.error is not None
-            current = self._status.current or 0
-            if stages is None:
-                stages = self._skip_rest(current + 1, StageState.SKIPPED)
+            stages = self._skip_rest((self._status.current or 0) + 1, StageState.SKIPPED)
         self._transition(RunState.FAILED if failed else RunState.CANCELLED, stages=stages,
                          final=True)
 
