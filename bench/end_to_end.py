@@ -25,20 +25,20 @@ def make_stages() -> list[Callable[[Any], Any]]:
     def tiny(seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         a, out = rng.random(16), np.empty(16)
-        for _ in sw.track(range(150_000), desc="tiny"):
+        for _ in sw.track(range(1_000_000), desc="tiny"):
             np.multiply(a, 1.0000001, out=out)
         return rng.random((200, 200))
 
     def medium(m: np.ndarray) -> np.ndarray:
         v = np.ones(200)
-        for _ in sw.track(range(4_000), desc="medium"):
+        for _ in sw.track(range(20_000), desc="medium"):
             v = m @ v
             v /= np.linalg.norm(v)
         return m
 
     def heavy(m: np.ndarray) -> float:
         acc = 0.0
-        for i in sw.track(range(150), desc="heavy"):
+        for i in sw.track(range(400), desc="heavy"):
             acc += float(np.linalg.svd(m + i, compute_uv=False)[0])
             sw.report(largest=acc / (i + 1))
         return acc
@@ -53,11 +53,15 @@ def plain(stages: list[Callable[[Any], Any]], data: Any) -> Any:
 
 
 def with_stagewidget(stages: list[Callable[[Any], Any]], data: Any) -> Any:
-    pipe = sw.Pipeline("e2e", stages)
-    run = pipe.start(data, display=False)
     from stagewidget.views.widget import RunView
 
-    RunView(run)  # the live widget, subscribed (no kernel: its messages go nowhere)
+    pipe = sw.Pipeline("e2e", stages)
+    # as in a notebook, the view is built before the stages start (no kernel here, so
+    # its comm messages go nowhere; the drawing work is all done)
+    run = sw.Run(pipe, pipe.stages, data, executor=sw.ThreadExecutor(), refresh_hz=10,
+                 clock=time.time)
+    RunView(run)
+    run._launch()
     return run.result()
 
 
