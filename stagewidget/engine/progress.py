@@ -109,11 +109,12 @@ class _Loop:
         source = iter(self._source)
         self._source = None
         if type(source) in _SEEKABLE and self.total == length_hint(source):
+            # cancel() moves the sequence iterator to its end; _end() then raises
             self._seq = source
-            inner: Iterator[Any] = source
+            self._iter = chain(source, self._end())
         else:
-            inner = compress(source, chain.from_iterable(self._chunks()))
-        self._iter = chain(inner, self._end())
+            # the selector chunks raise on cancel; an ended loop is seen by active()
+            self._iter = compress(source, chain.from_iterable(self._chunks()))
         self._progress._enter(self)
         return self._iter
 
