@@ -7,7 +7,6 @@ decided here, when a run starts, never at import.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
@@ -27,7 +26,11 @@ def in_widget_frontend() -> bool:
     shell = get_ipython()
     if shell is None or getattr(shell, "kernel", None) is None:
         return False
-    return importlib.util.find_spec("ipywidgets") is not None
+    try:
+        import ipywidgets  # noqa: F401  (a kernel without it gets the text view)
+    except ImportError:
+        return False
+    return True
 
 
 def show(run: Run) -> Any:
