@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from typing import Any
 import numpy as np
 
 import stagewidget as sw
+
+from .common import write_json
 
 
 def make_stages() -> list[Callable[[Any], Any]]:
@@ -95,9 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"  stagewidget / plain, median of paired ratios = {ratio:.4f} "
           f"({(ratio - 1) * 100:+.2f} %), target < +2 %")
     result = {"medians_s": medians, "ratio": ratio, "runs_s": times}
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
+    write_json(args.json, result)
     return result
 
 

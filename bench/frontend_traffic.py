@@ -8,9 +8,9 @@ Run: ``.venv/bin/python -m bench.frontend_traffic [--seconds 8]``
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from .common import write_json
 from .kernel import BenchKernel
 
 SETUP = """
@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{row['steady_msgs_per_s']:9.1f} {row['steady_kb_per_s']:8.2f} {row['messages']:6d}"
               + (f"  loop slowed {row['slowdown_x']:.0f}x" if row.get("slowdown_x") else ""))
     print("  targets: stagewidget <= refresh_hz (10) refreshes/s and <= 10 KB/s per run")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    write_json(args.json, results)
     return results
 
 

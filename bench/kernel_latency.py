@@ -7,12 +7,12 @@ Run: ``.venv/bin/python -m bench.kernel_latency [--seconds 5]``
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import threading
 import time
 from typing import Any
 
+from .common import write_json
 from .kernel import BenchKernel
 
 SETUP = """
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if base and fast:
         print(f"  pure-Python stage throughput with switchinterval 0.0002 vs default: "
               f"{fast / base:.2f}x (same seconds of work)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    write_json(args.json, results)
     return results
 
 

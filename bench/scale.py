@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import threading
 import time
 from typing import Any
 
 import stagewidget as sw
+
+from .common import write_json
 
 
 def rss_kib() -> int:
@@ -69,9 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"scale: {args.runs} runs started at once")
     for key, value in figures.items():
         print(f"  {key:22s} {value}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(figures, fh, indent=2)
+    write_json(args.json, figures)
     return figures
 
 
