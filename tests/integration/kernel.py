@@ -259,6 +259,11 @@ class Kernel:
         """The comm_open, comm_msg and comm_close messages received at or after ``since``."""
         return self.messages_since(since, "comm_open", "comm_msg", "comm_close")
 
+    def send_comm_msg(self, comm_id: str, data: dict[str, Any]) -> None:
+        """Send a comm message as a frontend does (e.g. a widget's button click)."""
+        msg = self._client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        self._client.shell_channel.send(msg)
+
     def kernel_info(self, timeout: float = 30.0) -> dict[str, Any]:
         """Send a kernel_info_request (as frontends do on their own); return the reply message."""
         return self._reply(self._client.kernel_info(), time.monotonic() + timeout)
