@@ -588,3 +588,19 @@ def test_two_hundred_concurrent_runs_finish_and_leave_no_threads() -> None:
     assert len({r.run_id for r in runs}) == 200
     join_stagewidget_threads()
     assert {t.ident for t in threading.enumerate()} <= baseline
+
+
+@pytest.mark.parametrize("exc, state", [(SystemExit(3), RunState.FAILED),
+                                        (KeyboardInterrupt(), RunState.CANCELLED),
+                                        (MemoryError(), RunState.FAILED)])
+def test_nothing_escapes_the_driver_thread(monkeypatch, exc, state) -> None:
+    escaped = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args))
+
+    def stage(_):
+        raise exc
+
+    run = sw.Pipeline("p", [stage]).start(None, display=False)
+    assert run.wait(WAIT_S).state is state
+    join_stagewidget_threads()
+    assert escaped == []
