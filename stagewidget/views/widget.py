@@ -63,11 +63,11 @@ class _StageRow:
     """One stage: state and name, a bar, counts/rate/ETA, metrics and message."""
 
     def __init__(self, stage: StageStatus) -> None:
-        self.name = w.HTML(layout=w.Layout(width="16em"))
+        self.name = w.HTML(layout=w.Layout(width="14em", flex="0 0 auto"))
         self.bar = w.FloatProgress(min=0.0, max=1.0, layout=w.Layout(flex="1 1 auto",
                                                                    width="auto"))
-        self.info = w.HTML(layout=w.Layout(width="20em"))
-        self.extra = w.HTML(layout=w.Layout(width="auto"))
+        self.info = w.HTML(layout=w.Layout(width="18em", flex="0 0 auto"))
+        self.extra = w.HTML(layout=w.Layout(width="22em", flex="0 0 auto", overflow="hidden"))
         self.box = w.HBox([self.name, self.bar, self.info, self.extra])
         self.draw(stage, text=True)
 

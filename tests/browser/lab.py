@@ -1,0 +1,238 @@
+"""JupyterLab 4 on 127.0.0.1 driven by Debian's headless Chromium through Playwright.
+
+Facts this relies on (checked on this machine, see ../shared/notes/jupyter-testing.md):
+as root, lab needs ``--allow-root``; ``launch()`` rejects ``--user-data-dir`` so Chromium
+starts with ``launch_persistent_context`` on a fresh folder; the news pop-up and the kernel
+picker are turned off by user settings; ``notebook:run-all-cells`` resolves only when every
+cell has run, so it is fired without awaiting; the kernel status indicator is no sign that a
+cell finished (control-channel replies flip it): tests wait on output text or widget DOM.
+Tests work on copies of notebooks because JupyterLab autosaves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+READY_JS = """() => {
+  const app = window.jupyterapp;
+  const panel = app && app.shell.currentWidget;
+  if (!panel || !panel.context || !panel.sessionContext) return false;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  return panel.context.isReady && panel.sessionContext.isReady && !!kernel
+    && kernel.status === 'idle';
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LabServer:
+    """A JupyterLab server process of its own, with its own config, data and settings."""
+
+    def __init__(self, base: Path) -> None:
+        self.token = secrets.token_hex(16)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.root_dir = base / "root"
+        self.log_path = base / "lab.log"
+        settings = base / "settings"
+        for folder in (self.root_dir, settings, base / "config", base / "data",
+                       base / "runtime", base / "workspaces"):
+            folder.mkdir(parents=True, exist_ok=True)
+        _write_settings(settings)
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(base / "config"),
+                   JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+                   JUPYTER_DATA_DIR=str(base / "data"), PYTHONPATH=str(ROOT))
+        command = [
+            sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
+            "--ip=127.0.0.1", f"--port={self.port}", "--port-retries=0",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        ]
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env, cwd=self.root_dir)
+        self._wait_ready()
+
+    def _api(self, path: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(f"{self.url}{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read() or b"null")
+
+    def _wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with {self.proc.returncode}:\n"
+                                   + self.log_path.read_text()[-3000:])
+            try:
+                self._api("/api/status")
+                return
+            except OSError:  # not listening yet: wait a little on the process itself
+                try:
+                    self.proc.wait(0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+        raise RuntimeError("JupyterLab did not answer in time:\n" + self.log_path.read_text()[-3000:])
+
+    def copy_in(self, notebook: Path) -> str:
+        """Copy ``notebook`` into the server's root under a fresh name; return that name."""
+        name = f"{notebook.stem}-{secrets.token_hex(3)}{notebook.suffix}"
+        shutil.copy(notebook, self.root_dir / name)
+        for extra in notebook.parent.glob("*.py"):  # scripts a notebook %runs
+            shutil.copy(extra, self.root_dir / extra.name)
+        return name
+
+    def close(self) -> None:
+        """Shut the server down through its API; kill it (by its PID) if it hangs."""
+        try:
+            self._api("/api/shutdown", method="POST")
+            self.proc.wait(20)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self._log.close()
+
+
+def _write_settings(settings: Path) -> None:
+    values = {
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
+                                                        "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker": {"autoStartDefaultKernel": True},
+    }
+    for key, value in values.items():
+        package, plugin = key.rsplit("/", 1)
+        path = settings / package / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+class LabPage:
+    """One browser tab on one notebook copy."""
+
+    def __init__(self, server: LabServer, page: Any) -> None:
+        self.server = server
+        self.page = page
+
+    def open(self, notebook: Path) -> None:
+        """Open a copy of ``notebook`` and wait until its kernel is idle."""
+        name = self.server.copy_in(notebook)
+        self.page.goto(f"{self.server.url}/lab/tree/{name}?reset&token={self.server.token}")
+        self.page.wait_for_function(READY_JS, timeout=90_000)
+
+    def run_all(self) -> None:
+        """Start running every cell (does not wait for them)."""
+        self.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+    def run_code(self, code: str) -> None:
+        """Append a cell with ``code`` at the end and run it (does not wait for it)."""
+        self.page.evaluate("""async (code) => {
+          const app = window.jupyterapp;
+          const notebook = app.shell.currentWidget.content;
+          notebook.activeCellIndex = notebook.widgets.length - 1;
+          await app.commands.execute('notebook:insert-cell-below');
+          notebook.activeCell.model.sharedModel.setSource(code);
+          app.commands.execute('notebook:run-cell');
+        }""", code)
+
+    def wait_for_text(self, text: str, timeout_s: float = 60.0) -> None:
+        """Wait until ``text`` shows in the notebook's outputs (not in its code)."""
+        self.page.wait_for_function(
+            "([sel, text]) => Array.from(document.querySelectorAll(sel))"
+            ".some(o => o.innerText.includes(text))",
+            arg=[f"{PANEL} .jp-OutputArea", text], timeout=timeout_s * 1000, polling=50)
+
+    def outputs_text(self) -> str:
+        """The text of every output area of the notebook."""
+        return self.page.evaluate(
+            "(sel) => Array.from(document.querySelectorAll(sel)).map(o => o.innerText)"
+            ".join('\\n')", f"{PANEL} .jp-OutputArea")
+
+    def bar_widths(self) -> list[float]:
+        """Widths (%) of every ipywidgets progress bar in the notebook, in page order."""
+        return self.page.evaluate("""(sel) => Array.from(document.querySelectorAll(
+            sel + ' .widget-hprogress .progress-bar')).map(b => parseFloat(b.style.width) || 0)""",
+                                  PANEL)
+
+    def click(self, label: str) -> None:
+        """Click the last visible ipywidgets button labelled ``label``."""
+        self.page.locator(f"{PANEL} .widget-button", has_text=label).last.click()
+
+    def screenshot(self, name: str) -> Path:
+        """Save a PNG of the page under artifacts/screenshots/."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def close(self) -> None:
+        """Shut this notebook's kernel down and close the tab."""
+        self.page.evaluate("""async () => {
+          const panel = window.jupyterapp.shell.currentWidget;
+          if (panel && panel.sessionContext) { await panel.sessionContext.shutdown(); }
+        }""")
+        self.page.close()
+
+
+@pytest.fixture(scope="session")
+def lab_server() -> Iterator[LabServer]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
+    base = Path(tempfile.mkdtemp(prefix="stagewidget-lab-"))
+    server = LabServer(base)
+    yield server
+    server.close()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(lab_server: LabServer) -> Iterator[Any]:
+    # module scope: Playwright's sync API keeps an event loop running in this thread
+    # until it stops, which would break later tests that call asyncio.run()
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="stagewidget-chromium-")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000})
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def lab(lab_server: LabServer, browser: Any) -> Iterator[LabPage]:
+    page = LabPage(lab_server, browser.new_page())
+    yield page
+    page.close()

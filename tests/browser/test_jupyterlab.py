@@ -1,0 +1,144 @@
+"""The widget view in real JupyterLab 4 driven by headless Chromium: bars that move, a
+kernel that stays interactive, Cancel, a failure with its traceback and Retry.
+
+Screenshots (mid-run, finished, failed) go to artifacts/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lab as harness
+import nbformat
+import pytest
+from lab import SCREENSHOTS, LabPage
+
+pytestmark = pytest.mark.integration
+lab_server, browser, lab = harness.lab_server, harness.browser, harness.lab  # the fixtures
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RECORD_WIDTHS = """() => {
+  window.__widths = [];
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      const el = change.target;
+      if (el.classList && el.classList.contains('progress-bar')) {
+        window.__widths.push(parseFloat(el.style.width) || 0);
+      }
+    }
+  }).observe(document.body, {attributes: true, subtree: true, attributeFilter: ['style']});
+}"""
+
+SPIN = """
+import stagewidget as sw
+
+def spin(seconds):
+    import time
+    end = time.perf_counter() + seconds
+    for i in sw.track(range(10**9), desc="items"):
+        if i % 1000 == 0 and time.perf_counter() > end:
+            return i
+"""
+
+
+def empty_notebook(tmp_path: Path) -> Path:
+    path = tmp_path / "scratch.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import stagewidget as sw")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_model_training_bars_advance_and_the_run_succeeds(lab: LabPage) -> None:
+    lab.open(ROOT / "notebooks" / "02-model-training.ipynb")
+    lab.page.evaluate(RECORD_WIDTHS)
+    lab.run_all()
+    lab.page.wait_for_function("() => window.__widths.some(w => w > 0 && w < 100)",
+                               timeout=60_000, polling=20)
+    lab.screenshot("02-model-training-mid-run")
+    lab.wait_for_text("test accuracy above 0.9: True")
+    lab.wait_for_text("succeeded")
+    widths = lab.page.evaluate("() => window.__widths")
+    moving = sorted({w for w in widths if 0 < w < 100})
+    assert len(moving) >= 2, widths  # the bars advanced through several values
+    assert lab.bar_widths()[0] == 100  # the overall bar ends full
+    lab.screenshot("02-model-training-finished")
+
+
+def test_kernel_answers_a_cell_while_a_pipeline_runs(lab: LabPage, tmp_path: Path) -> None:
+    lab.open(empty_notebook(tmp_path))
+    lab.run_code(SPIN + "run = sw.Pipeline('long', [spin]).start(60)")
+    lab.wait_for_text("running")
+    sent = time.monotonic()
+    lab.run_code("print(6 * 7, run.status().state.value)")
+    lab.wait_for_text("42 running")
+    latency_s = time.monotonic() - sent
+    lab.screenshot("interactive-while-running")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "interactive-latency.json").write_text(json.dumps({"latency_s": latency_s}))
+    print(f"a cell run while the pipeline works answered in {latency_s * 1000:.0f} ms")
+    lab.click("Cancel")
+    lab.wait_for_text("cancelled")
+
+
+def test_cancel_button_ends_the_run_cancelled(lab: LabPage, tmp_path: Path) -> None:
+    lab.open(empty_notebook(tmp_path))
+    lab.run_code(SPIN + "run = sw.Pipeline('to-cancel', [spin]).start(60)")
+    lab.wait_for_text("running")
+    lab.click("Cancel")
+    lab.wait_for_text("Cancelled: Retry resumes")
+    lab.run_code("print('state is', run.wait(10).state.value)")
+    lab.wait_for_text("state is cancelled")
+
+
+def test_failure_shows_the_traceback_and_retry_runs_the_fixed_stage(
+        lab: LabPage, tmp_path: Path) -> None:
+    lab.open(empty_notebook(tmp_path))
+    lab.run_code("""
+import stagewidget as sw
+pipe = sw.Pipeline("flaky")
+
+@pipe.stage
+def load(n):
+    return list(range(n))
+
+@pipe.stage
+def check(items):
+    raise ValueError(f"bad batch of {len(items)}")
+
+run = pipe.start(5)
+""")
+    lab.wait_for_text("ValueError: bad batch of 5")
+    lab.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jupyter-widget-Collapse-header",
+                     has_text="Error").last.click()
+    lab.wait_for_text("Traceback")
+    lab.screenshot("failed-with-traceback")
+    lab.run_code("""
+@pipe.stage
+def check(items):
+    return sum(items)
+""")
+    lab.click("Retry")
+    lab.wait_for_text("flaky")  # the retry's own view, inside the first one
+    lab.run_code("print('retried:', sw.runs()[-1].wait(30).state.value, sw.runs()[-1].result())")
+    lab.wait_for_text("retried: succeeded 10")
+    lab.screenshot("retried")
+
+
+def test_cancel_works_during_a_blocking_run(lab: LabPage, tmp_path: Path) -> None:
+    # JupyterLab 4.6 sends widget messages on a kernel subshell (ipykernel 7): the click
+    # is handled while the main shell is busy in pipe.run()
+    lab.open(empty_notebook(tmp_path))
+    lab.run_code(SPIN + """
+try:
+    sw.Pipeline("blocking", [spin]).run(60)
+except BaseException as exc:
+    print("pipe.run ended:", type(exc).__name__)
+""")
+    lab.wait_for_text("running")
+    lab.click("Cancel")
+    lab.wait_for_text("pipe.run ended: Cancelled", timeout_s=20)
