@@ -255,10 +255,14 @@ class StageProgress:
         """Count ``n`` more units of the stage's own work done."""
         if self._cancel_requested:
             raise Cancelled(f"stage {self.name!r} was cancelled")
-        self._manual = True
         if n == 1:
-            next(self._ones)
-        elif isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0:
+            next(self._ones)  # the sampler sees the counter moved: no flag to set here
+        else:
+            self._advance_by(n)
+
+    def _advance_by(self, n: int) -> None:
+        if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0:
+            self._manual = True
             self._extra.append(int(n))
         else:
             raise PipelineError(f"advance() takes a non-negative int (got {n!r})")
@@ -311,7 +315,7 @@ class StageProgress:
                 ended = loops.pop()
             except IndexError:  # another thread of the stage pruned it first
                 break
-            if not loops and not self._manual:
+            if not loops and not self._manual and length_hint(self._ones) == _BIG:
                 self._last_top = ended.level()
         loops.append(loop)
         if self._cancel_requested:
@@ -338,7 +342,7 @@ class StageProgress:
             return self._remote
         loops = tuple(self._loops)  # only the stage's threads change the list
         levels = tuple(loop.level() for loop in loops if loop.active())
-        if self._manual:
+        if self._manual or length_hint(self._ones) != _BIG:  # a total or advance() calls
             while self._extra:
                 self._extra_sum += self._extra.popleft()
             done = _BIG - length_hint(self._ones) + self._extra_sum
@@ -433,10 +437,19 @@ def track(iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
 
 
 def advance(n: int = 1) -> None:
-    """Count ``n`` units of the current stage's work as done (no-op outside a run)."""
+    """Count ``n`` units of the current stage's work as done (no-op outside a run).
+
+    Cheap (tens of ns), but per item of a tight loop ``track()`` costs far less.
+    """
     progress = _CURRENT.get()
-    if progress is not None:
-        progress.advance(n)
+    if progress is None:
+        return
+    if progress._cancel_requested:  # inlined StageProgress.advance: one call less
+        raise Cancelled(f"stage {progress.name!r} was cancelled")
+    if n == 1:
+        next(progress._ones)
+    else:
+        progress._advance_by(n)
 
 
 def set_total(total: int | None) -> None:
