@@ -62,7 +62,7 @@ def with_stagewidget(stages: list[Callable[[Any], Any]], data: Any) -> Any:
     run = sw.Run(pipe, pipe.stages, data, executor=sw.ThreadExecutor(), refresh_hz=10,
                  clock=time.time)
     RunView(run)
-    run._launch()
+    run.launch()
     return run.result()
 
 

@@ -26,6 +26,7 @@ from .pipeline import Pipeline, Stage
 from .status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
 
 if _typing.TYPE_CHECKING:
+    from .service.server import Service
     from .views.table import RunList
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "current_stage",
     "report",
     "runs",
+    "serve",
     "set_total",
     "track",
 ]
@@ -68,6 +70,17 @@ def runs() -> RunList:
     from .views.table import RunList
 
     return RunList(recent_runs())
+
+
+def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:
+    """Serve the HTTP status API from a background thread; see ``stagewidget.service``.
+
+    Every run this process starts is published; ``pipelines`` can be started over HTTP.
+    Returns the running ``Service`` (``.url``, ``.stop()``).
+    """
+    from .service.server import serve as _serve
+
+    return _serve(pipelines, **options)
 
 
 _LAZY = {"TextView": ("stagewidget.views.text", "TextView")}

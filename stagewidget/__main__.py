@@ -1,9 +1,12 @@
-"""Command line: ``python -m stagewidget demo``."""
+"""Command line: ``python -m stagewidget demo`` and ``python -m stagewidget serve``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
+from typing import Any
 
 from .demo import build_pipeline
 
@@ -16,11 +19,67 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default=None, help="directory for the model file")
     demo.add_argument("--rows", type=int, default=60_000)
     demo.add_argument("--epochs", type=int, default=10)
+    serve = commands.add_parser("serve", help="serve pipelines over HTTP (the status service)")
+    serve.add_argument("pipelines", help="module:attribute holding a Pipeline, a list or a "
+                       "dict of them, e.g. myproject.pipelines:PIPELINES")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8750)
+    serve.add_argument("--redis", default=None, help="redis://host:port/db to share runs")
+    serve.add_argument("--token", default=os.environ.get("STAGEWIDGET_TOKEN"),
+                       help="bearer token clients must send (default: $STAGEWIDGET_TOKEN)")
+    serve.add_argument("--keep-s", type=float, default=600.0,
+                       help="how long finished runs stay readable")
+    serve.add_argument("--max-finished", type=int, default=1000)
+    serve.add_argument("--lost-after-s", type=float, default=10.0)
+    serve.add_argument("--executor", default=None, help="thread (default) or process")
+    serve.add_argument("--cors-origin", action="append", default=[],
+                       help="allow this origin by CORS (repeatable; default: CORS off)")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "demo":
         pipe = build_pipeline(rows=args.rows, epochs=args.epochs)
         path = pipe.run(args.out)
         print(f"model written to {path}")
+    return 0
+
+
+def load_object(spec: str) -> Any:
+    """Import ``module:attribute`` (the attribute may be dotted), from the current dir too."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise SystemExit(f"expected module:attribute, e.g. myproject.pipelines:PIPELINES "
+                         f"(got {spec!r})")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    value: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise SystemExit(f"{module_name!r} has no attribute {attribute!r}") from None
+    return value
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from .errors import PipelineError
+    from .service.server import Service
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        service = Service(load_object(args.pipelines), host=args.host, port=args.port,
+                          redis=args.redis, token=args.token, keep_s=args.keep_s,
+                          max_finished=args.max_finished, lost_after_s=args.lost_after_s,
+                          executor=args.executor, cors_origins=tuple(args.cors_origin))
+    except PipelineError as exc:
+        print(f"stagewidget serve: {exc}", file=sys.stderr)
+        return 2
+    names = ", ".join(sorted(service.registry.pipelines))
+    print(f"serving {names} on {service.url} ({service.registry.store.name} store)",
+          file=sys.stderr, flush=True)
+    service.serve_forever()
     return 0
 
 

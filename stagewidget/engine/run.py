@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -28,7 +29,9 @@ from .progress import _CURRENT, StageProgress
 if TYPE_CHECKING:
     from ..pipeline import Pipeline, Stage
 
-__all__ = ["Run", "recent_runs"]
+__all__ = ["Run", "on_run_start", "recent_runs"]
+
+_log = logging.getLogger("stagewidget")
 
 RECENT_RUNS = 100
 # The process's latest runs, for sw.runs(): a kernel's runs are process-wide by nature.
@@ -39,6 +42,25 @@ _recent: deque[Run] = deque(maxlen=RECENT_RUNS)
 def recent_runs() -> list[Run]:
     """The runs this process started most recently (at most 100), oldest first."""
     return list(_recent)
+
+
+# Who wants to hear of every new run of this process (a status service serving a
+# notebook's runs). list.append/remove and iterating over a copy need no lock.
+_start_listeners: list[Callable[[Run], None]] = []
+
+
+def on_run_start(listener: Callable[[Run], None]) -> Callable[[], None]:
+    """Call ``listener(run)`` (in the starting thread) for every run started from now on.
+
+    Returns a function that stops it. A raising listener is logged; the run goes on.
+    """
+    _start_listeners.append(listener)
+
+    def remove() -> None:
+        if listener in _start_listeners:
+            _start_listeners.remove(listener)
+
+    return remove
 
 LOG_LINES = 200  # log lines a run keeps for its views
 _DELIVERY_GRACE_S = 5.0  # wait() lets observers this long to receive the final status
@@ -96,19 +118,34 @@ class Run:
     @classmethod
     def start(cls, pipeline: Pipeline, data: Any, *, executor: Any = None, display: Any = None,
               refresh_hz: float = 10.0, clock: Callable[[], float] | None = None,
-              stages: tuple[Stage, ...] | None = None, **more: Any) -> Run:
-        """Create a run of ``pipeline`` (or of ``stages``), attach its view and start it."""
+              stages: tuple[Stage, ...] | None = None, launch: bool = True,
+              **more: Any) -> Run:
+        """Create a run of ``pipeline`` (or of ``stages``), attach its view and start it.
+
+        With ``launch=False`` the run is only prepared: the caller records it somewhere
+        first (the status service does), then calls ``launch()``.
+        """
         run = cls(pipeline, pipeline.stages if stages is None else stages, data,
                   executor=resolve_executor(executor), refresh_hz=refresh_hz,
                   clock=clock or time.time, **more)
         from ..views.show import attach
 
         attach(run, display)
-        _recent.append(run)
-        run._launch()
+        if launch:
+            run.launch()
         return run
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
+        """Start a run prepared with ``Run.start(..., launch=False)``; call it once."""
+        if self._notifier.thread.ident is not None:
+            raise InvalidTransition(f"run {self.run_id} was already launched")
+        _recent.append(self)
+        for listener in tuple(_start_listeners):
+            try:
+                listener(self)
+            except Exception:
+                _log.exception("run-start listener %r failed; run %s goes on", listener,
+                               self.run_id)
         self._notifier.start()
         if self._thread is not None:
             self._thread.start()

@@ -413,7 +413,7 @@ def test_cancel_before_the_first_stage_runs_nothing() -> None:
                  clock=lambda: 0.0)
     assert run.status().state is RunState.PENDING
     run.cancel()
-    run._launch()
+    run.launch()
     status = run.wait(WAIT_S)
     gate.set()
     assert status.state is RunState.CANCELLED

@@ -17,7 +17,7 @@ def view_of(pipe: sw.Pipeline, data=None, **options) -> tuple[sw.Run, RunView]:
     run = sw.Run(pipe, pipe.stages, data, executor=sw.ThreadExecutor(), refresh_hz=50,
                  clock=__import__("time").time)
     view = RunView(run, refresh_hz=50, **options)
-    run._launch()
+    run.launch()
     return run, view
 
 

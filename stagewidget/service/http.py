@@ -1,0 +1,388 @@
+"""The HTTP API: an ASGI app (Starlette) over a ``RunRegistry``; speaks only JSON.
+
+Endpoints (all under ``/api``; errors are RFC 9457 ``application/problem+json``):
+
+- ``POST /pipelines/{name}/runs``: start a run with the JSON body as input; 202 and
+  ``Location``, or with ``Prefer: wait=N`` (RFC 7240) 200 and the result if it ends
+  within N s. ``Idempotency-Key`` makes a retried request return the first run.
+- ``GET /runs/{id}``, ``GET /runs`` (``state``, ``pipeline``, ``offset``, ``limit``),
+  ``DELETE /runs/{id}`` (cancel), ``GET /runs/{id}/events`` (Server-Sent Events).
+- ``GET /pipelines``, ``GET /health``, and ``GET /openapi.json`` (the API document).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from ..errors import InvalidTransition, PipelineError, RunNotFound
+from ..pipeline import NO_INPUT
+from .openapi import openapi_document
+from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
+from .store import TERMINAL, Record, StoreUnavailable
+
+__all__ = ["create_app"]
+
+_log = logging.getLogger("stagewidget.service")
+
+SUMMARY_KEYS = ("run_id", "pipeline", "state", "current_stage", "fraction", "created_at",
+                "started_at", "finished_at", "elapsed_s", "eta_s", "error", "retry_of")
+MAX_LIMIT = 500
+
+
+class Problem(Exception):
+    """An RFC 9457 problem: becomes the reply's status and ``problem+json`` body."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers = headers or {}
+
+
+def _problem_response(problem: Problem, instance: str) -> Any:
+    from starlette.responses import JSONResponse
+
+    body = {"type": f"urn:stagewidget:problem:{problem.slug}", "title": problem.title,
+            "status": problem.status, "detail": problem.detail, "instance": instance}
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers,
+                        media_type="application/problem+json")
+
+
+def _as_problem(exc: Exception) -> Problem:
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, PipelineNotFound):
+        return Problem(404, "pipeline-not-found", "Pipeline not found", str(exc))
+    if isinstance(exc, RunNotFound):
+        return Problem(404, "run-not-found", "Run not found", str(exc))
+    if isinstance(exc, IdempotencyConflict):
+        return Problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc))
+    if isinstance(exc, PipelineError):
+        return Problem(422, "invalid-input", "Input not accepted", str(exc))
+    if isinstance(exc, InvalidTransition):
+        return Problem(409, "run-ended", "Run already ended", str(exc))
+    if isinstance(exc, StoreUnavailable):
+        return Problem(503, "store-unavailable", "Status store unavailable", str(exc),
+                       {"Retry-After": "1"})
+    _log.exception("internal error in the status service")
+    return Problem(500, "internal-error", "Internal error",
+                   "the service failed to handle this request; see its log")
+
+
+def parse_prefer_wait(values: list[str], max_wait_s: float) -> float | None:
+    """The ``wait`` preference of RFC 7240 ``Prefer`` headers, capped; None if absent.
+
+    Malformed preferences are ignored, as the RFC asks.
+    """
+    for value in values:
+        for preference in value.split(","):
+            token, _, rest = preference.strip().partition("=")
+            if token.strip().lower() != "wait":
+                continue
+            number = rest.split(";", 1)[0].strip().strip('"')
+            if number.isdigit():
+                return min(float(number), max_wait_s)
+    return None
+
+
+class _Api:
+    """The endpoints, bound to one registry and the service's settings."""
+
+    def __init__(self, registry: RunRegistry, *, token: str | None, max_body_bytes: int,
+                 max_wait_s: float, ping_s: float) -> None:
+        self.registry = registry
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.max_wait_s = max_wait_s
+        self.ping_s = ping_s
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a registry/store function, off the event loop if the store blocks."""
+        if self.registry.store.blocking:
+            from starlette.concurrency import run_in_threadpool
+
+            return await run_in_threadpool(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    def guard(self, endpoint: Callable[[Any], Awaitable[Any]], *, open_: bool = False
+              ) -> Callable[[Any], Awaitable[Any]]:
+        """Wrap ``endpoint`` with the token check and the problem+json error replies."""
+
+        async def guarded(request: Any) -> Any:
+            try:
+                if not open_:
+                    self.check_token(request)
+                return await endpoint(request)
+            except Exception as exc:
+                return _problem_response(_as_problem(exc), request.url.path)
+
+        guarded.__name__ = endpoint.__name__
+        return guarded
+
+    def check_token(self, request: Any) -> None:
+        if self.token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self.token.encode()):
+            raise Problem(401, "unauthorized", "Unauthorized",
+                          "send the service's token as 'Authorization: Bearer <token>'",
+                          {"WWW-Authenticate": 'Bearer realm="stagewidget"'})
+
+    # -- endpoints --------------------------------------------------------------------
+    async def health(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        await self.call(self.registry.store.ping)
+        return JSONResponse({"status": "ok", "store": self.registry.store.name,
+                             "pipelines": len(self.registry.pipelines)})
+
+    async def openapi(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(openapi_document(pipelines=sorted(self.registry.pipelines),
+                                             secured=self.token is not None))
+
+    async def pipelines(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"pipelines": [
+            {"name": name, "stages": [s.name for s in pipe.stages],
+             "runs_url": f"/api/pipelines/{name}/runs"}
+            for name, pipe in sorted(self.registry.pipelines.items())]})
+
+    async def start_run(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        name = request.path_params["name"]
+        body = await self._body(request)
+        data = self._input(request, body)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+            raise Problem(400, "bad-idempotency-key", "Bad Idempotency-Key",
+                          "Idempotency-Key must be 1 to 255 printable characters")
+        wait_s = parse_prefer_wait(request.headers.getlist("prefer"), self.max_wait_s)
+        fingerprint = hashlib.sha256(body).hexdigest()
+        status, created = await self.call(self.registry.start, name, data,
+                                          idempotency_key=key, fingerprint=fingerprint)
+        headers = {"Location": f"/api/runs/{status['run_id']}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        if wait_s is not None:
+            headers["Preference-Applied"] = f"wait={wait_s:g}"
+            if status["state"] not in TERMINAL:
+                await self._wait_recorded(status["run_id"], wait_s)
+                status = await self.call(self.registry.get, status["run_id"])
+        code = 200 if wait_s is not None and status["state"] in TERMINAL else 202
+        return JSONResponse(status, status_code=code, headers=headers)
+
+    async def get_run(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(await self.call(self.registry.get, request.path_params["run_id"]))
+
+    async def list_runs(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        query = request.query_params
+        state = query.get("state")
+        if state is not None and state not in STATES:
+            raise Problem(400, "bad-query", "Bad query",
+                          f"state must be one of {', '.join(STATES)} (got {state!r})")
+        offset = _int_param(query, "offset", 0, 0, None)
+        limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
+        pipeline = query.get("pipeline")
+        page = await self.call(self.registry.list, state=state, pipeline=pipeline,
+                               offset=offset, limit=limit)
+        next_url = None
+        if offset + limit < page.total:
+            params = {k: v for k, v in (("state", state), ("pipeline", pipeline)) if v}
+            next_url = "/api/runs?" + urlencode({**params, "offset": offset + limit,
+                                                 "limit": limit})
+        runs = [{k: run.get(k) for k in SUMMARY_KEYS} | {"url": f"/api/runs/{run['run_id']}"}
+                for run in page.runs]
+        return JSONResponse({"runs": runs, "total": page.total, "offset": offset,
+                             "limit": limit, "next": next_url})
+
+    async def cancel_run(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        status = await self.call(self.registry.cancel, request.path_params["run_id"])
+        return JSONResponse(status, status_code=202)
+
+    async def events(self, request: Any) -> Any:
+        from starlette.responses import StreamingResponse
+
+        run_id = request.path_params["run_id"]
+        first = await self.call(self.registry.record, run_id)  # 404 before streaming
+        return StreamingResponse(
+            self._stream(run_id, first), media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # -- helpers ----------------------------------------------------------------------
+    async def _body(self, request: Any) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> Problem:
+        return Problem(413, "body-too-large", "Request body too large",
+                       f"the input may be at most {self.max_body_bytes} bytes")
+
+    @staticmethod
+    def _input(request: Any, body: bytes) -> Any:
+        if not body.strip():
+            return NO_INPUT
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/json" and not kind.endswith("+json"):
+            raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                          f"send the input as application/json (got {kind or 'no type'!r})")
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise Problem(400, "invalid-json", "Invalid JSON",
+                          f"the body is not valid JSON: {exc}") from None
+
+    async def _wait_recorded(self, run_id: str, wait_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(done.set)
+            except RuntimeError:  # the server stopped meanwhile
+                pass
+
+        self.registry.when_recorded_done(run_id, wake)
+        try:
+            await asyncio.wait_for(done.wait(), wait_s)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _stream(self, run_id: str, first: Record) -> AsyncIterator[str]:
+        """Server-Sent Events: the status now, then each change, until the run ends."""
+        loop = asyncio.get_running_loop()
+        latest: list[Record] = []
+        changed = asyncio.Event()
+
+        def on_record(record: Record) -> None:  # a store thread: hand over to the loop
+            def deliver() -> None:
+                latest[:] = [record]
+                changed.set()
+            try:
+                loop.call_soon_threadsafe(deliver)
+            except RuntimeError:  # the loop closed: the stream is over
+                pass
+
+        unwatch = await self.call(self.registry.store.watch, run_id, on_record)
+        try:
+            # What happened between the first read and the watch is read again.
+            record: Record | None = await self.call(self.registry.store.get, run_id) or first
+            sent_at, number = -1.0, 0
+            while True:
+                if record is not None and record.heartbeat_at >= sent_at:
+                    sent_at, number = record.heartbeat_at, number + 1
+                    status = self.registry.view(record)
+                    yield f"id: {number}\nevent: status\ndata: {json.dumps(status)}\n\n"
+                    if status["state"] in TERMINAL or status["state"] == LOST:
+                        yield f"event: end\ndata: {json.dumps({'state': status['state']})}\n\n"
+                        return
+                record = None
+                try:
+                    await asyncio.wait_for(changed.wait(), self.ping_s)
+                except asyncio.TimeoutError:
+                    try:  # nothing published: look, so a silent owner turns lost
+                        record = await self.call(self.registry.store.get, run_id)
+                    except StoreUnavailable:
+                        pass
+                    stale = record is None or record.heartbeat_at <= sent_at
+                    if stale and (record is None or self.registry.view(record)["state"] != LOST):
+                        record = None
+                        yield ": ping\n\n"
+                    continue
+                changed.clear()
+                record = latest[0]
+        finally:
+            unwatch()
+
+
+def _int_param(query: Any, name: str, default: int, low: int, high: int | None) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise Problem(400, "bad-query", "Bad query",
+                      f"{name} must be an integer {bound} (got {raw!r})")
+    return int(raw)
+
+
+def create_app(registry: RunRegistry, *, token: str | None = None,
+               max_body_bytes: int = 1 << 20, max_wait_s: float = 300.0, ping_s: float = 5.0,
+               cors_origins: tuple[str, ...] = ()) -> Any:
+    """Build the Starlette app serving ``registry``.
+
+    Args:
+        token: if set, every endpoint but health and the API document needs
+            ``Authorization: Bearer <token>``.
+        max_body_bytes: largest accepted input.
+        max_wait_s: the cap on ``Prefer: wait``.
+        ping_s: how often an idle event stream sends a comment (and re-reads the run).
+        cors_origins: origins allowed by CORS (none by default: CORS off).
+    """
+    try:
+        from starlette.applications import Starlette
+        from starlette.exceptions import HTTPException
+        from starlette.middleware import Middleware
+        from starlette.middleware.cors import CORSMiddleware
+        from starlette.routing import Route
+    except ImportError:
+        raise ImportError("the status service needs starlette and uvicorn: "
+                          "pip install 'stagewidget[service]'") from None
+    api = _Api(registry, token=token, max_body_bytes=max_body_bytes, max_wait_s=max_wait_s,
+               ping_s=ping_s)
+    g = api.guard
+    routes = [
+        Route("/api/health", g(api.health, open_=True), methods=["GET"]),
+        Route("/openapi.json", g(api.openapi, open_=True), methods=["GET"]),
+        Route("/api/openapi.json", g(api.openapi, open_=True), methods=["GET"]),
+        Route("/api/pipelines", g(api.pipelines), methods=["GET"]),
+        Route("/api/pipelines/{name}/runs", g(api.start_run), methods=["POST"]),
+        Route("/api/runs", g(api.list_runs), methods=["GET"]),
+        Route("/api/runs/{run_id}", g(api.get_run), methods=["GET"]),
+        Route("/api/runs/{run_id}", g(api.cancel_run), methods=["DELETE"]),
+        Route("/api/runs/{run_id}/events", g(api.events), methods=["GET"]),
+    ]
+    middleware = []
+    if cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Prefer", "Idempotency-Key"],
+            expose_headers=["Location", "Preference-Applied", "Idempotent-Replayed"]))
+
+    async def http_error(request: Any, exc: Exception) -> Any:
+        assert isinstance(exc, HTTPException)
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        problem = Problem(exc.status_code, slug, str(exc.detail),
+                          f"{request.method} {request.url.path}: {exc.detail}",
+                          dict(exc.headers or {}))
+        return _problem_response(problem, request.url.path)
+
+    return Starlette(debug=False, routes=routes, middleware=middleware,
+                     exception_handlers={HTTPException: http_error})
+

@@ -1,0 +1,182 @@
+"""The OpenAPI 3.1 document of the HTTP API, written out so it says exactly what is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_NUM = {"type": ["number", "null"]}
+_STR = {"type": ["string", "null"]}
+_STATES = ["pending", "running", "succeeded", "failed", "cancelled", "lost"]
+_STAGE_STATES = ["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object", "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"},
+                       "instance": {"type": "string"}},
+    },
+    "Error": {
+        "type": ["object", "null"],
+        "required": ["type", "message", "traceback", "stage"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"},
+                       "traceback": {"type": "string"}, "stage": _STR},
+    },
+    "Level": {
+        "type": "object", "required": ["desc", "done", "total", "fraction"],
+        "properties": {"desc": _STR, "done": {"type": "integer"},
+                       "total": {"type": ["integer", "null"]}, "fraction": _NUM},
+    },
+    "StageStatus": {
+        "type": "object",
+        "required": ["name", "state", "done", "total", "fraction", "eta_s", "metrics"],
+        "properties": {
+            "name": {"type": "string"}, "state": {"enum": _STAGE_STATES},
+            "done": {"type": "integer", "minimum": 0}, "total": {"type": ["integer", "null"]},
+            "fraction": _NUM, "desc": _STR, "started_at": _NUM, "finished_at": _NUM,
+            "elapsed_s": {"type": "number"}, "rate": _NUM, "eta_s": _NUM,
+            "metrics": {"type": "object",
+                        "additionalProperties": {"type": ["number", "string", "boolean",
+                                                          "null"]}},
+            "history": {"type": "object",
+                        "additionalProperties": {"type": "array", "items": _NUM}},
+            "message": _STR,
+            "inner": {"type": "array", "items": {"$ref": "#/components/schemas/Level"}},
+        },
+    },
+    "RunStatus": {
+        "type": "object",
+        "required": ["run_id", "pipeline", "state", "stages", "fraction", "result", "error"],
+        "properties": {
+            "run_id": {"type": "string", "format": "uuid"},
+            "pipeline": {"type": "string"}, "state": {"enum": _STATES},
+            "current": {"type": ["integer", "null"]}, "current_stage": _STR,
+            "fraction": _NUM, "created_at": {"type": "number"}, "started_at": _NUM,
+            "finished_at": _NUM, "updated_at": {"type": "number"},
+            "elapsed_s": {"type": "number"}, "eta_s": _NUM,
+            "result": {"description": "the last stage's output once succeeded (any JSON)"},
+            "result_is_repr": {"type": "boolean"},
+            "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
+            "logs": {"type": "array", "items": {"type": "string"}},
+            "stages": {"type": "array", "items": {"$ref": "#/components/schemas/StageStatus"}},
+        },
+    },
+    "RunSummary": {
+        "type": "object", "required": ["run_id", "pipeline", "state", "url"],
+        "properties": {
+            "run_id": {"type": "string", "format": "uuid"}, "pipeline": {"type": "string"},
+            "state": {"enum": _STATES}, "current_stage": _STR, "fraction": _NUM,
+            "created_at": {"type": "number"}, "started_at": _NUM, "finished_at": _NUM,
+            "elapsed_s": {"type": "number"}, "eta_s": _NUM,
+            "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
+            "url": {"type": "string"},
+        },
+    },
+    "RunsPage": {
+        "type": "object", "required": ["runs", "total", "offset", "limit", "next"],
+        "properties": {
+            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
+            "total": {"type": "integer"}, "offset": {"type": "integer"},
+            "limit": {"type": "integer"}, "next": _STR,
+        },
+    },
+}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    return {str(code): {"description": _REASONS[code], "content": _PROBLEM} for code in codes}
+
+
+_REASONS = {400: "Bad request", 401: "Missing or wrong token", 404: "Not found",
+            409: "The run has already ended", 413: "Body too large",
+            415: "Body not JSON", 422: "Input not accepted", 503: "Status store unavailable"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def openapi_document(*, pipelines: list[str], secured: bool) -> dict[str, Any]:
+    """The API document; ``pipelines`` are the names served, ``secured`` if a token is set."""
+    run_id = {"name": "run_id", "in": "path", "required": True,
+              "schema": {"type": "string", "format": "uuid"}}
+    auth = (401,) if secured else ()
+    location = {"Location": {"schema": {"type": "string"},
+                             "description": "the run's status URL"}}
+    paths: dict[str, Any] = {
+        "/api/health": {"get": {
+            "operationId": "health", "summary": "Is the service and its store up?",
+            "responses": {"200": _json({"type": "object", "required": ["status"]}, "Up"),
+                          **_problems(503)}}},
+        "/api/pipelines": {"get": {
+            "operationId": "listPipelines", "summary": "The pipelines that can be started",
+            "responses": {"200": _json({"type": "object", "required": ["pipelines"]},
+                                       "Pipelines"), **_problems(*auth)}}},
+        "/api/pipelines/{name}/runs": {"post": {
+            "operationId": "startRun",
+            "summary": "Start a run of a pipeline with the JSON body as its input",
+            "parameters": [
+                {"name": "name", "in": "path", "required": True,
+                 "schema": {"type": "string", "enum": pipelines or [""]}},
+                {"name": "Prefer", "in": "header", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "wait=N: answer when the run ends, or after N seconds"},
+                {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                            "pattern": "^[\\x20-\\x7e]+$"}},
+            ],
+            "requestBody": {"required": False,
+                            "content": {"application/json": {"schema": {}}}},
+            "responses": {
+                "200": _json(_ref("RunStatus"), "The run ended within the wait"),
+                "202": {**_json(_ref("RunStatus"), "Started"), "headers": location},
+                **_problems(400, *auth, 404, 413, 415, 422, 503)}}},
+        "/api/runs": {"get": {
+            "operationId": "listRuns", "summary": "Runs, newest first",
+            "parameters": [
+                {"name": "state", "in": "query", "schema": {"enum": _STATES}},
+                {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+            ],
+            "responses": {"200": _json(_ref("RunsPage"), "A page of runs"),
+                          **_problems(400, *auth, 503)}}},
+        "/api/runs/{run_id}": {
+            "get": {"operationId": "getRun", "summary": "A run's status",
+                    "parameters": [run_id],
+                    "responses": {"200": _json(_ref("RunStatus"), "The status"),
+                                  **_problems(*auth, 404, 503)}},
+            "delete": {"operationId": "cancelRun", "summary": "Cancel a run",
+                       "parameters": [run_id],
+                       "responses": {"202": _json(_ref("RunStatus"), "Cancel requested"),
+                                     **_problems(*auth, 404, 409, 503)}}},
+        "/api/runs/{run_id}/events": {"get": {
+            "operationId": "streamRun",
+            "summary": "Server-Sent Events: 'status' with the status JSON, 'end' at the end",
+            "parameters": [run_id],
+            "responses": {"200": {"description": "An event stream",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                          **_problems(*auth, 404, 503)}}},
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "stagewidget status service", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http",
+                                                                "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+        for path in ("/api/health",):
+            document["paths"][path]["get"]["security"] = []
+    return document

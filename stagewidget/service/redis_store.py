@@ -1,0 +1,208 @@
+"""The Redis store: several service processes and notebooks share one view of all runs.
+
+Layout, under a key prefix (default ``stagewidget``):
+
+- ``<prefix>:run:<id>``: a hash per run (the ``Record`` fields), expiring ``keep_s``
+  after its latest write: a running run's owner rewrites it at least once a second.
+- ``<prefix>:runs``: a sorted set of run ids by creation time, for listing; members
+  whose hash expired are dropped when seen. It expires with the longest-lived run.
+- ``<prefix>:claim:<key>``: idempotency keys (``SET NX EX``).
+- Channel ``<prefix>:run:<id>``: every write is published, so watchers need no polling;
+  channel ``<prefix>:cancel`` carries cancel requests to the process running the run.
+
+Every key is written with an expiry, so nothing outlives the retention time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .store import Record, StoreUnavailable, Watcher, Watchers
+
+__all__ = ["RedisStore"]
+
+_log = logging.getLogger("stagewidget.service")
+
+_RECONNECT_S = (0.1, 0.2, 0.5, 1.0)
+
+
+class RedisStore:
+    """Records in a Redis server (5 or later; ``EXPIRE ... GT`` needs 7).
+
+    Args:
+        url: e.g. ``redis://127.0.0.1:6379/0``.
+        prefix: the key and channel prefix, so several deployments can share a server.
+        timeout_s: socket timeout; a request finds Redis down within about this time.
+    """
+
+    name = "redis"
+    blocking = True
+
+    def __init__(self, url: str, *, prefix: str = "stagewidget", timeout_s: float = 2.0) -> None:
+        try:
+            import redis
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise ImportError("the Redis store needs the redis package: "
+                              "pip install 'stagewidget[service]'") from None
+        self._redis_errors = (redis.ConnectionError, redis.TimeoutError,
+                              redis.exceptions.BusyLoadingError)
+        # Few, quick retries: a request should say 503 soon, not hang while Redis is down.
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2), decode_responses=True)
+        self.url = url
+        self.prefix = prefix
+        self._index = f"{prefix}:runs"
+        self._cancel_channel = f"{prefix}:cancel"
+        self._watchers = Watchers()
+        self._cancel_callbacks: list[Callable[[str], Any]] = []
+        self._listener: threading.Thread | None = None
+        self._listener_lock = threading.Lock()  # starts the listener thread once
+        self._stop = threading.Event()
+
+    def _key(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}"
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except self._redis_errors as exc:
+            raise StoreUnavailable(f"Redis at {self.url} is not answering ({exc})") from exc
+
+    # -- Store protocol ---------------------------------------------------------------
+    def put(self, record: Record, *, keep_s: float) -> None:
+        """Write the run's hash and index entry with expiries, and publish the record."""
+        ttl_ms = max(int(keep_s * 1000), 1)
+        fields = record.fields()
+        key = self._key(record.run_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(key, mapping=fields)
+        pipe.pexpire(key, ttl_ms)
+        pipe.zadd(self._index, {record.run_id: record.created_at})
+        pipe.pexpire(self._index, ttl_ms, nx=True)  # a new index gets an expiry...
+        pipe.pexpire(self._index, ttl_ms, gt=True)  # ...which only ever grows
+        pipe.publish(key, json.dumps(fields))
+        self._call(pipe.execute)
+
+    def get(self, run_id: str) -> Record | None:
+        """The run's record, or None if unknown or expired."""
+        fields = self._call(self._client.hgetall, self._key(run_id))
+        return Record.from_fields(fields) if fields else None
+
+    def records(self, pipeline: str | None = None) -> list[Record]:
+        """Every live record (of ``pipeline``); index entries of expired runs are dropped."""
+        run_ids = self._call(self._client.zrange, self._index, 0, -1)
+        if not run_ids:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.hgetall(self._key(run_id))
+        found = self._call(pipe.execute)
+        records, gone = [], []
+        for run_id, fields in zip(run_ids, found):
+            if not fields:
+                gone.append(run_id)
+                continue
+            try:
+                record = Record.from_fields(fields)
+            except ValueError:
+                _log.warning("skipping damaged record of run %s in Redis", run_id)
+                continue
+            if pipeline is None or record.pipeline == pipeline:
+                records.append(record)
+        if gone:
+            self._call(self._client.zrem, self._index, *gone)
+        return records
+
+    def remove(self, run_ids: list[str]) -> None:
+        """Delete these runs' hashes and index entries."""
+        if not run_ids:
+            return
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(*(self._key(r) for r in run_ids))
+        pipe.zrem(self._index, *run_ids)
+        self._call(pipe.execute)
+
+    def claim(self, key: str, value: str, ttl_s: float) -> str | None:
+        """``SET key value NX PX ttl``; return the value already there, or None."""
+        name = f"{self.prefix}:claim:{key}"
+        ttl_ms = max(int(ttl_s * 1000), 1)
+        while True:
+            if self._call(self._client.set, name, value, nx=True, px=ttl_ms):
+                return None
+            old = self._call(self._client.get, name)
+            if old is not None:
+                return old  # else it expired in between: try again
+
+    def watch(self, run_id: str, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher(record)`` from the listener thread on each published write."""
+        undo = self._watchers.add(run_id, watcher)
+        self._start_listener()
+        return undo
+
+    def request_cancel(self, run_id: str) -> None:
+        """Publish a cancel request; the owning process's listener acts on it."""
+        self._call(self._client.publish, self._cancel_channel, run_id)
+
+    def on_cancel_request(self, callback: Callable[[str], Any]) -> None:
+        """Call ``callback(run_id)`` from the listener thread for each cancel request."""
+        self._cancel_callbacks.append(callback)
+        self._start_listener()
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless Redis answers."""
+        self._call(self._client.ping)
+
+    def close(self) -> None:
+        """Stop the listener thread and close the connections (idempotent)."""
+        self._stop.set()
+        listener = self._listener
+        if listener is not None:
+            listener.join(5)
+        self._client.close()
+
+    # -- listener thread --------------------------------------------------------------
+    def _start_listener(self) -> None:
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = threading.Thread(target=self._listen, daemon=True,
+                                                  name="stagewidget-redis-listener")
+                self._listener.start()
+
+    def _listen(self) -> None:
+        """Dispatch published writes and cancel requests; reconnect when Redis returns."""
+        failures = 0
+        while not self._stop.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(f"{self.prefix}:run:*")
+                pubsub.subscribe(self._cancel_channel)
+                failures = 0
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None:
+                        self._dispatch(message)
+            except self._redis_errors:
+                failures += 1
+                self._stop.wait(_RECONNECT_S[min(failures, len(_RECONNECT_S)) - 1])
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:  # closing a broken connection may fail too
+                    pass
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        try:
+            if message.get("channel") == self._cancel_channel:
+                for callback in tuple(self._cancel_callbacks):
+                    callback(message["data"])
+            else:
+                self._watchers.notify(Record.from_fields(json.loads(message["data"])))
+        except Exception:  # a bad message must not end the listener
+            _log.exception("could not handle Redis message %r", message)
