@@ -147,7 +147,7 @@ class _Api:
     async def openapi(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        return JSONResponse(openapi_document(pipelines=sorted(self.registry.pipelines),
+        return JSONResponse(openapi_document(pipelines=self.registry.takes_input(),
                                              secured=self.token is not None))
 
     async def pipelines(self, request: Any) -> Any:
@@ -183,10 +183,15 @@ class _Api:
         code = 200 if wait_s is not None and status["state"] in TERMINAL else 202
         return JSONResponse(status, status_code=code, headers=headers)
 
-    async def get_run(self, request: Any) -> Any:
+    async def run(self, request: Any) -> Any:
+        """GET: the run's status; DELETE: cancel it (one route, so 405 lists both)."""
         from starlette.responses import JSONResponse
 
-        return JSONResponse(await self.call(self.registry.get, request.path_params["run_id"]))
+        run_id = request.path_params["run_id"]
+        if request.method == "DELETE":
+            status = await self.call(self.registry.cancel, run_id)
+            return JSONResponse(status, status_code=202)
+        return JSONResponse(await self.call(self.registry.get, run_id))
 
     async def list_runs(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
@@ -210,12 +215,6 @@ class _Api:
                 for run in page.runs]
         return JSONResponse({"runs": runs, "total": page.total, "offset": offset,
                              "limit": limit, "next": next_url})
-
-    async def cancel_run(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
-
-        status = await self.call(self.registry.cancel, request.path_params["run_id"])
-        return JSONResponse(status, status_code=202)
 
     async def events(self, request: Any) -> Any:
         from starlette.responses import StreamingResponse
@@ -363,8 +362,7 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         Route("/api/pipelines", g(api.pipelines), methods=["GET"]),
         Route("/api/pipelines/{name}/runs", g(api.start_run), methods=["POST"]),
         Route("/api/runs", g(api.list_runs), methods=["GET"]),
-        Route("/api/runs/{run_id}", g(api.get_run), methods=["GET"]),
-        Route("/api/runs/{run_id}", g(api.cancel_run), methods=["DELETE"]),
+        Route("/api/runs/{run_id}", g(api.run), methods=["GET", "DELETE"]),
         Route("/api/runs/{run_id}/events", g(api.events), methods=["GET"]),
     ]
     middleware = []

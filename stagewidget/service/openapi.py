@@ -87,6 +87,20 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+_EVENT = {
+    "type": "object", "required": ["event", "data"],
+    "oneOf": [
+        {"properties": {"event": {"const": "status"},
+                        "data": {"type": "string", "contentMediaType": "application/json",
+                                 "contentSchema": {"$ref": "#/components/schemas/RunStatus"}}}},
+        {"properties": {"event": {"const": "end"},
+                        "data": {"type": "string", "contentMediaType": "application/json",
+                                 "contentSchema": {"type": "object", "required": ["state"],
+                                                   "properties": {"state": {"enum": _STATES}}}}}},
+    ],
+}
+
+
 def _problems(*codes: int) -> dict[str, Any]:
     return {str(code): {"description": _REASONS[code], "content": _PROBLEM} for code in codes}
 
@@ -104,13 +118,42 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def openapi_document(*, pipelines: list[str], secured: bool) -> dict[str, Any]:
-    """The API document; ``pipelines`` are the names served, ``secured`` if a token is set."""
+def _start_run(name: str, takes_input: bool, auth: tuple[int, ...]) -> dict[str, Any]:
+    location = {"Location": {"schema": {"type": "string"},
+                             "description": "the run's status URL"}}
+    operation: dict[str, Any] = {
+        "operationId": f"start-{name}",
+        "summary": f"Start a run of pipeline {name!r}"
+                   + (" with the JSON body as its input" if takes_input else ""),
+        "parameters": [
+            {"name": "Prefer", "in": "header", "required": False,
+             "schema": {"type": "string"},
+             "description": "wait=N: answer when the run ends, or after N seconds"},
+            {"name": "Idempotency-Key", "in": "header", "required": False,
+             "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                        "pattern": "^[\\x20-\\x7e]+$"}},
+        ],
+        "responses": {
+            "200": _json(_ref("RunStatus"), "The run ended within the wait"),
+            "202": {**_json(_ref("RunStatus"), "Started"), "headers": location},
+            **_problems(400, *auth, 413, 415, 422, 503)},
+    }
+    if takes_input:
+        operation["requestBody"] = {"required": True, "description": "any JSON value",
+                                    "content": {"application/json": {"schema": {}}}}
+    return {"post": operation}
+
+
+def openapi_document(*, pipelines: dict[str, bool], secured: bool) -> dict[str, Any]:
+    """The API document.
+
+    Args:
+        pipelines: the names served, each with whether its first stage takes an input.
+        secured: whether a bearer token is required.
+    """
     run_id = {"name": "run_id", "in": "path", "required": True,
               "schema": {"type": "string", "format": "uuid"}}
     auth = (401,) if secured else ()
-    location = {"Location": {"schema": {"type": "string"},
-                             "description": "the run's status URL"}}
     paths: dict[str, Any] = {
         "/api/health": {"get": {
             "operationId": "health", "summary": "Is the service and its store up?",
@@ -120,25 +163,6 @@ def openapi_document(*, pipelines: list[str], secured: bool) -> dict[str, Any]:
             "operationId": "listPipelines", "summary": "The pipelines that can be started",
             "responses": {"200": _json({"type": "object", "required": ["pipelines"]},
                                        "Pipelines"), **_problems(*auth)}}},
-        "/api/pipelines/{name}/runs": {"post": {
-            "operationId": "startRun",
-            "summary": "Start a run of a pipeline with the JSON body as its input",
-            "parameters": [
-                {"name": "name", "in": "path", "required": True,
-                 "schema": {"type": "string", "enum": pipelines or [""]}},
-                {"name": "Prefer", "in": "header", "required": False,
-                 "schema": {"type": "string"},
-                 "description": "wait=N: answer when the run ends, or after N seconds"},
-                {"name": "Idempotency-Key", "in": "header", "required": False,
-                 "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                            "pattern": "^[\\x20-\\x7e]+$"}},
-            ],
-            "requestBody": {"required": False,
-                            "content": {"application/json": {"schema": {}}}},
-            "responses": {
-                "200": _json(_ref("RunStatus"), "The run ended within the wait"),
-                "202": {**_json(_ref("RunStatus"), "Started"), "headers": location},
-                **_problems(400, *auth, 404, 413, 415, 422, 503)}}},
         "/api/runs": {"get": {
             "operationId": "listRuns", "summary": "Runs, newest first",
             "parameters": [
@@ -164,9 +188,11 @@ def openapi_document(*, pipelines: list[str], secured: bool) -> dict[str, Any]:
             "summary": "Server-Sent Events: 'status' with the status JSON, 'end' at the end",
             "parameters": [run_id],
             "responses": {"200": {"description": "An event stream",
-                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                  "content": {"text/event-stream": {"itemSchema": _EVENT}}},
                           **_problems(*auth, 404, 503)}}},
     }
+    for name, takes_input in sorted(pipelines.items()):
+        paths[f"/api/pipelines/{name}/runs"] = _start_run(name, takes_input, auth)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "stagewidget status service", "version": "1"},

@@ -135,6 +135,17 @@ class RunRegistry:
         self.store.on_cancel_request(self._cancel_local)
         self._unadopt = on_run_start(self.adopt) if adopt else None
 
+    def takes_input(self) -> dict[str, bool]:
+        """Each served pipeline's name, with whether its first stage takes an input."""
+        found = {}
+        for name, pipe in self.pipelines.items():
+            try:
+                pipe._check_startable(object())
+                found[name] = True
+            except PipelineError:
+                found[name] = False
+        return found
+
     # -- starting runs ----------------------------------------------------------------
     def start(self, name: str, data: Any = NO_INPUT, *, idempotency_key: str | None = None,
               fingerprint: str = "") -> tuple[dict[str, Any], bool]:

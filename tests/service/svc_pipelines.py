@@ -1,0 +1,78 @@
+"""The pipelines the service tests serve, in the test process and in service subprocesses."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import stagewidget as sw
+
+# In-process tests open these to let a "gated" run finish: {"gate": name} waits on GATES[name].
+GATES: dict[str, threading.Event] = {}
+_gates_lock = threading.Lock()
+
+
+def gate(name: str) -> threading.Event:
+    """The event a gated run named ``name`` waits for (created on first use)."""
+    with _gates_lock:
+        return GATES.setdefault(name, threading.Event())
+
+
+square = sw.Pipeline("square")
+
+
+@square.stage
+def prepare(data):
+    n = data.get("n") if isinstance(data, dict) else None
+    if not isinstance(n, int) or not 0 <= n <= 1_000_000:
+        raise ValueError(f"input must be {{'n': int between 0 and 1000000}} (got {data!r})")
+    return list(range(n))
+
+
+@square.stage
+def compute(items):
+    return {"sum_of_squares": sum(x * x for x in sw.track(items, desc="squares"))}
+
+
+slow = sw.Pipeline("slow")
+
+
+@slow.stage
+def tick(data):
+    """``steps`` steps of ``step_s`` seconds each: a stand-in for real work."""
+    steps, step_s = int(data.get("steps", 100)), float(data.get("step_s", 0.05))
+    for _ in sw.track(range(steps), desc="steps"):
+        time.sleep(step_s)
+    return steps
+
+
+gated = sw.Pipeline("gated")
+
+
+@gated.stage
+def wait_for_gate(data):
+    event = gate(data["gate"])
+    while not event.wait(0.01):
+        if sw.cancelled():
+            raise sw.Cancelled("the run was cancelled while waiting")
+    sw.report(opened=True)
+    return data["gate"]
+
+
+fails = sw.Pipeline("fails")
+
+
+@fails.stage
+def load(data):
+    raise ValueError(f"row {data.get('row', 3)} is malformed")
+
+
+hello = sw.Pipeline("hello")
+
+
+@hello.stage
+def greet():
+    return "hello"
+
+
+PIPELINES = [square, slow, gated, fails, hello]
