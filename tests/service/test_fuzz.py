@@ -1,0 +1,32 @@
+"""Schemathesis against the service's own OpenAPI document: no 5xx, no schema violations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import harness
+import pytest
+from harness import HERE
+
+pytestmark = pytest.mark.integration
+
+redis_server, service_process = harness.redis_server, harness.service_process
+
+ARTIFACTS = Path(__file__).parents[2] / "artifacts"
+FUZZ_S = os.environ.get("STAGEWIDGET_FUZZ_S", "25")
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(service_process) -> None:
+    service = service_process()
+    ARTIFACTS.mkdir(exist_ok=True)
+    done = subprocess.run(
+        [Path(sys.executable).with_name("schemathesis"), "--config-file",
+         HERE / "schemathesis.toml", "run", f"{service.url}/openapi.json", "--checks", "all",
+         "--max-time", FUZZ_S, "--workers", "2", "--no-color"],
+        capture_output=True, text=True, timeout=int(FUZZ_S) + 120)
+    (ARTIFACTS / "schemathesis.txt").write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "No issues found" in done.stdout or " passed" in done.stdout, done.stdout[-3000:]
