@@ -158,6 +158,15 @@ class Run:
         return (f"<Run {self.run_id[:8]} of {status.pipeline!r}: {status.state.value}, "
                 f"{status.fraction:.0%}>")
 
+    def _ipython_display_(self) -> None:
+        """A bare ``run`` at the end of a notebook cell shows another live view of it."""
+        from ..views.show import in_widget_frontend, show
+
+        if in_widget_frontend():
+            show(self)
+        else:
+            print(repr(self))
+
     @property
     def executor(self) -> Executor:
         """The run's executor."""

@@ -11,7 +11,8 @@ import ipaddress
 import threading
 from typing import Any
 
-from ..errors import PipelineError
+from ..engine.run import Run, recent_runs
+from ..errors import PipelineError, RunNotFound
 from .registry import RunRegistry
 from .store import MemoryStore, Store
 
@@ -76,15 +77,17 @@ class Service:
             lifespan="off", server_header=False, timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
+        self._bound_port: int | None = None
 
     @property
     def port(self) -> int:
         """The port listened on (the real one when started with port 0)."""
-        servers = getattr(self._server, "servers", None) or []
-        for server in servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        return int(self._config.port)
+        if self._bound_port is None:
+            for server in getattr(self._server, "servers", None) or []:
+                for sock in server.sockets:
+                    self._bound_port = int(sock.getsockname()[1])
+                    break
+        return self._bound_port if self._bound_port is not None else int(self._config.port)
 
     @property
     def url(self) -> str:
@@ -96,6 +99,20 @@ class Service:
         state = "serving" if self._server.started and not self._server.should_exit else "stopped"
         return (f"<Service {self.url} ({state}, {self.registry.store.name} store, "
                 f"pipelines: {', '.join(sorted(self.registry.pipelines)) or 'none'})>")
+
+    def run(self, run_id: str) -> Run:
+        """The ``Run`` behind ``run_id`` if this process runs it (to show its widget).
+
+        Raises ``RunNotFound`` for runs of other processes and finished runs let go.
+        """
+        run = self.registry.local_run(run_id)
+        if run is None:
+            for recent in recent_runs():
+                if recent.run_id == run_id:
+                    return recent
+            raise RunNotFound(f"run {run_id!r} is not running in this process; read its "
+                              "status over HTTP instead")
+        return run
 
     def start(self, timeout: float = 30.0) -> Service:
         """Serve from a background thread; return once it listens. Raises on failure."""

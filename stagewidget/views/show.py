@@ -39,7 +39,6 @@ def show(run: Run) -> Any:
         from ..engine.logs import capture_logs
         from .widget import RunView
 
-        _register_display_hook()
         capture_logs()
         view = RunView(run, refresh_hz=run.refresh_hz)
         view.show()
@@ -68,17 +67,6 @@ def attach(run: Run, display: Any) -> None:
     raise PipelineError(
         f"display must be None, True, False or an observer (got {display!r})"
     )
-
-
-def _register_display_hook() -> None:
-    """Let a bare ``run`` at the end of a cell show another live view of it."""
-    from IPython import get_ipython
-
-    from ..engine.run import Run
-
-    shell = get_ipython()
-    formatter = shell.display_formatter.ipython_display_formatter
-    formatter.for_type(Run, lambda run: show(run) and None)
 
 
 def at_next_cell(callback: Any) -> None:
