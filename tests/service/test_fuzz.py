@@ -19,14 +19,15 @@ ARTIFACTS = Path(__file__).parents[2] / "artifacts"
 FUZZ_S = os.environ.get("STAGEWIDGET_FUZZ_S", "25")
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(service_process) -> None:
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(service_process, tmp_path
+                                                                   ) -> None:
     service = service_process()
     ARTIFACTS.mkdir(exist_ok=True)
     done = subprocess.run(
         [Path(sys.executable).with_name("schemathesis"), "--config-file",
          HERE / "schemathesis.toml", "run", f"{service.url}/openapi.json", "--checks", "all",
          "--max-time", FUZZ_S, "--workers", "2", "--no-color"],
-        capture_output=True, text=True, timeout=int(FUZZ_S) + 120)
+        capture_output=True, text=True, timeout=int(FUZZ_S) + 120, cwd=tmp_path)
     (ARTIFACTS / "schemathesis.txt").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout or " passed" in done.stdout, done.stdout[-3000:]
