@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .common import machine
 
-SUITE = ["track_overhead", "frontend_traffic", "kernel_latency", "end_to_end", "scale"]
+SUITE = ["track_overhead", "frontend_traffic", "kernel_latency", "end_to_end", "scale",
+         "service_load"]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
