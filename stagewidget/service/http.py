@@ -147,7 +147,7 @@ class _Api:
     async def openapi(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        return JSONResponse(openapi_document(pipelines=self.registry.takes_input(),
+        return JSONResponse(openapi_document(pipelines=self.registry.input_schemas(),
                                              secured=self.token is not None))
 
     async def pipelines(self, request: Any) -> Any:

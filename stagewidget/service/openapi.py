@@ -118,13 +118,14 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _start_run(name: str, takes_input: bool, auth: tuple[int, ...]) -> dict[str, Any]:
+def _start_run(name: str, schema: dict[str, Any] | None, auth: tuple[int, ...]
+               ) -> dict[str, Any]:
     location = {"Location": {"schema": {"type": "string"},
                              "description": "the run's status URL"}}
     operation: dict[str, Any] = {
         "operationId": f"start-{name}",
         "summary": f"Start a run of pipeline {name!r}"
-                   + (" with the JSON body as its input" if takes_input else ""),
+                   + (" with the JSON body as its input" if schema is not None else ""),
         "parameters": [
             {"name": "Prefer", "in": "header", "required": False,
              "schema": {"type": "string"},
@@ -138,17 +139,18 @@ def _start_run(name: str, takes_input: bool, auth: tuple[int, ...]) -> dict[str,
             "202": {**_json(_ref("RunStatus"), "Started"), "headers": location},
             **_problems(400, *auth, 413, 415, 422, 503)},
     }
-    if takes_input:
-        operation["requestBody"] = {"required": True, "description": "any JSON value",
-                                    "content": {"application/json": {"schema": {}}}}
+    if schema is not None:
+        operation["requestBody"] = {"required": True, "description": "the run's input",
+                                    "content": {"application/json": {"schema": schema}}}
     return {"post": operation}
 
 
-def openapi_document(*, pipelines: dict[str, bool], secured: bool) -> dict[str, Any]:
+def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bool
+                     ) -> dict[str, Any]:
     """The API document.
 
     Args:
-        pipelines: the names served, each with whether its first stage takes an input.
+        pipelines: the names served, each with its input's JSON schema (None: no input).
         secured: whether a bearer token is required.
     """
     run_id = {"name": "run_id", "in": "path", "required": True,
@@ -191,8 +193,8 @@ def openapi_document(*, pipelines: dict[str, bool], secured: bool) -> dict[str, 
                                   "content": {"text/event-stream": {"itemSchema": _EVENT}}},
                           **_problems(*auth, 404, 503)}}},
     }
-    for name, takes_input in sorted(pipelines.items()):
-        paths[f"/api/pipelines/{name}/runs"] = _start_run(name, takes_input, auth)
+    for name, schema in sorted(pipelines.items()):
+        paths[f"/api/pipelines/{name}/runs"] = _start_run(name, schema, auth)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "stagewidget status service", "version": "1"},

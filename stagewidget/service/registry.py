@@ -9,6 +9,7 @@ the rest. Reads come from the store, so every process sharing it sees the same r
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import re
 import socket
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -73,6 +75,43 @@ def pipelines_by_name(pipelines: Any) -> dict[str, Pipeline]:
             raise PipelineError(f"two pipelines are named {name!r}")
         found[name] = pipe
     return found
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "integer", float: "number",
+               bool: "boolean"}
+_JSON_NAMES = {**_JSON_TYPES, type(None): "null"}
+
+
+def input_type(pipe: Pipeline) -> type | None:
+    """The JSON type the first stage's parameter is annotated with, if a plain one."""
+    fn = pipe.stages[0].fn
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: accept any JSON
+        return None
+    if not params:
+        return None
+    hint = hints.get(params[0].name)
+    hint = typing.get_origin(hint) or hint
+    return hint if hint in _JSON_TYPES else None
+
+
+def check_input_type(name: str, pipe: Pipeline, data: Any) -> None:
+    """Raise ``PipelineError`` if ``data`` is not the JSON type the first stage declares."""
+    kind = input_type(pipe)
+    if kind is None:
+        return
+    fits = isinstance(data, kind) and (kind is bool or not isinstance(data, bool))
+    if kind is float and isinstance(data, int) and not isinstance(data, bool):
+        fits = True  # JSON has one number type
+    if not fits:
+        first = pipe.stages[0]
+        param = next(iter(inspect.signature(first.fn).parameters))
+        raise PipelineError(
+            f"pipeline {name!r} takes a JSON {_JSON_TYPES[kind]} (its first stage is "
+            f"{first.name}({param}: {kind.__name__})); got "
+            f"{_JSON_NAMES.get(type(data), type(data).__name__)}")
 
 
 def default_owner() -> str:
@@ -135,15 +174,21 @@ class RunRegistry:
         self.store.on_cancel_request(self._cancel_local)
         self._unadopt = on_run_start(self.adopt) if adopt else None
 
-    def takes_input(self) -> dict[str, bool]:
-        """Each served pipeline's name, with whether its first stage takes an input."""
-        found = {}
+    def input_schemas(self) -> dict[str, dict[str, Any] | None]:
+        """Each served pipeline's input as a JSON schema; None for a pipeline without input.
+
+        The schema comes from the first stage's annotation (``dict`` -> object, ``list``
+        -> array, ``str``, ``int``, ``float``, ``bool``); any JSON value otherwise.
+        """
+        found: dict[str, dict[str, Any] | None] = {}
         for name, pipe in self.pipelines.items():
             try:
                 pipe._check_startable(object())
-                found[name] = True
             except PipelineError:
-                found[name] = False
+                found[name] = None
+                continue
+            kind = input_type(pipe)
+            found[name] = {"type": _JSON_TYPES[kind]} if kind is not None else {}
         return found
 
     # -- starting runs ----------------------------------------------------------------
@@ -165,6 +210,8 @@ class RunRegistry:
             known = ", ".join(sorted(self.pipelines)) or "none"
             raise PipelineNotFound(f"no pipeline named {name!r} (served: {known})")
         pipe._check_startable(data)
+        if data is not NO_INPUT:
+            check_input_type(name, pipe, data)
         run = Run.start(pipe, data, executor=self.executor, display=False, launch=False)
         record = self._record(run.status())
         self.store.put(record, keep_s=self._keep_for(record))

@@ -22,7 +22,7 @@ square = sw.Pipeline("square")
 
 
 @square.stage
-def prepare(data):
+def prepare(data: dict):
     n = data.get("n") if isinstance(data, dict) else None
     if not isinstance(n, int) or not 0 <= n <= 1_000_000:
         raise ValueError(f"input must be {{'n': int between 0 and 1000000}} (got {data!r})")
@@ -38,7 +38,7 @@ slow = sw.Pipeline("slow")
 
 
 @slow.stage
-def tick(data):
+def tick(data: dict):
     """``steps`` steps of ``step_s`` seconds each: a stand-in for real work."""
     steps, step_s = int(data.get("steps", 100)), float(data.get("step_s", 0.05))
     for _ in sw.track(range(steps), desc="steps"):
@@ -50,7 +50,7 @@ gated = sw.Pipeline("gated")
 
 
 @gated.stage
-def wait_for_gate(data):
+def wait_for_gate(data: dict):
     event = gate(data["gate"])
     while not event.wait(0.01):
         if sw.cancelled():

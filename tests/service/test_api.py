@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import harness
 import httpx
@@ -260,3 +262,37 @@ def test_runs_this_process_starts_are_published_by_serve(redis_server, store_kin
     finally:
         service.stop()
     assert "stopped" in repr(service)
+
+
+def test_input_of_the_wrong_json_type_is_refused_before_a_run_starts(client) -> None:
+    reply = start(client, "square", [1, 2, 3])
+    assert reply.status_code == 422
+    assert reply.json()["detail"] == ("pipeline 'square' takes a JSON object (its first stage "
+                                      "is prepare(data: dict)); got array")
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/api/pipelines/square/runs"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {"type": "object"}
+    assert client.get("/api/runs").json()["total"] == 0
+
+
+def test_concurrent_posts_are_each_readable_at_once(client) -> None:
+    def post_and_read(n: int) -> tuple[int, int]:
+        reply = start(client, "square", {"n": n})
+        return reply.status_code, client.get(reply.headers["location"]).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(post_and_read, range(40)))
+    assert codes == [(202, 200)] * 40
+    assert client.get("/api/runs", params={"limit": 500}).json()["total"] == 40
+
+
+def test_stop_closes_the_port_and_ends_the_service_threads() -> None:
+    service = sw.serve(port=0)
+    port = service.port
+    socket.create_connection(("127.0.0.1", port), 1).close()
+    service.stop()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    names = {t.name for t in threading.enumerate()}
+    assert not names & {"stagewidget-service", "stagewidget-store-writer",
+                        "stagewidget-store-sweep"}
