@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing as _typing
 
 from .engine.executors import Executor, InlineExecutor, StageContext, ThreadExecutor
+from .engine.fanout import map  # sw.map: the builtin, counted as the stage's progress
 from .engine.progress import (
     NullProgress,
     StageProgress,
@@ -26,11 +27,13 @@ from .pipeline import Pipeline, Stage
 from .status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
 
 if _typing.TYPE_CHECKING:
+    from .engine.cluster import DaskExecutor
     from .service.server import Service
     from .views.table import RunList
 
 __all__ = [
     "Cancelled",
+    "DaskExecutor",
     "ErrorInfo",
     "Executor",
     "InlineExecutor",
@@ -55,6 +58,7 @@ __all__ = [
     "advance",
     "cancelled",
     "current_stage",
+    "map",
     "report",
     "runs",
     "serve",
@@ -83,7 +87,8 @@ def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:
     return _serve(pipelines, **options)
 
 
-_LAZY = {"TextView": ("stagewidget.views.text", "TextView")}
+_LAZY = {"TextView": ("stagewidget.views.text", "TextView"),
+         "DaskExecutor": ("stagewidget.engine.cluster", "DaskExecutor")}
 
 
 def __getattr__(name: str) -> object:

@@ -29,9 +29,11 @@ class StageContext:
     cell) that loop is reused, with nest-asyncio2 applied to it then and only then.
     """
 
-    def __init__(self, run_id: str, progress: StageProgress, loops: LoopOwner) -> None:
+    def __init__(self, run_id: str, progress: StageProgress, loops: LoopOwner, *,
+                 last: bool = False) -> None:
         self.run_id = run_id
         self.progress = progress
+        self.last = last  # the run's last stage: its output is the run's result
         self._loops = loops
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -167,7 +169,14 @@ def resolve_executor(value: Any, *, what: str = "executor") -> Executor:
         from .process import ProcessExecutor
 
         return ProcessExecutor()
+    from .cluster import is_dask_client  # Dask itself is not imported to check
+
+    if is_dask_client(value):
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(value)
     raise PipelineError(
-        f"{what} must be 'thread', 'inline', 'process' or an Executor (got {value!r})"
+        f"{what} must be 'thread', 'inline', 'process', a dask.distributed Client or an "
+        f"Executor (got {value!r})"
     )
 

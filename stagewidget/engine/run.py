@@ -434,7 +434,8 @@ class Run:
         """Run one stage; return (its final state, its output or the exception)."""
         stage = self._stages[index]
         progress = StageProgress(stage.name, stage.total, log_sink=self._logs)
-        context = StageContext(self.run_id, progress, self._loops)
+        context = StageContext(self.run_id, progress, self._loops,
+                               last=index == len(self._stages) - 1)
         with self._cond:
             self._progress, self._context = progress, context
             self._status = replace(self._status, current=index)

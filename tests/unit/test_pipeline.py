@@ -121,7 +121,7 @@ def test_stage_decorator_rejects_other_arguments() -> None:
 
 
 def test_unknown_executor_is_rejected() -> None:
-    with pytest.raises(PipelineError, match="executor must be 'thread', 'inline', 'process' or an Executor"):
+    with pytest.raises(PipelineError, match=r"executor must be 'thread', 'inline', 'process', a dask\.distributed Client or an Executor"):
         sw.Pipeline("p", [load]).start(1, executor="gpu", display=False)
 
 

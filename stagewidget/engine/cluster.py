@@ -1,0 +1,210 @@
+"""The Dask executor: run a stage as a task on a ``dask.distributed`` cluster, live.
+
+``pipe.start(data, executor=client)`` (or ``Stage(fn, executor=client)``) submits each
+stage as one task. On the worker the stage gets a local ``StageProgress`` (the same
+zero-lock hot path), so ``sw.track``/``advance``/``report``/``cancelled`` work there; a
+reporter thread sends its progress at most ``refresh_hz`` times a second, only when it
+changed, as Dask worker events (``Worker.log_event``), which the notebook's client
+receives through ``Client.subscribe_topic`` and mirrors into the run's status. Cancel sets
+a ``distributed.Event`` the reporter watches (cooperative), then the future is cancelled
+after ``grace_s``. The workers need stagewidget installed, like any library a task uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import operator
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Cancelled
+from ..pipeline import NO_INPUT
+from ..status import Level
+from .executors import Executor, StageContext
+from .progress import StageProgress
+
+if TYPE_CHECKING:
+    from ..pipeline import Stage
+
+__all__ = ["DaskExecutor", "is_dask_client", "run_remote_stage"]
+
+
+def _tail(outcome: tuple[Any, list[Any], bool]) -> tuple[list[Any], bool]:
+    """(progress, cancelled) of a stage task's outcome: small, pulled without the output."""
+    return outcome[1], outcome[2]
+
+
+def is_dask_client(value: Any) -> bool:
+    """True for a ``distributed.Client``, checked without importing Dask."""
+    kind = type(value)
+    return kind.__name__ == "Client" and kind.__module__.split(".")[0] == "distributed"
+
+
+def _encode(progress: StageProgress) -> list[Any]:
+    """The stage's progress as msgpack-able lists (Dask events must be)."""
+    done, total, desc, inner = progress.sample()
+    return [done, total, desc, [[lv.desc, lv.done, lv.total] for lv in inner],
+            dict(progress.metrics()), {k: list(v) for k, v in progress.history().items()},
+            progress.message]
+
+
+def _mirror(progress: StageProgress, message: list[Any]) -> None:
+    done, total, desc, inner, metrics, history, text = message
+    progress.mirror(done, total, desc, tuple(Level(*level) for level in inner), metrics,
+                    {k: tuple(v) for k, v in history.items()}, text)
+
+
+def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int | None,
+                     topic: str, cancel_name: str, period_s: float
+                     ) -> tuple[Any, list[Any], bool]:
+    """The Dask task of one stage: run ``fn`` and report its progress.
+
+    Runs on a worker. Returns (output, final progress, whether it was cancelled): a
+    cancelled stage is not an error to Dask, so the worker logs nothing. Any exception
+    is re-raised with the worker's address as a note.
+    """
+    from distributed import Event, get_client, get_worker
+
+    worker = get_worker()
+    progress = StageProgress(name, total)
+    # Bind the worker's client here: the reporter thread could not find it on its own.
+    cancel = Event(cancel_name, client=get_client())
+    stop = threading.Event()
+
+    def report() -> None:
+        last = None
+        while not stop.wait(period_s):
+            try:
+                if cancel.is_set():
+                    progress.request_cancel()
+            except Exception:  # the scheduler is briefly unreachable: look again later
+                pass
+            message = _encode(progress)
+            if message != last:
+                worker.log_event(topic, message)
+                last = message
+
+    reporter = threading.Thread(target=report, name="stagewidget-dask-report", daemon=True)
+    token = progress.activate()
+    reporter.start()
+    try:
+        args = (data,) if has_input else ()
+        output = asyncio.run(fn(*args)) if inspect.iscoroutinefunction(fn) else fn(*args)
+    except Cancelled:
+        return None, _encode(progress), True
+    except Exception as exc:
+        exc.add_note(f"[stage {name!r} on Dask worker {worker.address}]")
+        raise
+    finally:
+        stop.set()
+        reporter.join()
+        from .progress import _CURRENT
+
+        _CURRENT.reset(token)
+    return output, _encode(progress), False
+
+
+class DaskExecutor(Executor):
+    """Run each stage as a task on a Dask cluster, with live progress.
+
+    Args:
+        client: a ``distributed.Client``.
+        refresh_hz: most progress events per second a task sends (when it changed).
+        grace_s: after ``cancel()``, how long the stage may take to notice before its
+            future is cancelled (the task itself may then run on until it returns).
+        keep_on_cluster: leave each stage's output on the cluster (a ``Future``, the next
+            stage's input, resolved on the worker) instead of pulling it into this
+            process; the last stage's output is always pulled, so ``run.result()`` is
+            the value.
+    """
+
+    name = "dask"
+
+    def __init__(self, client: Any, *, refresh_hz: float = 4.0, grace_s: float = 5.0,
+                 keep_on_cluster: bool = False) -> None:
+        self.client = client
+        self.refresh_hz = refresh_hz
+        self.grace_s = grace_s
+        self.keep_on_cluster = keep_on_cluster
+        self._calls: dict[int, tuple[Any, str, list[float]]] = {}  # dict ops are atomic
+
+    def __repr__(self) -> str:
+        return f"<DaskExecutor on {self.client.scheduler.address}>"
+
+    def call(self, stage: Stage, data: Any, context: StageContext) -> Any:
+        """Submit ``stage`` as a task; mirror its progress; return its output (or Future)."""
+        from distributed import Event
+
+        client = self.client
+        label = f"{stage.name}-{context.run_id[:8]}-{uuid.uuid4().hex[:8]}"
+        topic, cancel_name = f"stagewidget-{label}", f"stagewidget-cancel-{label}"
+        client.subscribe_topic(topic, lambda event: _mirror(context.progress, event[1]))
+        has_input = data is not NO_INPUT
+        future = client.submit(
+            run_remote_stage, stage.fn, data if has_input else None, has_input, stage.name,
+            stage.total, topic, cancel_name, 1.0 / self.refresh_hz,
+            key=f"stagewidget-{label}", pure=False)
+        deadline: list[float] = []  # set by cancel(): when to give up waiting
+        self._calls[id(context)] = (future, cancel_name, deadline)
+        try:
+            if context.progress.cancelled():
+                self.cancel(context)
+            return self._follow(stage, future, context, deadline)
+        finally:
+            self._calls.pop(id(context), None)
+            try:
+                client.unsubscribe_topic(topic)
+                Event(cancel_name, client=client).clear()  # frees it on the scheduler
+            except Exception:  # the client is closing; nothing left to tidy there
+                pass
+
+    def cancel(self, context: StageContext) -> None:
+        """Ask the task to stop (cooperative); give up on it after ``grace_s``."""
+        from distributed import Event
+
+        call = self._calls.get(id(context))
+        if call is None:
+            return
+        _, cancel_name, deadline = call
+        deadline.append(time.monotonic() + self.grace_s)
+        Event(cancel_name, client=self.client).set()
+
+    def _follow(self, stage: Stage, future: Any, context: StageContext,
+                deadline: list[float]) -> Any:
+        from distributed import wait
+
+        while future.status == "pending":
+            if deadline and time.monotonic() > deadline[0]:
+                future.cancel()
+                raise Cancelled(f"stage {stage.name!r} did not stop within {self.grace_s} s "
+                                "of cancel(); its Dask future was cancelled")
+            try:
+                wait([future], timeout=0.1)
+            except TimeoutError:
+                pass
+        if future.status != "finished":
+            self._raise(stage, future)
+        progress, cancelled = self.client.submit(_tail, future, pure=False).result()
+        _mirror(context.progress, progress)  # the final count, whatever events arrived
+        if cancelled:
+            raise Cancelled(f"stage {stage.name!r} was cancelled")
+        if self.keep_on_cluster and not context.last:
+            return self.client.submit(operator.getitem, future, 0, pure=False)
+        return self.client.submit(operator.getitem, future, 0, pure=False).result()
+
+    def _raise(self, stage: Stage, future: Any) -> None:
+        from distributed.scheduler import KilledWorker
+
+        try:
+            future.result()
+        except KilledWorker as exc:
+            from .process import WorkerDied
+
+            raise WorkerDied(
+                f"stage {stage.name!r}: the Dask workers running it died ({exc}); Dask "
+                "retries a task on another worker up to distributed.scheduler."
+                "allowed-failures times") from exc
+        raise Cancelled(f"stage {stage.name!r}: its Dask future was {future.status}")
