@@ -9,22 +9,20 @@ the rest. Reads come from the store, so every process sharing it sees the same r
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
-import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ..engine.run import Run, on_run_start
 from ..errors import PipelineError, RunNotFound, StageWidgetError
-from ..pipeline import NO_INPUT, Pipeline
+from ..pipeline import NO_INPUT
 from ..status import RunStatus
+from .inputs import check_input_type, input_schema, pipelines_by_name
 from .store import TERMINAL, MemoryStore, Record, Store, StoreUnavailable
 
 __all__ = ["IdempotencyConflict", "PipelineNotFound", "RunRegistry", "RunsPage", "LOST"]
@@ -33,7 +31,6 @@ _log = logging.getLogger("stagewidget.service")
 
 LOST = "lost"  # the state the service reports for a run whose process stopped writing
 STATES = ("pending", "running", "succeeded", "failed", "cancelled", LOST)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -51,67 +48,6 @@ class RunsPage:
     def __init__(self, runs: list[dict[str, Any]], total: int) -> None:
         self.runs = runs
         self.total = total
-
-
-def pipelines_by_name(pipelines: Any) -> dict[str, Pipeline]:
-    """Accept a Pipeline, an iterable of them or a mapping name -> Pipeline."""
-    if isinstance(pipelines, Pipeline):
-        items: Iterable[tuple[str, Any]] = [(pipelines.name, pipelines)]
-    elif isinstance(pipelines, Mapping):
-        items = pipelines.items()
-    elif isinstance(pipelines, Iterable) and not isinstance(pipelines, (str, bytes)):
-        items = [(getattr(p, "name", None), p) for p in pipelines]
-    else:
-        raise PipelineError(f"pipelines must be a Pipeline, a list or a dict of them "
-                            f"(got {pipelines!r})")
-    found: dict[str, Pipeline] = {}
-    for name, pipe in items:
-        if not isinstance(pipe, Pipeline):
-            raise PipelineError(f"{name!r} is not a stagewidget Pipeline (got {pipe!r})")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise PipelineError(f"pipeline name {name!r} cannot be served: use letters, "
-                                "digits, '.', '_' and '-' (at most 100)")
-        if name in found:
-            raise PipelineError(f"two pipelines are named {name!r}")
-        found[name] = pipe
-    return found
-
-
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "integer", float: "number",
-               bool: "boolean"}
-_JSON_NAMES = {**_JSON_TYPES, type(None): "null"}
-
-
-def input_type(pipe: Pipeline) -> type | None:
-    """The JSON type the first stage's parameter is annotated with, if a plain one."""
-    fn = pipe.stages[0].fn
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable annotations: accept any JSON
-        return None
-    if not params:
-        return None
-    hint = hints.get(params[0].name)
-    hint = typing.get_origin(hint) or hint
-    return hint if hint in _JSON_TYPES else None
-
-
-def check_input_type(name: str, pipe: Pipeline, data: Any) -> None:
-    """Raise ``PipelineError`` if ``data`` is not the JSON type the first stage declares."""
-    kind = input_type(pipe)
-    if kind is None:
-        return
-    fits = isinstance(data, kind) and (kind is bool or not isinstance(data, bool))
-    if kind is float and isinstance(data, int) and not isinstance(data, bool):
-        fits = True  # JSON has one number type
-    if not fits:
-        first = pipe.stages[0]
-        param = next(iter(inspect.signature(first.fn).parameters))
-        raise PipelineError(
-            f"pipeline {name!r} takes a JSON {_JSON_TYPES[kind]} (its first stage is "
-            f"{first.name}({param}: {kind.__name__})); got "
-            f"{_JSON_NAMES.get(type(data), type(data).__name__)}")
 
 
 def default_owner() -> str:
@@ -175,21 +111,8 @@ class RunRegistry:
         self._unadopt = on_run_start(self.adopt) if adopt else None
 
     def input_schemas(self) -> dict[str, dict[str, Any] | None]:
-        """Each served pipeline's input as a JSON schema; None for a pipeline without input.
-
-        The schema comes from the first stage's annotation (``dict`` -> object, ``list``
-        -> array, ``str``, ``int``, ``float``, ``bool``); any JSON value otherwise.
-        """
-        found: dict[str, dict[str, Any] | None] = {}
-        for name, pipe in self.pipelines.items():
-            try:
-                pipe._check_startable(object())
-            except PipelineError:
-                found[name] = None
-                continue
-            kind = input_type(pipe)
-            found[name] = {"type": _JSON_TYPES[kind]} if kind is not None else {}
-        return found
+        """Each served pipeline's input JSON schema (None: it takes no input)."""
+        return {name: input_schema(pipe) for name, pipe in self.pipelines.items()}
 
     # -- starting runs ----------------------------------------------------------------
     def start(self, name: str, data: Any = NO_INPUT, *, idempotency_key: str | None = None,
