@@ -187,13 +187,21 @@ class DaskExecutor(Executor):
                 pass
         if future.status != "finished":
             self._raise(stage, future)
-        progress, cancelled = self.client.submit(_tail, future, pure=False).result()
+        if self.keep_on_cluster and not context.last:
+            if deadline:  # cancel() came: not worth a task to learn whether it was in time
+                raise Cancelled(f"stage {stage.name!r} was cancelled")
+            # Small tasks: they pull nothing here, but each waits for a free worker thread.
+            progress, cancelled = self.client.submit(_tail, future, pure=False).result()
+            output = None if cancelled else self.client.submit(operator.getitem, future, 0,
+                                                               pure=False)
+        else:
+            # Straight from the worker's memory: a task to split the outcome would wait for
+            # a free thread, perhaps behind sw.map items a cancel left running.
+            output, progress, cancelled = future.result()
         _mirror(context.progress, progress)  # the final count, whatever events arrived
         if cancelled:
             raise Cancelled(f"stage {stage.name!r} was cancelled")
-        if self.keep_on_cluster and not context.last:
-            return self.client.submit(operator.getitem, future, 0, pure=False)
-        return self.client.submit(operator.getitem, future, 0, pure=False).result()
+        return output
 
     def _raise(self, stage: Stage, future: Any) -> None:
         from distributed.scheduler import KilledWorker

@@ -85,6 +85,32 @@ def test_map_fans_out_over_the_cluster_with_one_unit_per_item(client) -> None:
     assert any(0 < done < 1000 for done in seen) or len(seen) > 2, seen
 
 
+def held(i):
+    if i >= 2:  # the rest wait until the test lets them go (or 60 s)
+        distributed.Event("stagewidget-test-release").wait(timeout=60)
+    return i
+
+
+def fan_out_held(n):
+    return sum(sw.map(held, range(n)))
+
+
+def test_cancel_during_map_cancels_the_item_tasks(client) -> None:
+    recorder = Recorder()
+    # A long grace: the run may only end through the cooperative path under test.
+    executor = DaskExecutor(client, grace_s=WAIT_S)
+    try:
+        run = sw.Pipeline("p", [fan_out_held]).start(20, executor=executor, display=recorder)
+        recorder.wait_for(lambda s: s.stages[0].done == 2)
+        run.cancel()
+        assert run.wait(WAIT_S).state is RunState.CANCELLED
+        left = client.run_on_scheduler(lambda dask_scheduler: [
+            str(key) for key in dask_scheduler.tasks if str(key).startswith("held-")])
+        assert left == []
+    finally:
+        distributed.Event("stagewidget-test-release", client=client).set()
+
+
 def test_the_same_pipeline_runs_on_threads_a_process_and_the_cluster(client) -> None:
     pipe = sw.Pipeline("p", [fan_out, sw.Stage(lambda t: t % 1000, name="mod")])
     results = {name: pipe.run(300, executor=executor, display=False)
