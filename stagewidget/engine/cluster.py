@@ -38,9 +38,9 @@ def _tail(outcome: tuple[Any, list[Any], bool]) -> tuple[list[Any], bool]:
 
 
 def is_dask_client(value: Any) -> bool:
-    """True for a ``distributed.Client``, checked without importing Dask."""
-    kind = type(value)
-    return kind.__name__ == "Client" and kind.__module__.split(".")[0] == "distributed"
+    """True for a ``distributed.Client`` or a subclass, checked without importing Dask."""
+    return any(kind.__name__ == "Client" and kind.__module__.split(".")[0] == "distributed"
+               for kind in type(value).__mro__)
 
 
 def _encode(progress: StageProgress) -> list[Any]:
