@@ -105,6 +105,11 @@ class Run:
         self._context: StageContext | None = None
         self._cancel_requested = False
         self._done_callbacks: list[Callable[[], None]] = []
+        # Released once the run has ended. _join() waits on it with a timed acquire, a
+        # C call: Ctrl-C there cannot leave the run's Condition half-released, as a
+        # KeyboardInterrupt landing inside Condition.wait's Python code can.
+        self._ended = threading.Lock()
+        self._ended.acquire()
         self._loops = LoopOwner()
         self._logs: deque[str] = deque(maxlen=LOG_LINES)
         short = self.run_id[:8]
@@ -299,12 +304,17 @@ class Run:
     def _join(self) -> Any:
         """Wait and return the result; Ctrl-C cancels the run, then re-raises."""
         try:
-            self.wait()
+            self._wait_ended()
         except KeyboardInterrupt:
             self.cancel()
-            self.wait()  # a second Ctrl-C stops waiting for the stage to notice
+            self._wait_ended()  # a second Ctrl-C stops waiting for the stage to notice
             raise
         return self.result()
+
+    def _wait_ended(self) -> None:
+        while not self.done():
+            if self._ended.acquire(timeout=0.5):
+                self._ended.release()
 
     # -- internals ----------------------------------------------------------------------
     def _exception_of(self, status: RunStatus, timeout: float | None) -> BaseException:
@@ -388,6 +398,7 @@ class Run:
             callbacks = self._done_callbacks if final else []
             if final:
                 self._done_callbacks = []
+                self._ended.release()
         for callback in callbacks:
             callback()
 

@@ -535,39 +535,41 @@ def test_await_run_reraises_the_stage_exception() -> None:
         asyncio.run(main())
 
 
-def test_ctrl_c_during_blocking_run_cancels_it() -> None:
+def test_ctrl_c_during_blocking_run_cancels_it(monkeypatch) -> None:
     import signal
 
     inside = threading.Event()
-    runs = []
+    waiting = threading.Event()
+    runs: list[sw.Run] = []
 
     def loop(_):
         inside.set()
         for _ in sw.track(iter(int, 1)):
             pass
 
-    returned = threading.Event()
+    original_wait = sw.Run._wait_ended
+
+    def wait(self):  # pipe.run() is now blocked waiting for the run to end
+        if threading.current_thread() is threading.main_thread():
+            runs.append(self)
+            waiting.set()
+        return original_wait(self)
+
+    monkeypatch.setattr(sw.Run, "_wait_ended", wait)
 
     def interrupt():
-        assert inside.wait(WAIT_S) and returned.wait(WAIT_S)
+        assert inside.wait(WAIT_S) and waiting.wait(WAIT_S)
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
-    pipe = sw.Pipeline("p", [loop])
-    original = pipe.start
-
-    def start(*args, **kwargs):
-        runs.append(original(*args, **kwargs))
-        returned.set()
-        return runs[-1]
-
-    pipe.start = start
     threading.Thread(target=interrupt).start()
-    with pytest.raises(KeyboardInterrupt):
-        pipe.run(None, display=False)
-    assert runs[0].status().state is RunState.CANCELLED
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sw.Pipeline("p", [loop]).run(None, display=False)
+        assert runs[0].status().state is RunState.CANCELLED
+    finally:
+        for run in runs:  # never leave an endless stage behind for the next tests
+            run.cancel()
 
-
-# -- many runs -----------------------------------------------------------------------------
 
 def test_two_hundred_concurrent_runs_finish_and_leave_no_threads() -> None:
     join_stagewidget_threads()
