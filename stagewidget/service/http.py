@@ -191,7 +191,13 @@ class _Api:
         if request.method == "DELETE":
             status = await self.call(self.registry.cancel, run_id)
             return JSONResponse(status, status_code=202)
-        return JSONResponse(await self.call(self.registry.get, run_id))
+        aget = getattr(self.registry.store, "aget", None)
+        if aget is None:
+            return JSONResponse(await self.call(self.registry.get, run_id))
+        record = await aget(run_id)  # the hot path: no worker-thread hop
+        if record is None:
+            raise self.registry.not_found(run_id)
+        return JSONResponse(self.registry.view(record))
 
     async def list_runs(self, request: Any) -> Any:
         from starlette.responses import JSONResponse

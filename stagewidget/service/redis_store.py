@@ -58,10 +58,12 @@ class RedisStore:
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2), decode_responses=True)
         self.url = url
         self.prefix = prefix
+        self._timeout_s = timeout_s
         self._index = f"{prefix}:runs"
         self._cancel_channel = f"{prefix}:cancel"
         self._watchers = Watchers()
         self._cancel_callbacks: list[Callable[[str], Any]] = []
+        self._async_client: Any = None  # redis.asyncio, made on the server's loop
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()  # starts the listener thread once
         self._stop = threading.Event()
@@ -93,6 +95,20 @@ class RedisStore:
     def get(self, run_id: str) -> Record | None:
         """The run's record, or None if unknown or expired."""
         fields = self._call(self._client.hgetall, self._key(run_id))
+        return Record.from_fields(fields) if fields else None
+
+    async def aget(self, run_id: str) -> Record | None:
+        """``get()`` for the event loop: the hot read path, without a worker thread."""
+        if self._async_client is None:
+            import redis.asyncio
+
+            self._async_client = redis.asyncio.Redis.from_url(
+                self.url, socket_timeout=self._timeout_s,
+                socket_connect_timeout=self._timeout_s, decode_responses=True)
+        try:
+            fields = await self._async_client.hgetall(self._key(run_id))
+        except self._redis_errors as exc:
+            raise StoreUnavailable(f"Redis at {self.url} is not answering ({exc})") from exc
         return Record.from_fields(fields) if fields else None
 
     def records(self, pipeline: str | None = None) -> list[Record]:

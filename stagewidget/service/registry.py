@@ -174,9 +174,13 @@ class RunRegistry:
         """The run's record in the store; raise ``RunNotFound`` if unknown or expired."""
         record = self.store.get(run_id)
         if record is None:
-            raise RunNotFound(f"no run with id {run_id!r} (finished runs are kept for "
-                              f"{self.keep_s:g} s)")
+            raise self.not_found(run_id)
         return record
+
+    def not_found(self, run_id: str) -> RunNotFound:
+        """The error for an unknown or expired run id."""
+        return RunNotFound(f"no run with id {run_id!r} (finished runs are kept for "
+                           f"{self.keep_s:g} s)")
 
     def list(self, *, state: str | None = None, pipeline: str | None = None,
              offset: int = 0, limit: int = 50) -> RunsPage:
