@@ -9,7 +9,7 @@ import platform
 import sys
 from typing import Any
 
-__all__ = ["machine", "write_json"]
+__all__ = ["machine", "percentile", "write_json"]
 
 
 def machine() -> dict[str, Any]:
@@ -31,3 +31,9 @@ def write_json(path: str | None, result: dict[str, Any]) -> None:
     if path:
         with open(path, "w") as fh:
             json.dump({"machine": machine(), **result}, fh, indent=2, default=str)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by rank; NaN when there are none."""
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")

@@ -28,12 +28,8 @@ from typing import Any
 import stagewidget as sw
 from stagewidget.engine.cluster import DaskExecutor
 
+from .common import percentile as _pct
 from .common import write_json
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(int(q * len(values)), len(values) - 1)]
 
 
 def _raw_events(count: int) -> None:

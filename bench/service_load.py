@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .common import percentile as _pct
 from .common import write_json
 
 ROOT = Path(__file__).parents[1]
@@ -100,29 +101,45 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
     return body, keep
 
 
+class _Client:
+    """One keep-alive HTTP/1.1 connection; reconnects when the server closes it.
+
+    Werkzeug's dev server speaks HTTP/1.0: there it is a connection per request.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def get(self, path: str) -> bytes:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection("127.0.0.1", self.port)
+        body, keep = await _request(*self.streams, path, self.port)
+        if not keep:
+            self.close()
+        return body
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
 async def _get_load(port: int, path: str, connections: int, duration_s: float
                     ) -> tuple[int, list[float]]:
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration_s
 
     async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = _Client(port)
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
-            _, keep = await _request(reader, writer, path, port)
+            await client.get(path)
             latencies.append(time.perf_counter() - t0)
-            if not keep:  # Werkzeug's dev server speaks HTTP/1.0: a connection per request
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.close()
+        client.close()
 
     await asyncio.gather(*(worker() for _ in range(connections)))
     return len(latencies), latencies
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(int(q * len(values)), len(values) - 1)] if values else float("nan")
 
 
 async def _sse_watchers(port: int, path: str, watchers: int, duration_s: float
@@ -154,16 +171,13 @@ async def _pollers(port: int, path: str, watchers: int, duration_s: float, hz: f
     stop_at = time.time() + duration_s
 
     async def poll() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = _Client(port)
         while time.time() < stop_at:
             t0 = time.time()
-            body, keep = await _request(reader, writer, path, port)
+            body = await client.get(path)
             ages.append(time.time() - json.loads(body)["updated_at"])
-            if not keep:
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
             await asyncio.sleep(max(0.0, 1 / hz - (time.time() - t0)))
-        writer.close()
+        client.close()
 
     await asyncio.gather(*(poll() for _ in range(watchers)))
     return len(ages), ages
