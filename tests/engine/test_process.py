@@ -8,11 +8,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from conftest import WAIT_S, Recorder
+from processes import alive, kill_leftovers, read_pids, wait_gone, write_pids
 
 import stagewidget as sw
 from stagewidget import RunState, StageState
@@ -131,60 +131,10 @@ def test_retry_resumes_in_a_worker_after_a_failure() -> None:
 
 
 # -- no process outlives its stage or its run -------------------------------------------
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-def wait_gone(pids: list[int]) -> None:
-    """Poll until none of ``pids`` runs (other processes cannot signal us)."""
-    deadline = time.monotonic() + WAIT_S
-    while any(alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still running: {[p for p in pids if alive(p)]}")
-        time.sleep(0.02)
-
-
-def kill_leftovers(pids: list[int]) -> None:
-    """Clean up after a failed test: kill what is still ours (checked by its command)."""
-    for pid in pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"sleep" in cmdline or b"stagewidget.engine.worker" in cmdline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def read_pids(path: Path) -> list[int]:
-    """The pids a stage wrote to ``path`` (it writes them atomically), once it has."""
-    deadline = time.monotonic() + WAIT_S
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the stage never wrote {path}")
-        time.sleep(0.02)
-    return [int(pid) for pid in path.read_text().split()]
-
-
 def start_sleeper(path: str) -> subprocess.Popen[bytes]:
     """In a stage: start ``sleep 300`` and write the worker's pid and its pid to ``path``."""
     sleeper = subprocess.Popen(["sleep", "300"])
-    with open(path + ".tmp", "w") as out:
-        out.write(f"{os.getpid()} {sleeper.pid}")
-    os.replace(path + ".tmp", path)
+    write_pids(path, os.getpid(), sleeper.pid)
     return sleeper
 
 
