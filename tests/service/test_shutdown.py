@@ -25,6 +25,7 @@ from stagewidget.service.redis_store import RedisStore
 pytestmark = pytest.mark.integration
 
 redis_server, service_process = harness.redis_server, harness.service_process
+prefix = harness.prefix
 PIPELINES = "shutdown_pipelines:PIPELINES"
 
 
@@ -137,3 +138,35 @@ def test_sigterm_leaves_no_worker_process_of_the_process_executor(
         assert stored_state(redis_server, run_id) == "cancelled"
     finally:
         kill_leftovers(pids)
+
+
+def test_stop_leaves_runs_going_and_records_how_they_end(redis_server, prefix) -> None:
+    import svc_pipelines
+
+    from stagewidget.service import Service
+
+    service = Service(svc_pipelines.PIPELINES, port=0, redis=redis_server.url,
+                      prefix=prefix, adopt=True).start()
+    gate = f"gate-{uuid.uuid4().hex[:8]}"
+    try:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+            run_id = client.post("/api/pipelines/gated/runs", json={"gate": gate}).json()[
+                "run_id"]
+        run = service.registry.local_run(run_id)
+        assert run is not None
+        service.stop()
+        later = svc_pipelines.hello.start(display=False)  # started after stop: not published
+        assert run.status().state.value == "running"  # stop() did not end it
+        svc_pipelines.gate(gate).set()
+        assert run.wait(WAIT_S).state.value == "succeeded"
+        store = RedisStore(redis_server.url, prefix=prefix)
+        try:
+            wait_until(lambda: (r := store.get(run_id)) is not None and r.state == "succeeded",
+                       what="the final status to be written after stop()")
+            later.wait(WAIT_S)
+            assert store.get(later.run_id) is None
+        finally:
+            store.close()
+    finally:
+        svc_pipelines.gate(gate).set()
+        service.stop()
