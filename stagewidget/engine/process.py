@@ -107,7 +107,7 @@ class ProcessExecutor(Executor):
             _end(proc)
 
     def cancel(self, context: StageContext) -> None:
-        """Ask the worker to cancel; terminate it if it has not stopped in ``grace_s``."""
+        """Ask the worker to cancel; after ``grace_s``, kill it and what its stage started."""
         call = self._calls.get(id(context))
         if call is None:
             return

@@ -163,7 +163,7 @@ class Service:
                  cancel_now: threading.Event | None = None) -> None:
         """Stop serving, end this process's runs and record how each ended (blocks).
 
-        1. Stop accepting requests (open ones get 2 s to finish).
+        1. Stop accepting requests (those in flight get uvicorn's graceful timeout).
         2. Let runs go on for up to ``drain_s`` seconds; cancel those still going then,
            or as soon as ``cancel_now`` is set (the CLI sets it on a second signal).
         3. Wait up to ``cancel_wait_s`` for them to stop. A run whose stage ignores

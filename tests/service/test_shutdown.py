@@ -170,3 +170,36 @@ def test_stop_leaves_runs_going_and_records_how_they_end(redis_server, prefix) -
     finally:
         svc_pipelines.gate(gate).set()
         service.stop()
+
+
+def test_shutdown_records_a_run_ignoring_cancel_as_cancelled(redis_server, prefix) -> None:
+    import threading
+
+    import stagewidget as sw
+    from stagewidget.service import Service
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def stubborn(_):
+        started.set()
+        release.wait()  # never calls sw.*
+
+    pipe = sw.Pipeline("stubborn", [sw.Stage(stubborn), sw.Stage(lambda x: x, name="after")])
+    service = Service([pipe], port=0, redis=redis_server.url, prefix=prefix).start()
+    try:
+        run_id = service.registry.start("stubborn", {})[0]["run_id"]
+        assert started.wait(WAIT_S)
+        service.shutdown(drain_s=0, cancel_wait_s=0.1)
+        store = RedisStore(redis_server.url, prefix=prefix)
+        try:
+            record = store.get(run_id)
+        finally:
+            store.close()
+        status = json.loads(record.status_json)
+        assert record.state == status["state"] == "cancelled"
+        assert [s["state"] for s in status["stages"]] == ["cancelled", "skipped"]
+        assert "did not stop within 0.1 s of cancel" in status["logs"][-1]
+    finally:
+        release.set()
+        service.stop()
