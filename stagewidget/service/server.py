@@ -154,8 +154,8 @@ class Service:
         signals = _Signals()
         with signals.caught():
             self.start()
-            assert self._thread is not None
-            while not signals.first.wait(0.2) and self._thread.is_alive():
+            serving = self._thread
+            while serving is not None and serving.is_alive() and not signals.first.wait(0.2):
                 pass
             self.shutdown(drain_s=drain_s, cancel_now=signals.second)
 
