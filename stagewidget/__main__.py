@@ -11,8 +11,17 @@ from typing import Any
 from .demo import build_pipeline
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 (got {text!r})")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; return the exit status."""
+    from .service.server import DRAIN_S
+
     parser = argparse.ArgumentParser(prog="python -m stagewidget")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the demo pipeline with the text view")
@@ -34,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--executor", default=None, help="thread (default) or process")
     serve.add_argument("--cors-origin", action="append", default=[],
                        help="allow this origin by CORS (repeatable; default: CORS off)")
+    serve.add_argument("--drain-s", type=_seconds, default=DRAIN_S,
+                       help="on SIGTERM or Ctrl-C, how long running runs may go on before "
+                       "they are cancelled (a second signal cancels them at once; "
+                       f"default {DRAIN_S:g})")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -79,7 +92,11 @@ def _serve(args: argparse.Namespace) -> int:
     names = ", ".join(sorted(service.registry.pipelines))
     print(f"serving {names} on {service.url} ({service.registry.store.name} store)",
           file=sys.stderr, flush=True)
-    service.serve_forever()
+    try:
+        service.serve_forever(drain_s=args.drain_s)
+    except RuntimeError as exc:  # it could not listen
+        print(f"stagewidget serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,12 +7,19 @@ and talks to it over an authenticated Unix socket. The stage function and its in
 by cloudpickle, so functions defined in notebook cells work. Progress comes back
 coalesced by the worker; cancel is cooperative first, then the worker is terminated
 after ``grace_s``.
+
+A worker leads its own process group (a new session), so the processes a stage starts
+end with the stage: the group is killed when the call ends for any reason (answer,
+cancel grace expired, worker died). A worker also ends its group when the run's
+process dies (see ``worker.die_with_parent``). A process that should outlive its stage
+must start its own session (``subprocess.Popen(..., start_new_session=True)``).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,13 +76,21 @@ class ProcessExecutor(Executor):
             address = os.path.join(folder, "socket")
             authkey = secrets.token_bytes(32)
             with Listener(address, family="AF_UNIX", authkey=authkey) as listener:
+                # The worker asks the kernel for a signal when the thread that starts
+                # it exits (PR_SET_PDEATHSIG): this one, which waits in this call until
+                # the worker has ended, so the worker cannot outlive the call by it.
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "stagewidget.engine.worker", address],
-                    stdin=subprocess.PIPE, cwd=os.getcwd())
-                assert proc.stdin is not None
-                proc.stdin.write(authkey.hex().encode() + b"\n")
-                proc.stdin.close()
-                conn = _accept(listener, proc)
+                    [sys.executable, "-m", "stagewidget.engine.worker", address,
+                     str(os.getpid())],
+                    stdin=subprocess.PIPE, cwd=os.getcwd(), start_new_session=True)
+                try:
+                    assert proc.stdin is not None
+                    proc.stdin.write(authkey.hex().encode() + b"\n")
+                    proc.stdin.close()
+                    conn = _accept(listener, proc)
+                except BaseException:
+                    _end(proc)
+                    raise
         call = _Call(proc, conn)
         self._calls[id(context)] = call
         try:
@@ -89,12 +104,10 @@ class ProcessExecutor(Executor):
         finally:
             self._calls.pop(id(context), None)
             conn.close()
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+            _end(proc)
 
     def cancel(self, context: StageContext) -> None:
-        """Ask the worker to cancel; terminate it if it has not stopped in ``grace_s``."""
+        """Ask the worker to cancel; after ``grace_s``, kill it and what its stage started."""
         call = self._calls.get(id(context))
         if call is None:
             return
@@ -110,17 +123,17 @@ class ProcessExecutor(Executor):
 
         while True:
             if call.kill_at is not None and time.monotonic() > call.kill_at:
-                call.proc.terminate()
+                _end(call.proc)  # the worker and the processes its stage started
                 raise Cancelled(f"stage {stage.name!r} did not stop within {self.grace_s} s "
                                 "of cancel(); its worker process was terminated")
             if not call.conn.poll(0.1):
-                if call.proc.poll() is not None:
+                if _exit_code(call.proc) is not None:
                     raise _died(stage, call)
                 continue
             try:
                 message = call.conn.recv()
             except (EOFError, OSError):
-                call.proc.wait()
+                _wait_exited(call.proc)
                 raise _died(stage, call) from None
             kind = message[0]
             if kind == "progress":
@@ -147,14 +160,51 @@ def _accept(listener: Listener, proc: subprocess.Popen[bytes]) -> Connection:
     accepter.start()
     while accepter.is_alive():
         accepter.join(0.1)
-        if proc.poll() is not None and not result:
-            raise WorkerDied(f"the worker process exited with code {proc.returncode} "
+        code = _exit_code(proc)
+        if code is not None and not result:
+            raise WorkerDied(f"the worker process exited with code {code} "
                              "before it connected; is stagewidget importable there?")
     return result[0]
 
 
+def _exit_code(proc: subprocess.Popen[bytes]) -> int | None:
+    """The worker's exit code (negative: killed by that signal), None while it runs.
+
+    Unlike ``proc.poll()`` this leaves an exited worker unreaped, so its process group
+    id cannot be taken by a new process before ``_end`` has killed the group.
+    """
+    if proc.returncode is not None or not hasattr(os, "waitid"):
+        return proc.poll()
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped by someone else
+        return proc.poll()
+    if info is None or info.si_pid == 0:
+        return None
+    if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+        return -info.si_status
+    return info.si_status
+
+
+def _wait_exited(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    """Wait (unreaped) for a worker whose connection closed to exit."""
+    deadline = time.monotonic() + timeout_s
+    while _exit_code(proc) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the worker's process group (the worker and what its stage started); reap it."""
+    if proc.returncode is None:  # not reaped yet: the group id is still the worker's
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the whole group has already exited
+    proc.wait()
+
+
 def _died(stage: Stage, call: _Call) -> WorkerDied:
-    code = call.proc.returncode
+    code = _exit_code(call.proc)
     how = f"was killed by signal {-code}" if code is not None and code < 0 else \
         f"exited with code {code}"
     return WorkerDied(f"the worker process of stage {stage.name!r} {how} before it answered")

@@ -222,6 +222,25 @@ class RunRegistry:
         with self._cond:
             return self._local.get(run_id)
 
+    def local_runs(self) -> list[Run]:
+        """The runs of this process whose final status is not in the store yet."""
+        with self._cond:
+            return list(self._local.values())
+
+    def stop_adopting(self) -> None:
+        """Publish no further runs of this process; those followed so far still are."""
+        if self._unadopt is not None:
+            self._unadopt()
+
+    def write_now(self, status: RunStatus) -> None:
+        """Write ``status`` to the store from the calling thread, now (blocks).
+
+        For the last word on a run at shutdown, after ``close()``. Raises
+        ``StoreUnavailable``.
+        """
+        record = self._record(status)
+        self.store.put(record, keep_s=self._keep_for(record))
+
     # -- records ----------------------------------------------------------------------
     def _record(self, status: RunStatus) -> Record:
         return Record(run_id=status.run_id, pipeline=status.pipeline, state=status.state.value,

@@ -2,21 +2,35 @@
 
 ``sw.serve(pipelines)`` in a notebook starts it in a thread, so an outside front end can
 start and watch that kernel's runs; ``python -m stagewidget serve module:pipelines``
-runs it in the foreground until Ctrl-C.
+runs it in the foreground until SIGTERM or Ctrl-C, then shuts down in order: it stops
+accepting requests, lets runs go on for a drain period, cancels those still going,
+writes every run's final status to the store and exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
+import signal
 import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from ..engine.run import Run, recent_runs
 from ..errors import PipelineError, RunNotFound
+from ..status import RunState, RunStatus, StageState
 from .registry import RunRegistry
 from .store import MemoryStore, Store
 
 __all__ = ["Service", "check_bind", "serve"]
+
+_log = logging.getLogger("stagewidget.service")
+
+DRAIN_S = 5.0  # see Service.shutdown for why
+CANCEL_WAIT_S = 3.0
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -77,6 +91,7 @@ class Service:
             lifespan="off", server_header=False, timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
+        self._handover: threading.Thread | None = None
         self._bound_port: int | None = None
 
     @property
@@ -130,19 +145,90 @@ class Service:
                                    "(is the port in use?)")
         return self
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C, SIGTERM); then clean up."""
-        try:
-            self._server.run()
-        finally:
-            self.registry.close()
-            self.registry.store.close()
+    def serve_forever(self, *, drain_s: float = DRAIN_S) -> None:
+        """Serve until SIGTERM or SIGINT (Ctrl-C), then ``shutdown(drain_s=drain_s)``.
+
+        Blocks. A second SIGTERM or SIGINT during the drain cancels the runs at once.
+        Called from a thread other than the main one, only the server ending stops it.
+        """
+        signals = _Signals()
+        with signals.caught():
+            self.start()
+            serving = self._thread
+            while serving is not None and serving.is_alive() and not signals.first.wait(0.2):
+                pass
+            self.shutdown(drain_s=drain_s, cancel_now=signals.second)
+
+    def shutdown(self, *, drain_s: float = 0.0, cancel_wait_s: float = CANCEL_WAIT_S,
+                 cancel_now: threading.Event | None = None) -> None:
+        """Stop serving, end this process's runs and record how each ended (blocks).
+
+        1. Stop accepting requests (those in flight get uvicorn's graceful timeout).
+        2. Let runs go on for up to ``drain_s`` seconds; cancel those still going then,
+           or as soon as ``cancel_now`` is set (the CLI sets it on a second signal).
+        3. Wait up to ``cancel_wait_s`` for them to stop. A run whose stage ignores
+           cancel is recorded as cancelled anyway: this process is about to exit, and
+           process-executor workers end with it.
+        4. Write every pending status to the store, then release it.
+
+        The default drain of the CLI (5 s) lets short runs and waiting requests finish
+        while the whole shutdown fits in the 10 s that ``docker stop`` allows (30 s in
+        Kubernetes) before SIGKILL; a run needing hours cannot be saved by any drain an
+        orchestrator allows, so it is cancelled with its state recorded instead. Raise
+        ``--drain-s`` together with the orchestrator's grace period.
+        """
+        self._stop_serving()
+        self.registry.stop_adopting()
+        runs = self.registry.local_runs()
+        if runs:
+            _log.info("shutting down: waiting up to %g s for %d run(s) to finish; send "
+                      "SIGTERM or Ctrl-C again to cancel them now", drain_s, len(runs))
+        stop_now = cancel_now if cancel_now is not None else threading.Event()
+        going = _wait_runs(runs, drain_s, stop_now)
+        for run in going:
+            run.cancel()
+        if going:
+            _log.info("shutting down: cancelled %d run(s) still going", len(going))
+        stuck = _wait_runs(going, cancel_wait_s, threading.Event())
+        self.registry.close()
+        for run in stuck:
+            _log.warning("run %s did not stop within %g s of cancel; recording it as "
+                         "cancelled as this process exits", run.run_id, cancel_wait_s)
+            try:
+                self.registry.write_now(_abandoned(run.status(), cancel_wait_s))
+            except Exception:
+                _log.exception("could not record run %s as cancelled", run.run_id)
+        self.registry.store.close()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and release the store (idempotent). Runs already started go on."""
+        """Stop serving (idempotent). Runs already started go on (does not block on them).
+
+        They belong to whoever started them (a notebook's runs show in its widgets), so
+        stopping the window onto them does not end them. Their records keep being
+        written until they end, so other processes sharing the store see them finish
+        rather than report them lost; the store is released after the last one. To
+        cancel them instead, use ``shutdown()``.
+        """
+        self._stop_serving(timeout)
+        self.registry.stop_adopting()
+        if self._handover is not None:
+            return
+        runs = self.registry.local_runs()
+        if not runs or isinstance(self.registry.store, MemoryStore):
+            self._release()  # nobody else reads a memory store once HTTP is gone
+            return
+        self._handover = threading.Thread(target=self._release, args=(runs,), daemon=True,
+                                          name="stagewidget-service-handover")
+        self._handover.start()
+
+    def _stop_serving(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _release(self, runs: tuple[Run, ...] | list[Run] = ()) -> None:
+        for run in runs:
+            run.wait()
         self.registry.close()
         self.registry.store.close()
 
@@ -151,6 +237,64 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Signals:
+    """SIGTERM and SIGINT, counted: the first asks to shut down, the second to hurry."""
+
+    def __init__(self) -> None:
+        self.first = threading.Event()
+        self.second = threading.Event()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        (self.second if self.first.is_set() else self.first).set()
+
+    @contextlib.contextmanager
+    def caught(self) -> Iterator[None]:
+        """Handle both signals here (main thread only), then restore the old handlers.
+
+        uvicorn serves from another thread, so it never installs its own handlers,
+        which re-raise the signal once the server stops and so end the process before
+        the runs' final statuses are written.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._handle)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _wait_runs(runs: list[Run], timeout_s: float, stop: threading.Event) -> list[Run]:
+    """Wait until ``runs`` end, ``timeout_s`` passes or ``stop`` is set; return the rest."""
+    deadline = time.monotonic() + timeout_s
+    going = [run for run in runs if not run.done()]
+    while going and not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        going[0].wait(min(left, 0.1))
+        going = [run for run in going if not run.done()]
+    return going
+
+
+def _abandoned(status: RunStatus, waited_s: float) -> RunStatus:
+    """The cancelled status of a run that ignored cancel, as its process exits."""
+    now = time.time()
+    stages = tuple(
+        replace(s, state=StageState.CANCELLED, finished_at=now)
+        if s.state is StageState.RUNNING else
+        replace(s, state=StageState.SKIPPED, finished_at=now)
+        if s.state is StageState.PENDING else s
+        for s in status.stages)
+    note = (f"the service shut down; the run did not stop within {waited_s:g} s of cancel "
+            "and ended with its process")
+    return replace(status, state=RunState.CANCELLED, stages=stages, finished_at=now,
+                   updated_at=now, logs=(*status.logs, note))
 
 
 def serve(pipelines: Any = (), *, host: str = "127.0.0.1", port: int = 8750,

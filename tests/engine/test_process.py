@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import WAIT_S, Recorder
+from processes import alive, kill_leftovers, read_pids, wait_gone, write_pids
 
 import stagewidget as sw
 from stagewidget import RunState, StageState
@@ -122,3 +128,125 @@ def test_retry_resumes_in_a_worker_after_a_failure() -> None:
     assert isinstance(run.exception(WAIT_S), ValueError)
     flag["fail"] = False  # the closure is pickled again for the retry
     assert run.retry(display=False).result(WAIT_S) == 4
+
+
+# -- no process outlives its stage or its run -------------------------------------------
+def start_sleeper(path: str) -> subprocess.Popen[bytes]:
+    """In a stage: start ``sleep 300`` and write the worker's pid and its pid to ``path``."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    write_pids(path, os.getpid(), sleeper.pid)
+    return sleeper
+
+
+def sleeper_ignoring_cancel(path):
+    start_sleeper(path)
+    threading.Event().wait()  # never calls a progress function
+
+
+def sleeper_then_return(path):
+    return start_sleeper(path).pid
+
+
+def sleeper_then_die(path):
+    start_sleeper(path)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_cancel_past_the_grace_period_ends_the_processes_the_stage_started(tmp_path) -> None:
+    path = tmp_path / "pids"
+    pids: list[int] = []
+    try:
+        run = sw.Pipeline("p", [sleeper_ignoring_cancel]).start(
+            str(path), executor=ProcessExecutor(grace_s=0.2), display=False)
+        pids = read_pids(path)
+        run.cancel()
+        assert run.wait(WAIT_S).state is RunState.CANCELLED
+        wait_gone(pids)
+    finally:
+        kill_leftovers(pids)
+
+
+def test_processes_a_stage_started_end_with_the_stage(tmp_path) -> None:
+    path = tmp_path / "pids"
+    pids: list[int] = []
+    try:
+        pipe = sw.Pipeline("p", [sleeper_then_return])
+        sleeper = pipe.run(str(path), executor="process", display=False)
+        pids = read_pids(path)
+        assert pids[1] == sleeper
+        wait_gone(pids)
+    finally:
+        kill_leftovers(pids)
+
+
+def test_processes_a_stage_started_end_when_its_worker_dies(tmp_path) -> None:
+    path = tmp_path / "pids"
+    pids: list[int] = []
+    try:
+        run = sw.Pipeline("p", [sleeper_then_die]).start(str(path), executor="process",
+                                                          display=False)
+        with pytest.raises(WorkerDied, match="killed by signal 9"):
+            run.result(WAIT_S)
+        pids = read_pids(path)
+        wait_gone(pids)
+    finally:
+        kill_leftovers(pids)
+
+
+DRIVER = """
+import itertools, os, subprocess, sys, time
+import stagewidget as sw
+
+def stage(kind):
+    sleeper = subprocess.Popen(["sleep", "300"])
+    print(os.getpid(), sleeper.pid, flush=True)
+    if kind == "cooperative":
+        for _ in sw.track(itertools.count()):
+            time.sleep(0.01)
+    while True:  # never calls sw.*
+        time.sleep(0.01)
+
+sw.Pipeline("p", [stage]).run(sys.argv[1], executor="process", display=False)
+"""
+
+
+def kill_run_process(tmp_path: Path, kind: str) -> str:
+    """SIGKILL a process running a process-executor run; return its workers' stderr.
+
+    The worker and the ``sleep`` its stage started must be gone soon after.
+    """
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(DRIVER))
+    proc = subprocess.Popen([sys.executable, str(driver), kind], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    pids: list[int] = []
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line, proc.communicate(timeout=WAIT_S)[1].decode()
+        pids = [int(pid) for pid in line.split()]
+        assert all(alive(pid) for pid in pids)
+        proc.kill()
+        proc.wait(WAIT_S)
+        wait_gone(pids)
+        # The worker and the sleep shared the pipes: they end once both are gone.
+        return proc.communicate(timeout=WAIT_S)[1].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT_S)
+        kill_leftovers(pids)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_a_worker_ignoring_cancel_and_its_children_die_with_the_run_process(tmp_path
+                                                                           ) -> None:
+    kill_run_process(tmp_path, "ignoring")
+
+
+def test_a_cooperative_worker_whose_run_process_died_exits_without_a_traceback(tmp_path
+                                                                              ) -> None:
+    stderr = kill_run_process(tmp_path, "cooperative")
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr

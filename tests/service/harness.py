@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -143,12 +144,13 @@ def client(service) -> Iterator[httpx.Client]:
 class ServiceProcess:
     """``python -m stagewidget serve svc_pipelines:PIPELINES`` in its own process."""
 
-    def __init__(self, redis_url: str, prefix: str, *extra: str) -> None:
+    def __init__(self, redis_url: str, prefix: str, *extra: str,
+                 pipelines: str = "svc_pipelines:PIPELINES") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=str(HERE))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stagewidget", "serve", "svc_pipelines:PIPELINES",
+            [sys.executable, "-m", "stagewidget", "serve", pipelines,
              "--port", str(self.port), "--redis", redis_url, *extra],
             cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.prefix = prefix
@@ -169,6 +171,15 @@ class ServiceProcess:
         assert self.proc.stdout is not None
         return self.proc.stdout.read().decode(errors="replace")
 
+    def terminate(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        """Send ``sig``; wait for the process to exit; return its exit code and output.
+
+        The output ends once every process holding it (workers too) has exited.
+        """
+        self.proc.send_signal(sig)
+        code = self.proc.wait(WAIT_S)
+        return code, self.proc.communicate(timeout=WAIT_S)[0].decode(errors="replace")
+
     def stop(self, *, kill: bool = False) -> None:
         if self.proc.poll() is None:
             self.proc.kill() if kill else self.proc.terminate()
@@ -180,8 +191,8 @@ class ServiceProcess:
 def service_process(redis_server):
     started: list[ServiceProcess] = []
 
-    def make(*extra: str) -> ServiceProcess:
-        process = ServiceProcess(redis_server.url, "stagewidget", *extra)
+    def make(*extra: str, **options: str) -> ServiceProcess:
+        process = ServiceProcess(redis_server.url, "stagewidget", *extra, **options)
         started.append(process)
         return process
 
