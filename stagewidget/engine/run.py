@@ -23,7 +23,7 @@ from ..status import (
     check_stage_transition,
 )
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
-from .notify import Notifier
+from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ _start_listeners: list[Callable[[Run], None]] = []
 def on_run_start(listener: Callable[[Run], None]) -> Callable[[], None]:
     """Call ``listener(run)`` (in the starting thread) for every run started from now on.
 
-    Returns a function that stops it. A raising listener is logged; the run goes on.
+    Returns a function that stops it. A raising listener is logged (whatever it raises,
+    ``BaseException`` included); the run goes on.
     """
     _start_listeners.append(listener)
 
@@ -146,11 +147,7 @@ class Run:
             raise InvalidTransition(f"run {self.run_id} was already launched")
         _recent.append(self)
         for listener in tuple(_start_listeners):
-            try:
-                listener(self)
-            except Exception:
-                _log.exception("run-start listener %r failed; run %s goes on", listener,
-                               self.run_id)
+            call_isolated("run-start listener", listener, self, run_id=self.run_id)
         self._notifier.start()
         if self._thread is not None:
             self._thread.start()
@@ -332,11 +329,12 @@ class Run:
         return self._stage_executors[index - self._start_index]
 
     def _on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the run has ended (at once if it has; isolated)."""
         with self._cond:
             if not self._status.state.terminal:
                 self._done_callbacks.append(callback)
                 return
-        callback()
+        call_isolated("done-callback", callback, run_id=self.run_id)
 
     def _snapshot_locked(self) -> RunStatus:
         """A fresh snapshot: the recorded state plus the live progress of the stage."""
@@ -399,8 +397,8 @@ class Run:
             if final:
                 self._done_callbacks = []
                 self._ended.release()
-        for callback in callbacks:
-            callback()
+        for callback in callbacks:  # each isolated: one raising must not stop the others
+            call_isolated("done-callback", callback, run_id=self.run_id)
 
     def _skip_rest(self, index: int, first: StageState) -> tuple[StageStatus, ...]:
         """Stage ``index`` ends as ``first``; the ones after it as skipped."""
@@ -437,7 +435,8 @@ class Run:
         except BaseException as exc:  # a bug of ours must still end the run
             self._fail_internal(exc)
         finally:
-            self._loops.close()
+            # closing the loop runs async generators' cleanup: user code, isolated
+            call_isolated("event-loop cleanup", self._loops.close, run_id=self.run_id)
         if interrupted is not None and self._thread is None:
             raise interrupted  # inline: Ctrl-C cancelled the run; the caller sees it too
 
