@@ -12,6 +12,7 @@ outside: the sequence iterator is moved to its end, the selector stream raises
 from __future__ import annotations
 
 import contextvars
+import math
 import numbers
 import sys
 import time
@@ -287,7 +288,7 @@ class StageProgress:
                 series = self._series.get(name)
                 if series is None:
                     series = self._series.setdefault(name, _Series())
-                series.append(float(value))
+                series.append(_point(value))
 
     def cancelled(self) -> bool:
         """True once the run was asked to cancel (never raises)."""
@@ -414,6 +415,14 @@ def _metric(name: str, value: Any) -> MetricValue:
         f"metric {name!r} must be a number or a string (got {value!r}, "
         f"a {type(value).__name__})"
     )
+
+
+def _point(value: float) -> float:
+    """A metric as a history point; an int past float range is charted as a gap (inf)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def current_stage() -> StageProgress | NullProgress:

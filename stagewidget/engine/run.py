@@ -424,7 +424,7 @@ class Run:
                     break
                 outcome, data = self._run_stage(index, data)
                 if outcome is not StageState.SUCCEEDED:
-                    if isinstance(data, KeyboardInterrupt):
+                    if outcome is StageState.CANCELLED and isinstance(data, KeyboardInterrupt):
                         interrupted = data
                     break
             else:
@@ -457,8 +457,12 @@ class Run:
         try:
             output = self._executor_for(index).call(stage, data, context)
         except (Cancelled, asyncio.CancelledError, KeyboardInterrupt) as exc:
-            self._end_stage(index, StageState.CANCELLED)
-            return StageState.CANCELLED, exc
+            if self._asked_to_stop(exc):
+                self._end_stage(index, StageState.CANCELLED)
+                return StageState.CANCELLED, exc
+            error = ErrorInfo.from_exception(exc, stage.name)
+            self._end_stage(index, StageState.FAILED, error=error)
+            return StageState.FAILED, exc
         except BaseException as exc:
             error = ErrorInfo.from_exception(exc, stage.name)
             self._end_stage(index, StageState.FAILED, error=error)
@@ -476,6 +480,21 @@ class Run:
             self._progress, self._context = None, None
             if error is not None:
                 self._status = replace(self._status, error=error)
+
+    def _asked_to_stop(self, exc: BaseException) -> bool:
+        """Whether a stage's cancel-like exception is a cancel someone asked for.
+
+        ``cancel()`` was called, or a ``KeyboardInterrupt`` arrived in the main thread,
+        where Ctrl-C and kernel interrupts land (the inline executor, or a blocking
+        ``pipe.run()`` whose ``_join`` then calls ``cancel()``). Anything else (a stage
+        raising ``KeyboardInterrupt`` itself in the run's thread, or ``Cancelled`` from
+        another run's ``result()``) is the stage failing, and is recorded as such.
+        """
+        with self._cond:
+            if self._cancel_requested:
+                return True
+        return (isinstance(exc, KeyboardInterrupt)
+                and threading.current_thread() is threading.main_thread())
 
     def _cancelled_before(self, index: int) -> bool:
         """If cancel() came before stage ``index`` started, mark it cancelled; say so."""
