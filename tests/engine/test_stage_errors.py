@@ -92,3 +92,33 @@ def test_exception_whose_str_raises_keeps_its_type_stage_and_traceback() -> None
     json.dumps(status.to_dict())
     with pytest.raises(Unprintable):
         run.result(WAIT_S)
+
+
+@pytest.mark.parametrize("total", [None, 10**30], ids=["len", "given-total"])
+def test_track_over_a_range_past_sys_maxsize_works_inside_a_run(total) -> None:
+    seen = threading.Event()
+
+    def count(_):
+        for i in sw.track(range(10**30), total=total):
+            if i == 10_000:
+                return i
+        return None
+
+    run = sw.Pipeline("p", [count]).start(None, display=False)
+    run.subscribe(lambda s: s.done() and seen.set())
+    assert run.result(WAIT_S) == 10_000
+    stage = run.status().stages[0]
+    assert (stage.done, stage.total) == (10_001, 10**30)
+    assert seen.wait(WAIT_S)
+    json.dumps(run.status().to_dict())
+
+
+def test_report_of_an_int_past_the_digit_limit_is_accepted_and_the_run_recorded() -> None:
+    def stage(_):
+        sw.report(big=10**5000)
+        return "ok"
+
+    run = sw.Pipeline("p", [stage]).start(None, display=False)
+    assert run.result(WAIT_S) == "ok"
+    data = json.loads(json.dumps(run.status().to_dict()))
+    assert data["stages"][0]["metrics"] == {"big": "1.000000e+5000"}
