@@ -22,6 +22,7 @@ from ..status import (
     check_run_transition,
     check_stage_transition,
 )
+from . import shutdown
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
 from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
@@ -150,6 +151,7 @@ class Run:
             call_isolated("run-start listener", listener, self, run_id=self.run_id)
         self._notifier.start()
         if self._thread is not None:
+            shutdown.watch(self)  # the end of the program waits for it (bounded)
             self._thread.start()
         else:
             self._drive()
@@ -308,10 +310,16 @@ class Run:
             raise
         return self.result()
 
-    def _wait_ended(self) -> None:
+    def _wait_ended(self, deadline: float | None = None) -> bool:
+        """Wait (Ctrl-C can interrupt it) until the run ends or ``time.monotonic()``
+        passes ``deadline``; say whether it ended."""
         while not self.done():
-            if self._ended.acquire(timeout=0.5):
+            wait_s = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if wait_s <= 0:
+                return False
+            if self._ended.acquire(timeout=wait_s):
                 self._ended.release()
+        return True
 
     # -- internals ----------------------------------------------------------------------
     def _exception_of(self, status: RunStatus, timeout: float | None) -> BaseException:
