@@ -35,6 +35,7 @@ __all__ = [
     "StageStatus",
     "check_run_transition",
     "check_stage_transition",
+    "int_text",
     "json_safe",
     "safe_repr",
 ]
@@ -382,7 +383,7 @@ def json_safe(value: Any) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is int:
-        return value if _int_fits(value) else _int_text(value)
+        return value if _int_fits(value) else int_text(value)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):  # IntEnum & co. (bool, final, was handled above)
@@ -504,8 +505,12 @@ def _int_fits(number: int) -> bool:
     return int(bits * _LOG10_2) + 1 <= limit  # an upper bound of its digit count
 
 
-def _int_text(number: int) -> str:
-    """An int too long for decimal text, in scientific notation (7 significant digits)."""
+def int_text(number: int) -> str:
+    """An int of any size in scientific notation, 7 significant digits: ``1.000000e+5000``.
+
+    Cheap however long the int is (no conversion to decimal digits), so it serves ints
+    past Python's 4,300-digit int-to-text limit.
+    """
     sign = "-" if number < 0 else ""
     log = math.log10(abs(number))  # works for ints past float range
     exponent = math.floor(log)
@@ -529,7 +534,7 @@ class _BoundedRepr(reprlib.Repr):
 
     def repr1(self, x: Any, level: int) -> str:
         if isinstance(x, int) and not isinstance(x, bool) and not _int_fits(int.__index__(x)):
-            return _int_text(int.__index__(x))
+            return int_text(int.__index__(x))
         return super().repr1(x, level)
 
     def repr_instance(self, x: Any, level: int) -> str:
