@@ -7,15 +7,33 @@ events stream must end.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import harness
 import httpx
 import pytest
+import svc_pipelines
+from conftest import WAIT_S
 from harness import read_events
+
+from stagewidget.service import Service
 
 pytestmark = pytest.mark.integration
 
 redis_server, store_kind, prefix = harness.redis_server, harness.store_kind, harness.prefix
-make_service, service, client = harness.make_service, harness.service, harness.client
+
+
+@pytest.fixture
+def client(request, store_kind, prefix) -> Iterator[httpx.Client]:
+    """A real service of the hostile pipeline on the memory store or a real redis-server."""
+    redis_url = request.getfixturevalue("redis_server").url if store_kind == "redis" else None
+    service = Service([svc_pipelines.hostile], port=0, redis=redis_url, prefix=prefix,
+                      adopt=False).start()
+    try:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S) as http:
+            yield http
+    finally:
+        service.stop()
 
 # kind -> (result, result_is_repr, result_unavailable) expected in the store
 EXPECTED = {
