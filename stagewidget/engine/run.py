@@ -492,17 +492,18 @@ class Run:
     def _asked_to_stop(self, exc: BaseException) -> bool:
         """Whether a stage's cancel-like exception is a cancel someone asked for.
 
-        ``cancel()`` was called, or a ``KeyboardInterrupt`` arrived in the main thread,
-        where Ctrl-C and kernel interrupts land (the inline executor, or a blocking
-        ``pipe.run()`` whose ``_join`` then calls ``cancel()``). Anything else (a stage
-        raising ``KeyboardInterrupt`` itself in the run's thread, or ``Cancelled`` from
+        ``cancel()`` was called, or a ``KeyboardInterrupt`` reached a stage running in
+        the caller's thread (the inline executor) or the main thread, where Ctrl-C and
+        kernel interrupts land (a blocking ``pipe.run()`` with the thread executor is
+        cancelled by its ``_join`` instead). Anything else (a stage raising
+        ``KeyboardInterrupt`` itself in the run's own thread, or ``Cancelled`` from
         another run's ``result()``) is the stage failing, and is recorded as such.
         """
         with self._cond:
             if self._cancel_requested:
                 return True
-        return (isinstance(exc, KeyboardInterrupt)
-                and threading.current_thread() is threading.main_thread())
+        return isinstance(exc, KeyboardInterrupt) and (
+            self._thread is None or threading.current_thread() is threading.main_thread())
 
     def _cancelled_before(self, index: int) -> bool:
         """If cancel() came before stage ``index`` started, mark it cancelled; say so."""

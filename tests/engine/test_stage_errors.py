@@ -122,3 +122,23 @@ def test_report_of_an_int_past_the_digit_limit_is_accepted_and_the_run_recorded(
     assert run.result(WAIT_S) == "ok"
     data = json.loads(json.dumps(run.status().to_dict()))
     assert data["stages"][0]["metrics"] == {"big": "1.000000e+5000"}
+
+
+def test_keyboard_interrupt_in_an_inline_stage_off_the_main_thread_stays_a_cancel() -> None:
+    # e.g. a kernel subshell thread running pipe.run(executor="inline") gets interrupted
+    outcome: list[BaseException] = []
+
+    def stage(_):
+        raise KeyboardInterrupt
+
+    def blocking() -> None:
+        try:
+            sw.Pipeline("p", [stage]).run(None, display=False, executor="inline")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=blocking)
+    thread.start()
+    thread.join(WAIT_S)
+    assert isinstance(outcome[0], KeyboardInterrupt)
+    assert sw.engine.run.recent_runs()[-1].status().state is RunState.CANCELLED
