@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -10,6 +11,10 @@ import pytest
 import stagewidget as sw
 
 WAIT_S = 20.0  # upper bound for any single wait on an event in the tests
+
+# stagewidget waits for unfinished runs at interpreter exit (300 s by default): a test
+# leaving one behind must not hold the end of pytest, nor of a service it started, so long.
+os.environ.setdefault("STAGEWIDGET_EXIT_TIMEOUT_S", "5")
 
 
 class FakeClock:

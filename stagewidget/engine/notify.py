@@ -17,7 +17,7 @@ from typing import Any
 
 from ..status import RunStatus
 
-__all__ = ["Notifier", "Observer"]
+__all__ = ["Notifier", "Observer", "call_isolated"]
 
 _log = logging.getLogger("stagewidget")
 
@@ -155,7 +155,32 @@ class Notifier:
 
 def _deliver(snapshot: RunStatus, observers: tuple[Observer, ...]) -> None:
     for observer in observers:
-        try:
-            observer(snapshot)
-        except Exception:
-            _log.exception("observer %r failed; run %s continues", observer, snapshot.run_id)
+        call_isolated("observer", observer, snapshot, run_id=snapshot.run_id)
+
+
+def call_isolated(kind: str, fn: Callable[..., Any], *args: Any, run_id: str) -> None:
+    """Call user code ``fn(*args)`` for an engine thread; log what it raises, never re-raise.
+
+    ``BaseException`` is caught too: an observer calling ``run.result()`` on a cancelled
+    run raises ``Cancelled``, one calling ``sys.exit()`` raises ``SystemExit``, and
+    either would otherwise end the engine's thread and every later delivery with it.
+    Only a real Ctrl-C (a ``KeyboardInterrupt`` in the main thread, where signals land)
+    goes on up: the user wants out. ``kind`` names ``fn`` in the log ("observer").
+    """
+    try:
+        fn(*args)
+    except KeyboardInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            raise
+        _log.exception("%s %s raised KeyboardInterrupt; run %s continues", kind,
+                       _describe(fn), run_id)
+    except BaseException:
+        _log.exception("%s %s failed; run %s continues", kind, _describe(fn), run_id)
+
+
+def _describe(fn: Any) -> str:
+    """``repr(fn)`` for a log line; a raising ``__repr__`` must not hide the real error."""
+    try:
+        return repr(fn)
+    except Exception:
+        return f"<{type(fn).__qualname__} object>"

@@ -12,6 +12,7 @@ outside: the sequence iterator is moved to its end, the selector stream raises
 from __future__ import annotations
 
 import contextvars
+import math
 import numbers
 import sys
 import time
@@ -72,6 +73,35 @@ def _check_count(what: str, value: Any) -> int | None:
     return int(value)
 
 
+def _check_desc(desc: Any) -> None:
+    # The notifier compares descs to see what changed: it must be a plain value.
+    if desc is not None and not isinstance(desc, str):
+        raise PipelineError(f"track() desc must be a str or None (got {desc!r}, a "
+                            f"{type(desc).__name__})")
+
+
+def _long_len(sized: Any) -> int | None:
+    """The length of ``sized`` when ``len()`` overflows (past ``sys.maxsize``), or None."""
+    if isinstance(sized, range):
+        return iter(sized).__length_hint__()  # exact, as a Python int
+    try:
+        length = type(sized).__len__(sized)  # a Python __len__ gives its int as it is
+    except Exception:
+        return None
+    return length if isinstance(length, int) and length >= 0 else None
+
+
+def _left(iterator: Iterator[Any]) -> int | None:
+    """Items a sequence iterator has left; None when it cannot say."""
+    try:
+        return length_hint(iterator)
+    except OverflowError:  # a range past sys.maxsize: its own method gives the Python int
+        try:
+            return iterator.__length_hint__()  # type: ignore[attr-defined, no-any-return]
+        except Exception:
+            return None
+
+
 class _Loop:
     """One ``track()`` loop inside a stage; iterate it once."""
 
@@ -108,7 +138,7 @@ class _Loop:
             raise RuntimeError("a track() loop can be iterated only once; call track() again")
         source = iter(self._source)
         self._source = None
-        if type(source) in _SEEKABLE and self.total == length_hint(source):
+        if type(source) in _SEEKABLE and self.total is not None and self.total == _left(source):
             # cancel() moves the sequence iterator to its end; _end() then raises
             self._seq = source
             self._iter = chain(source, self._end())
@@ -165,7 +195,8 @@ class _Loop:
         if self._stopped_at is not None:
             return self._stopped_at
         if self._seq is not None:
-            return (self.total or 0) - length_hint(self._seq)
+            left = _left(self._seq)
+            return (self.total or 0) - left if left is not None else 0
         chunk = self._chunk
         if chunk is not None:
             return chunk[0] - length_hint(chunk[1])
@@ -242,11 +273,14 @@ class StageProgress:
               desc: str | None = None) -> Any:
         """Wrap ``iterable`` (sync or async) so each item it yields counts as progress."""
         total = _check_count("track() total", total)
+        _check_desc(desc)
         if total is None and hasattr(iterable, "__len__"):
             try:
                 total = len(iterable)  # type: ignore[arg-type]
             except TypeError:
                 total = None
+            except OverflowError:  # range(10**30): for works, so track() must too
+                total = _long_len(iterable)
         if self._cancel_requested:
             raise Cancelled(f"stage {self.name!r} was cancelled")
         return _Loop(self, iterable, total, desc)
@@ -287,7 +321,7 @@ class StageProgress:
                 series = self._series.get(name)
                 if series is None:
                     series = self._series.setdefault(name, _Series())
-                series.append(float(value))
+                series.append(_point(value))
 
     def cancelled(self) -> bool:
         """True once the run was asked to cancel (never raises)."""
@@ -380,6 +414,7 @@ class NullProgress:
     def track(self, iterable: Any, total: int | None = None, desc: str | None = None) -> Any:
         """Return ``iterable`` unchanged."""
         _check_count("track() total", total)
+        _check_desc(desc)
         return iterable
 
     def advance(self, n: int = 1) -> None:
@@ -416,6 +451,14 @@ def _metric(name: str, value: Any) -> MetricValue:
     )
 
 
+def _point(value: float) -> float:
+    """A metric as a history point; an int past float range is charted as a gap (inf)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def current_stage() -> StageProgress | NullProgress:
     """Return the running stage's progress handle (a no-op handle outside a run)."""
     return _CURRENT.get() or _NULL
@@ -432,6 +475,7 @@ def track(iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
     progress = _CURRENT.get()
     if progress is None:
         _check_count("track() total", total)
+        _check_desc(desc)
         return iterable
     return progress.track(iterable, total, desc)
 

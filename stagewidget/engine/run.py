@@ -22,8 +22,9 @@ from ..status import (
     check_run_transition,
     check_stage_transition,
 )
+from . import shutdown
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
-from .notify import Notifier
+from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ _start_listeners: list[Callable[[Run], None]] = []
 def on_run_start(listener: Callable[[Run], None]) -> Callable[[], None]:
     """Call ``listener(run)`` (in the starting thread) for every run started from now on.
 
-    Returns a function that stops it. A raising listener is logged; the run goes on.
+    Returns a function that stops it. A raising listener is logged (whatever it raises,
+    ``BaseException`` included); the run goes on.
     """
     _start_listeners.append(listener)
 
@@ -146,13 +148,10 @@ class Run:
             raise InvalidTransition(f"run {self.run_id} was already launched")
         _recent.append(self)
         for listener in tuple(_start_listeners):
-            try:
-                listener(self)
-            except Exception:
-                _log.exception("run-start listener %r failed; run %s goes on", listener,
-                               self.run_id)
+            call_isolated("run-start listener", listener, self, run_id=self.run_id)
         self._notifier.start()
         if self._thread is not None:
+            shutdown.watch(self)  # the end of the program waits for it (bounded)
             self._thread.start()
         else:
             self._drive()
@@ -311,10 +310,16 @@ class Run:
             raise
         return self.result()
 
-    def _wait_ended(self) -> None:
+    def _wait_ended(self, deadline: float | None = None) -> bool:
+        """Wait (Ctrl-C can interrupt it) until the run ends or ``time.monotonic()``
+        passes ``deadline``; say whether it ended."""
         while not self.done():
-            if self._ended.acquire(timeout=0.5):
+            wait_s = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if wait_s <= 0:
+                return False
+            if self._ended.acquire(timeout=wait_s):
                 self._ended.release()
+        return True
 
     # -- internals ----------------------------------------------------------------------
     def _exception_of(self, status: RunStatus, timeout: float | None) -> BaseException:
@@ -332,11 +337,12 @@ class Run:
         return self._stage_executors[index - self._start_index]
 
     def _on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the run has ended (at once if it has; isolated)."""
         with self._cond:
             if not self._status.state.terminal:
                 self._done_callbacks.append(callback)
                 return
-        callback()
+        call_isolated("done-callback", callback, run_id=self.run_id)
 
     def _snapshot_locked(self) -> RunStatus:
         """A fresh snapshot: the recorded state plus the live progress of the stage."""
@@ -399,8 +405,8 @@ class Run:
             if final:
                 self._done_callbacks = []
                 self._ended.release()
-        for callback in callbacks:
-            callback()
+        for callback in callbacks:  # each isolated: one raising must not stop the others
+            call_isolated("done-callback", callback, run_id=self.run_id)
 
     def _skip_rest(self, index: int, first: StageState) -> tuple[StageStatus, ...]:
         """Stage ``index`` ends as ``first``; the ones after it as skipped."""
@@ -426,7 +432,7 @@ class Run:
                     break
                 outcome, data = self._run_stage(index, data)
                 if outcome is not StageState.SUCCEEDED:
-                    if isinstance(data, KeyboardInterrupt):
+                    if outcome is StageState.CANCELLED and isinstance(data, KeyboardInterrupt):
                         interrupted = data
                     break
             else:
@@ -437,7 +443,8 @@ class Run:
         except BaseException as exc:  # a bug of ours must still end the run
             self._fail_internal(exc)
         finally:
-            self._loops.close()
+            # closing the loop runs async generators' cleanup: user code, isolated
+            call_isolated("event-loop cleanup", self._loops.close, run_id=self.run_id)
         if interrupted is not None and self._thread is None:
             raise interrupted  # inline: Ctrl-C cancelled the run; the caller sees it too
 
@@ -458,8 +465,12 @@ class Run:
         try:
             output = self._executor_for(index).call(stage, data, context)
         except (Cancelled, asyncio.CancelledError, KeyboardInterrupt) as exc:
-            self._end_stage(index, StageState.CANCELLED)
-            return StageState.CANCELLED, exc
+            if self._asked_to_stop(exc):
+                self._end_stage(index, StageState.CANCELLED)
+                return StageState.CANCELLED, exc
+            error = ErrorInfo.from_exception(exc, stage.name)
+            self._end_stage(index, StageState.FAILED, error=error)
+            return StageState.FAILED, exc
         except BaseException as exc:
             error = ErrorInfo.from_exception(exc, stage.name)
             self._end_stage(index, StageState.FAILED, error=error)
@@ -477,6 +488,22 @@ class Run:
             self._progress, self._context = None, None
             if error is not None:
                 self._status = replace(self._status, error=error)
+
+    def _asked_to_stop(self, exc: BaseException) -> bool:
+        """Whether a stage's cancel-like exception is a cancel someone asked for.
+
+        ``cancel()`` was called, or a ``KeyboardInterrupt`` reached a stage running in
+        the caller's thread (the inline executor) or the main thread, where Ctrl-C and
+        kernel interrupts land (a blocking ``pipe.run()`` with the thread executor is
+        cancelled by its ``_join`` instead). Anything else (a stage raising
+        ``KeyboardInterrupt`` itself in the run's own thread, or ``Cancelled`` from
+        another run's ``result()``) is the stage failing, and is recorded as such.
+        """
+        with self._cond:
+            if self._cancel_requested:
+                return True
+        return isinstance(exc, KeyboardInterrupt) and (
+            self._thread is None or threading.current_thread() is threading.main_thread())
 
     def _cancelled_before(self, index: int) -> bool:
         """If cancel() came before stage ``index`` started, mark it cancelled; say so."""

@@ -8,6 +8,9 @@ __all__ = ["openapi_document"]
 
 _NUM = {"type": ["number", "null"]}
 _STR = {"type": ["string", "null"]}
+# ints past 4,300 digits come as strings in scientific notation ("1.000000e+5000")
+_COUNT = {"type": ["integer", "string"]}
+_COUNT_OR_NULL = {"type": ["integer", "string", "null"]}
 _STATES = ["pending", "running", "succeeded", "failed", "cancelled", "lost"]
 _STAGE_STATES = ["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -28,15 +31,15 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Level": {
         "type": "object", "required": ["desc", "done", "total", "fraction"],
-        "properties": {"desc": _STR, "done": {"type": "integer"},
-                       "total": {"type": ["integer", "null"]}, "fraction": _NUM},
+        "properties": {"desc": _STR, "done": _COUNT, "total": _COUNT_OR_NULL,
+                       "fraction": _NUM},
     },
     "StageStatus": {
         "type": "object",
         "required": ["name", "state", "done", "total", "fraction", "eta_s", "metrics"],
         "properties": {
             "name": {"type": "string"}, "state": {"enum": _STAGE_STATES},
-            "done": {"type": "integer", "minimum": 0}, "total": {"type": ["integer", "null"]},
+            "done": {**_COUNT, "minimum": 0}, "total": _COUNT_OR_NULL,
             "fraction": _NUM, "desc": _STR, "started_at": _NUM, "finished_at": _NUM,
             "elapsed_s": {"type": "number"}, "rate": _NUM, "eta_s": _NUM,
             "metrics": {"type": "object",
@@ -60,6 +63,8 @@ _SCHEMAS: dict[str, Any] = {
             "elapsed_s": {"type": "number"}, "eta_s": _NUM,
             "result": {"description": "the last stage's output once succeeded (any JSON)"},
             "result_is_repr": {"type": "boolean"},
+            "result_unavailable": {**_STR, "description": "why the result is null although "
+                                   "the run succeeded: even its repr() failed"},
             "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
             "logs": {"type": "array", "items": {"type": "string"}},
             "stages": {"type": "array", "items": {"$ref": "#/components/schemas/StageStatus"}},

@@ -11,7 +11,15 @@ import numbers
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ..status import ErrorInfo, MetricValue, RunState, RunStatus, StageState, StageStatus
+from ..status import (
+    ErrorInfo,
+    MetricValue,
+    RunState,
+    RunStatus,
+    StageState,
+    StageStatus,
+    int_text,
+)
 
 __all__ = [
     "STATE_SYMBOLS",
@@ -219,11 +227,18 @@ def _percent(fraction: float) -> str:
 def _metric(value: MetricValue) -> str:
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         return f"{float(value):.4g}"
+    if isinstance(value, int) and abs(value) >= _SI_LIMIT:
+        return int_text(value)  # str() of an int past 4,300 digits raises
     return _one_line(str(value))
 
 
+_SI_LIMIT = 10**21  # the largest suffix is E (10**18)
+
+
 def _count(n: int) -> str:
-    return str(n) if abs(n) < 1_000_000 else _si(n)
+    if abs(n) < 1_000_000:
+        return str(n)
+    return _si(n) if abs(n) < _SI_LIMIT else int_text(n)
 
 
 def _si(value: float) -> str:

@@ -593,7 +593,7 @@ def test_two_hundred_concurrent_runs_finish_and_leave_no_threads() -> None:
 
 
 @pytest.mark.parametrize("exc, state", [(SystemExit(3), RunState.FAILED),
-                                        (KeyboardInterrupt(), RunState.CANCELLED),
+                                        (KeyboardInterrupt(), RunState.FAILED),
                                         (MemoryError(), RunState.FAILED)])
 def test_nothing_escapes_the_driver_thread(monkeypatch, exc, state) -> None:
     escaped = []

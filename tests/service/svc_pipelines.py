@@ -75,4 +75,43 @@ def greet():
     return "hello"
 
 
-PIPELINES = [square, slow, gated, fails, hello]
+hostile = sw.Pipeline("hostile")
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise ValueError("no repr for you")
+
+
+def _nested(depth: int) -> list:
+    outer: list = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+@hostile.stage
+def misbehave(data: dict):
+    """Return (or report) a value JSON cannot hold: {"kind": "big-int" | ...}."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "big-int":
+        return 7**20000  # past Python's 4,300-digit int-to-text limit
+    if kind == "bad-repr-element":
+        return [1, _BadRepr()]
+    if kind == "deep":
+        return _nested(5000)
+    if kind == "unrepresentable":
+        return _BadRepr()
+    if kind == "big-metric":
+        sw.report(big=10**5000)
+        return "reported"
+    if kind == "big-range":
+        for i in sw.track(range(10**30)):
+            if i == 1000:
+                return i
+    return kind
+
+
+PIPELINES = [square, slow, gated, fails, hello]  # hostile: served by its own tests

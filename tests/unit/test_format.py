@@ -254,3 +254,9 @@ def test_summary_keeps_final_metrics_of_each_stage() -> None:
     stage = replace(finished("train", 9.0), metrics={"loss": 0.25})
     run = three_stage_run(state=RunState.SUCCEEDED, stages=(stage,))
     assert summary(run).splitlines()[1] == "  ✓ train succeeded 9.0s loss=0.25"
+
+
+def test_counts_and_metrics_past_the_int_digit_limit_are_formatted() -> None:
+    assert format_count(10**5000, 10**6000) == "1.000000e+5000/1.000000e+6000"
+    assert format_count(3, 10**30) == "3/1.000000e+30"
+    assert format_metrics({"big": 10**5000, "n": 7}) == "big=1.000000e+5000 n=7"

@@ -204,3 +204,54 @@ def test_a_cancelled_list_loop_reports_how_far_it_got_not_its_total() -> None:
             if x == 10:
                 progress.request_cancel()
     assert progress.sample()[:2] == (11, 1000)
+
+
+class HugeSequence:
+    """A sequence whose __len__ is past sys.maxsize: ``for`` works, ``len()`` overflows."""
+
+    def __len__(self) -> int:
+        return 10**30
+
+    def __getitem__(self, index: int) -> int:
+        if index >= 5:
+            raise IndexError(index)
+        return index
+
+
+@pytest.mark.parametrize("total", [None, 10**30], ids=["len", "given-total"])
+def test_track_over_a_range_past_sys_maxsize_counts_like_any_range(total) -> None:
+    progress = StageProgress("s")
+    loop = iter(progress.track(range(10**30), total=total, desc="huge"))
+    assert [next(loop) for _ in range(3)] == [0, 1, 2]
+    assert progress.sample() == (3, 10**30, "huge", ())
+
+
+def test_track_over_a_sequence_whose_len_overflows_takes_its_len_and_counts() -> None:
+    progress = StageProgress("s")
+    assert list(progress.track(HugeSequence())) == [0, 1, 2, 3, 4]
+    assert progress.sample() == (5, 10**30, None, ())
+
+
+def test_cancel_stops_a_loop_over_a_range_past_sys_maxsize() -> None:
+    progress = StageProgress("s")
+    loop = iter(progress.track(range(10**30)))
+    assert next(loop) == 0
+    progress.request_cancel()
+    with pytest.raises(Cancelled):
+        next(loop)
+    assert progress.sample()[:2] == (1, 10**30)
+
+
+def test_track_desc_must_be_a_string_in_and_out_of_a_run() -> None:
+    with pytest.raises(PipelineError, match=r"track\(\) desc must be a str or None \(got 3"):
+        sw.track([1], desc=3)
+    with pytest.raises(PipelineError, match=r"track\(\) desc must be a str or None"):
+        StageProgress("s").track([1], desc=object())
+
+
+def test_report_accepts_an_int_past_float_range_and_charts_a_gap() -> None:
+    progress = StageProgress("s")
+    progress.report(big=10**5000)
+    progress.report(big=3)
+    assert progress.metrics() == {"big": 3}
+    assert progress.history() == {"big": (float("inf"), 3.0)}
