@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 from ..errors import InvalidTransition, PipelineError, RunNotFound
 from ..pipeline import NO_INPUT
 from .middleware import AccessLog, TokenGuard
-from .openapi import openapi_document
+from .openapi import MAX_LIMIT, MAX_OFFSET, openapi_document
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
 from .store import TERMINAL, Record, StoreUnavailable
 
@@ -39,7 +39,6 @@ _log = logging.getLogger("stagewidget.service")
 
 SUMMARY_KEYS = ("run_id", "pipeline", "state", "current_stage", "fraction", "created_at",
                 "started_at", "finished_at", "elapsed_s", "eta_s", "error", "retry_of")
-MAX_LIMIT = 500
 OPEN_PATHS = frozenset({"/api/health"})  # answered without the token
 _ASCII_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes '²', which int() refuses
 
@@ -78,10 +77,12 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
 
 
 def ascii_int(text: str, max_digits: int) -> int | None:
-    """``text`` as a non-negative int if it is 1 to ``max_digits`` ASCII digits, else None."""
-    if len(text) > max_digits or not _ASCII_DIGITS.fullmatch(text):
+    """``text`` as a non-negative int if it is ASCII digits with at most ``max_digits``
+    after leading zeros, else None (``int()`` would take '²' or choke on 5,000 digits)."""
+    if not _ASCII_DIGITS.fullmatch(text):
         return None
-    return int(text)
+    significant = text.lstrip("0")
+    return int(significant or "0") if len(significant) <= max_digits else None
 
 
 def _shown(text: str, limit: int = 40) -> str:
@@ -257,7 +258,7 @@ class _Api:
         if state is not None and state not in STATES:
             raise Problem(400, "bad-query", "Bad query",
                           f"state must be one of {', '.join(STATES)} (got {_shown(state)})")
-        offset = _int_param(query, "offset", 0, 0, None)
+        offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
         limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
         pipeline = query.get("pipeline")
         page = await self.call(self.registry.list, state=state, pipeline=pipeline,
@@ -386,15 +387,14 @@ class _Api:
             unwatch()
 
 
-def _int_param(query: Any, name: str, default: int, low: int, high: int | None) -> int:
+def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
         return default
-    value = ascii_int(raw, 12)  # 12 digits: more than any store holds, and int() is cheap
-    if value is None or value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise Problem(400, "bad-query", "Bad query",
-                      f"{name} must be an integer {bound}, in ASCII digits (got {_shown(raw)})")
+    value = ascii_int(raw, len(str(high)))
+    if value is None or not low <= value <= high:
+        raise Problem(400, "bad-query", "Bad query", f"{name} must be an integer between "
+                      f"{low} and {high}, in ASCII digits (got {_shown(raw)})")
     return value
 
 

@@ -160,10 +160,13 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_urlsafe(16)
         env = dict(os.environ, PYTHONPATH=str(HERE), STAGEWIDGET_TOKEN=self.token)
+        # A file, not a pipe nobody reads: the access log would fill a pipe and block it.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        self._final: str | None = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stagewidget", "serve", "svc_pipelines:PIPELINES",
              "--port", str(self.port), "--redis", redis_url, *extra],
-            cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            cwd=HERE, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.prefix = prefix
         self.http = httpx.Client(base_url=self.url, timeout=WAIT_S, headers=auth(self))
 
@@ -177,16 +180,20 @@ class ServiceProcess:
         wait_until(healthy, what=f"the service on port {self.port}")
 
     def output(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode(errors="replace")
+        """What the process has written so far (stdout and stderr)."""
+        if self._final is not None:
+            return self._final
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def stop(self, *, kill: bool = False) -> None:
         if self.proc.poll() is None:
             self.proc.kill() if kill else self.proc.terminate()
             self.proc.wait(WAIT_S)
         self.http.close()
+        if self._final is None:
+            self._final = self.output()
+            self._log.close()
 
 
 @pytest.fixture
