@@ -199,6 +199,7 @@ def serve(pipelines: Any = (), *, host: str = "127.0.0.1", port: int = 8750,
 
     Every run this process starts from now on is published too (``adopt=True``), so an
     outside front end can watch the notebook's runs; ``pipelines`` can also be started
-    over HTTP. Returns the started ``Service``; call ``stop()`` to end it.
+    over HTTP. Returns the started ``Service``: clients send its ``token`` (generated
+    unless given) as ``Authorization: Bearer <token>``; call ``stop()`` to end it.
     """
     return Service(pipelines, host=host, port=port, adopt=adopt, **options).start()
