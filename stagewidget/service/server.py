@@ -107,11 +107,13 @@ class Service:
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None)
         self.host = host
         # h11, always: uvicorn's "auto" would pick httptools when installed, whose heads are
-        # unbounded; h11 bounds them (max_head_bytes) and bounded_h11 times them.
+        # unbounded; h11 bounds them (max_head_bytes) and bounded_h11 times them. No
+        # WebSocket upgrades: the API has none, and an upgrade would pass the token check.
         self._config = uvicorn.Config(
             self.app, host=host, port=port, log_level="warning", access_log=False,
             lifespan="off", server_header=False, timeout_graceful_shutdown=2,
-            http=bounded_h11(head_timeout_s), h11_max_incomplete_event_size=max_head_bytes)
+            http=bounded_h11(head_timeout_s), h11_max_incomplete_event_size=max_head_bytes,
+            ws="none")
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self._bound_port: int | None = None

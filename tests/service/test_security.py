@@ -437,3 +437,32 @@ def test_a_service_logs_no_requests_unless_asked(make_service, store_kind, caplo
     assert len(lines) == 1 and '"GET /api/runs HTTP/1.1" 200' in lines[0], lines
     assert f":{loud.port}" not in lines[0]  # the client's address, not the server's
 
+
+
+# -- siblings -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+def test_an_idempotency_key_outside_printable_ascii_is_a_400(client) -> None:
+    reply = client.post("/api/pipelines/square/runs", json={"n": 1},
+                        headers={"Idempotency-Key": b"caf\xe9"})  # latin-1, as on the wire
+    assert reply.status_code == 400 and "Idempotency-Key" in reply.json()["detail"]
+    assert client.get("/api/runs").json()["total"] == 0
+
+
+def test_the_reply_encoder_escapes_surrogates_and_nulls_non_finite_numbers() -> None:
+    from stagewidget.service.http import encode_json
+
+    assert encode_json({"name": "\udcff", "loss": float("nan"), "rate": [float("inf"), 1.5]}
+                       ) == b'{"name":"\\udcff","loss":null,"rate":[null,1.5]}'
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+def test_a_websocket_upgrade_is_not_served(service) -> None:
+    with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as sock:
+        sock.sendall(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        sock.settimeout(WAIT_S)
+        answer = sock.recv(65536)
+    assert not answer.startswith(b"HTTP/1.1 101"), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
