@@ -20,8 +20,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +30,7 @@ from .middleware import AccessLog, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, openapi_document
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
 from .store import TERMINAL, Record, StoreUnavailable
+from .wire import ascii_int, encode_json, is_ascii_digits, json_response
 
 __all__ = ["create_app"]
 
@@ -40,49 +39,6 @@ _log = logging.getLogger("stagewidget.service")
 SUMMARY_KEYS = ("run_id", "pipeline", "state", "current_stage", "fraction", "created_at",
                 "started_at", "finished_at", "elapsed_s", "eta_s", "error", "retry_of")
 OPEN_PATHS = frozenset({"/api/health"})  # answered without the token
-_ASCII_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes '²', which int() refuses
-
-
-def encode_json(value: Any) -> bytes:
-    """``value`` as JSON bytes, for every reply (routes, problems, event streams).
-
-    Never fails on data the store gave back: non-ASCII is escaped (``\\udcff`` too, where a
-    lone surrogate from ``os.fsdecode`` or a JSON input cannot be encoded as UTF-8), and
-    NaN or infinity, which JSON lacks, become null.
-    """
-    try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except ValueError:
-        text = json.dumps(_finite(value), allow_nan=False, separators=(",", ":"))
-    return text.encode("ascii")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None,
-                  media_type: str = "application/json") -> Any:
-    """The one JSON response class of the API, rendered by ``encode_json``."""
-    from starlette.responses import Response
-
-    return Response(encode_json(content), status_code=status_code, headers=headers,
-                    media_type=media_type)
-
-
-def ascii_int(text: str, max_digits: int) -> int | None:
-    """``text`` as a non-negative int if it is ASCII digits with at most ``max_digits``
-    after leading zeros, else None (``int()`` would take '²' or choke on 5,000 digits)."""
-    if not _ASCII_DIGITS.fullmatch(text):
-        return None
-    significant = text.lstrip("0")
-    return int(significant or "0") if len(significant) <= max_digits else None
 
 
 def _shown(text: str, limit: int = 40) -> str:
@@ -150,7 +106,7 @@ def parse_prefer_wait(values: list[str], max_wait_s: float) -> float | None:
             if token.strip().lower() != "wait":
                 continue
             number = rest.split(";", 1)[0].strip().strip('"')
-            if _ASCII_DIGITS.fullmatch(number):
+            if is_ascii_digits(number):
                 seconds = ascii_int(number, 12)  # longer: more than any cap
                 return max_wait_s if seconds is None else min(float(seconds), max_wait_s)
     return None
@@ -293,7 +249,7 @@ class _Api:
     async def _body(self, request: Any) -> bytes:
         # The HTTP parser has checked the framing; this only refuses early what is too big.
         declared = request.headers.get("content-length", "")
-        if _ASCII_DIGITS.fullmatch(declared) and (
+        if is_ascii_digits(declared) and (
                 len(declared) > 18 or int(declared) > self.max_body_bytes):
             raise self._too_large()
         chunks, size = [], 0

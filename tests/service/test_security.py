@@ -450,7 +450,7 @@ def test_an_idempotency_key_outside_printable_ascii_is_a_400(client) -> None:
 
 
 def test_the_reply_encoder_escapes_surrogates_and_nulls_non_finite_numbers() -> None:
-    from stagewidget.service.http import encode_json
+    from stagewidget.service.wire import encode_json
 
     assert encode_json({"name": "\udcff", "loss": float("nan"), "rate": [float("inf"), 1.5]}
                        ) == b'{"name":"\\udcff","loss":null,"rate":[null,1.5]}'
