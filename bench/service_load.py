@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -32,6 +33,9 @@ from .common import percentile as _pct
 from .common import write_json
 
 ROOT = Path(__file__).parents[1]
+# The service requires a token (the Flask origin ignores the header): one per bench run.
+TOKEN = secrets.token_urlsafe(32)
+AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 
 
 def _free_port() -> int:
@@ -53,7 +57,8 @@ class Server:
             if redis_url:
                 args += ["--redis", redis_url]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ, STAGEWIDGET_TOKEN=TOKEN))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -80,7 +85,8 @@ class Server:
         import httpx
 
         body = httpx.post(f"http://127.0.0.1:{self.port}{self.start_path()}",
-                          json={"steps": steps, "step_s": step_s}, timeout=30).json()
+                          json={"steps": steps, "step_s": step_s}, timeout=30,
+                          headers={"Authorization": f"Bearer {TOKEN}"}).json()
         return body.get("task_id") or body["run_id"]
 
     def stop(self) -> None:
@@ -91,7 +97,7 @@ class Server:
 async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
                    port: int) -> tuple[bytes, bool]:
     """One keep-alive GET; return (body, whether the server keeps the connection)."""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{AUTH}\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
@@ -148,7 +154,7 @@ async def _sse_watchers(port: int, path: str, watchers: int, duration_s: float
 
     async def watch() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{AUTH}\r\n".encode())
         await reader.readuntil(b"\r\n\r\n")
         stop_at = time.time() + duration_s
         while time.time() < stop_at:

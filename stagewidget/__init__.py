@@ -80,7 +80,8 @@ def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:
     """Serve the HTTP status API from a background thread; see ``stagewidget.service``.
 
     Every run this process starts is published; ``pipelines`` can be started over HTTP.
-    Returns the running ``Service`` (``.url``, ``.stop()``).
+    Returns the running ``Service`` (``.url``, ``.token``, ``.stop()``); clients send
+    ``Authorization: Bearer <service.token>`` (generated unless ``token=`` is given).
     """
     from .service.server import serve as _serve
 

@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8750)
     serve.add_argument("--redis", default=None, help="redis://host:port/db to share runs")
-    serve.add_argument("--token", default=os.environ.get("STAGEWIDGET_TOKEN"),
-                       help="bearer token clients must send (default: $STAGEWIDGET_TOKEN)")
+    _add_security_flags(serve)
     serve.add_argument("--keep-s", type=float, default=600.0,
                        help="how long finished runs stay readable")
     serve.add_argument("--max-finished", type=int, default=1000)
@@ -55,6 +54,28 @@ def main(argv: list[str] | None = None) -> int:
         path = pipe.run(args.out)
         print(f"model written to {path}")
     return 0
+
+
+def _add_security_flags(serve: argparse.ArgumentParser) -> None:
+    """The serve flags for the token, request-head limits, tracebacks and the access log."""
+    tokens = serve.add_mutually_exclusive_group()
+    tokens.add_argument("--token", default=os.environ.get("STAGEWIDGET_TOKEN") or None,
+                        help="bearer token clients must send (default: $STAGEWIDGET_TOKEN, "
+                        "else a random one, printed at start)")
+    tokens.add_argument("--no-token", action="store_true",
+                        help="require no token: anyone who can reach the port may start, "
+                        "read and cancel runs (refused beyond loopback)")
+    serve.add_argument("--max-head-bytes", type=int, default=64 * 1024,
+                       help="largest request head (request line and headers); larger is "
+                       "answered 431 (default: 65536)")
+    serve.add_argument("--head-timeout-s", type=float, default=10.0,
+                       help="close a connection that has not sent a complete request head "
+                       "this long after it opened, with 408 (default: 10)")
+    serve.add_argument("--expose-tracebacks", action="store_true",
+                       help="show failed runs' tracebacks to HTTP clients (default: type, "
+                       "message and stage only; tracebacks stay in this terminal's log)")
+    serve.add_argument("--no-access-log", action="store_true",
+                       help="do not log a line per request")
 
 
 def load_object(spec: str) -> Any:
@@ -83,21 +104,40 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         service = Service(load_object(args.pipelines), host=args.host, port=args.port,
-                          redis=args.redis, token=args.token, keep_s=args.keep_s,
+                          redis=args.redis, keep_s=args.keep_s,
                           max_finished=args.max_finished, lost_after_s=args.lost_after_s,
-                          executor=args.executor, cors_origins=tuple(args.cors_origin))
+                          executor=args.executor, cors_origins=tuple(args.cors_origin),
+                          token="" if args.no_token else args.token,
+                          max_head_bytes=args.max_head_bytes,
+                          head_timeout_s=args.head_timeout_s,
+                          expose_tracebacks=args.expose_tracebacks,
+                          access_log=not args.no_access_log)
     except PipelineError as exc:
         print(f"stagewidget serve: {exc}", file=sys.stderr)
         return 2
     names = ", ".join(sorted(service.registry.pipelines))
     print(f"serving {names} on {service.url} ({service.registry.store.name} store)",
           file=sys.stderr, flush=True)
+    print(_token_banner(service.token, given=args.token is not None), file=sys.stderr,
+          flush=True)
     try:
         service.serve_forever(drain_s=args.drain_s)
     except RuntimeError as exc:  # it could not listen
         print(f"stagewidget serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _token_banner(token: str, *, given: bool) -> str:
+    """The banner's token lines: the token on a line of its own, never inside a URL (which
+    would put it in browser history and access logs)."""
+    if not token:
+        return ("no token (--no-token): anyone who can reach this port can start, read and "
+                "cancel runs")
+    if given:
+        return "clients send the token you gave: Authorization: Bearer <token>"
+    return ("clients send this token as 'Authorization: Bearer <token>':\n"
+            f"{token}")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,16 @@ Endpoints (all under ``/api``; errors are RFC 9457 ``application/problem+json``)
 - ``GET /runs/{id}``, ``GET /runs`` (``state``, ``pipeline``, ``offset``, ``limit``),
   ``DELETE /runs/{id}`` (cancel), ``GET /runs/{id}/events`` (Server-Sent Events).
 - ``GET /pipelines``, ``GET /health``, and ``GET /openapi.json`` (the API document).
+
+With a token, every request but ``GET /api/health`` needs ``Authorization: Bearer <token>``,
+checked before routing (so unknown paths answer 401 too). Failed runs show the error's type,
+message and stage; the traceback only when the operator opts in (``expose_tracebacks``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,9 +26,11 @@ from urllib.parse import urlencode
 
 from ..errors import InvalidTransition, PipelineError, RunNotFound
 from ..pipeline import NO_INPUT
-from .openapi import openapi_document
+from .middleware import AccessLog, TokenGuard
+from .openapi import MAX_LIMIT, MAX_OFFSET, openapi_document
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
 from .store import TERMINAL, Record, StoreUnavailable
+from .wire import ascii_int, encode_json, is_ascii_digits, json_response
 
 __all__ = ["create_app"]
 
@@ -33,7 +38,12 @@ _log = logging.getLogger("stagewidget.service")
 
 SUMMARY_KEYS = ("run_id", "pipeline", "state", "current_stage", "fraction", "created_at",
                 "started_at", "finished_at", "elapsed_s", "eta_s", "error", "retry_of")
-MAX_LIMIT = 500
+OPEN_PATHS = frozenset({"/api/health"})  # answered without the token
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut to ``limit`` characters, to quote client input in a detail."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 class Problem(Exception):
@@ -47,12 +57,21 @@ class Problem(Exception):
 
 
 def _problem_response(problem: Problem, instance: str) -> Any:
-    from starlette.responses import JSONResponse
-
     body = {"type": f"urn:stagewidget:problem:{problem.slug}", "title": problem.title,
             "status": problem.status, "detail": problem.detail, "instance": instance}
-    return JSONResponse(body, status_code=problem.status, headers=problem.headers,
-                        media_type="application/problem+json")
+    return json_response(body, status_code=problem.status, headers=problem.headers,
+                         media_type="application/problem+json")
+
+
+def _unauthorized() -> Problem:
+    return Problem(401, "unauthorized", "Unauthorized",
+                   "send the service's token as 'Authorization: Bearer <token>'",
+                   {"WWW-Authenticate": 'Bearer realm="stagewidget"'})
+
+
+async def _deny(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ASGI reply to a request without the token: 401 problem+json."""
+    await _problem_response(_unauthorized(), scope["path"])(scope, receive, send)
 
 
 def _as_problem(exc: Exception) -> Problem:
@@ -79,7 +98,7 @@ def _as_problem(exc: Exception) -> Problem:
 def parse_prefer_wait(values: list[str], max_wait_s: float) -> float | None:
     """The ``wait`` preference of RFC 7240 ``Prefer`` headers, capped; None if absent.
 
-    Malformed preferences are ignored, as the RFC asks.
+    Malformed preferences (anything but ASCII digits) are ignored, as the RFC asks.
     """
     for value in values:
         for preference in value.split(","):
@@ -87,8 +106,9 @@ def parse_prefer_wait(values: list[str], max_wait_s: float) -> float | None:
             if token.strip().lower() != "wait":
                 continue
             number = rest.split(";", 1)[0].strip().strip('"')
-            if number.isdigit():
-                return min(float(number), max_wait_s)
+            if is_ascii_digits(number):
+                seconds = ascii_int(number, 12)  # longer: more than any cap
+                return max_wait_s if seconds is None else min(float(seconds), max_wait_s)
     return None
 
 
@@ -96,9 +116,10 @@ class _Api:
     """The endpoints, bound to one registry and the service's settings."""
 
     def __init__(self, registry: RunRegistry, *, token: str | None, max_body_bytes: int,
-                 max_wait_s: float, ping_s: float) -> None:
+                 max_wait_s: float, ping_s: float, expose_tracebacks: bool) -> None:
         self.registry = registry
         self.token = token
+        self.expose_tracebacks = expose_tracebacks
         self.max_body_bytes = max_body_bytes
         self.max_wait_s = max_wait_s
         self.ping_s = ping_s
@@ -111,14 +132,13 @@ class _Api:
             return await run_in_threadpool(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
-    def guard(self, endpoint: Callable[[Any], Awaitable[Any]], *, open_: bool = False
+    def guard(self, endpoint: Callable[[Any], Awaitable[Any]]
               ) -> Callable[[Any], Awaitable[Any]]:
-        """Wrap ``endpoint`` with the token check and the problem+json error replies."""
+        """Wrap ``endpoint`` with the problem+json error replies (the token is checked
+        before routing, by ``TokenGuard``)."""
 
         async def guarded(request: Any) -> Any:
             try:
-                if not open_:
-                    self.check_token(request)
                 return await endpoint(request)
             except Exception as exc:
                 return _problem_response(_as_problem(exc), request.url.path)
@@ -126,46 +146,37 @@ class _Api:
         guarded.__name__ = endpoint.__name__
         return guarded
 
-    def check_token(self, request: Any) -> None:
-        if self.token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), self.token.encode()):
-            raise Problem(401, "unauthorized", "Unauthorized",
-                          "send the service's token as 'Authorization: Bearer <token>'",
-                          {"WWW-Authenticate": 'Bearer realm="stagewidget"'})
+    def public(self, status: dict[str, Any]) -> dict[str, Any]:
+        """``status`` as clients see it: the error's traceback left out (empty) unless the
+        operator opted in; it names the server's files and code."""
+        error = status.get("error")
+        if self.expose_tracebacks or not error or not error.get("traceback"):
+            return status
+        return {**status, "error": {**error, "traceback": ""}}
 
     # -- endpoints --------------------------------------------------------------------
     async def health(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
-
         await self.call(self.registry.store.ping)
-        return JSONResponse({"status": "ok", "store": self.registry.store.name,
+        return json_response({"status": "ok", "store": self.registry.store.name,
                              "pipelines": len(self.registry.pipelines)})
 
     async def openapi(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse(openapi_document(pipelines=self.registry.input_schemas(),
-                                             secured=self.token is not None))
+        return json_response(openapi_document(pipelines=self.registry.input_schemas(),
+                                              secured=bool(self.token)))
 
     async def pipelines(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse({"pipelines": [
+        return json_response({"pipelines": [
             {"name": name, "stages": [s.name for s in pipe.stages],
              "runs_url": f"/api/pipelines/{name}/runs"}
             for name, pipe in sorted(self.registry.pipelines.items())]})
 
     async def start_run(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
-
         name = request.path_params["name"]
         body = await self._body(request)
         data = self._input(request, body)
         key = request.headers.get("idempotency-key")
-        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        if key is not None and not (0 < len(key) <= 255 and key.isascii()
+                                    and key.isprintable()):
             raise Problem(400, "bad-idempotency-key", "Bad Idempotency-Key",
                           "Idempotency-Key must be 1 to 255 printable characters")
         wait_s = parse_prefer_wait(request.headers.getlist("prefer"), self.max_wait_s)
@@ -181,33 +192,29 @@ class _Api:
                 await self._wait_recorded(status["run_id"], wait_s)
                 status = await self.call(self.registry.get, status["run_id"])
         code = 200 if wait_s is not None and status["state"] in TERMINAL else 202
-        return JSONResponse(status, status_code=code, headers=headers)
+        return json_response(self.public(status), status_code=code, headers=headers)
 
     async def run(self, request: Any) -> Any:
         """GET: the run's status; DELETE: cancel it (one route, so 405 lists both)."""
-        from starlette.responses import JSONResponse
-
         run_id = request.path_params["run_id"]
         if request.method == "DELETE":
             status = await self.call(self.registry.cancel, run_id)
-            return JSONResponse(status, status_code=202)
+            return json_response(self.public(status), status_code=202)
         aget = getattr(self.registry.store, "aget", None)
         if aget is None:
-            return JSONResponse(await self.call(self.registry.get, run_id))
+            return json_response(self.public(await self.call(self.registry.get, run_id)))
         record = await aget(run_id)  # the hot path: no worker-thread hop
         if record is None:
             raise self.registry.not_found(run_id)
-        return JSONResponse(self.registry.view(record))
+        return json_response(self.public(self.registry.view(record)))
 
     async def list_runs(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
-
         query = request.query_params
         state = query.get("state")
         if state is not None and state not in STATES:
             raise Problem(400, "bad-query", "Bad query",
-                          f"state must be one of {', '.join(STATES)} (got {state!r})")
-        offset = _int_param(query, "offset", 0, 0, None)
+                          f"state must be one of {', '.join(STATES)} (got {_shown(state)})")
+        offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
         limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
         pipeline = query.get("pipeline")
         page = await self.call(self.registry.list, state=state, pipeline=pipeline,
@@ -218,23 +225,32 @@ class _Api:
             next_url = "/api/runs?" + urlencode({**params, "offset": offset + limit,
                                                  "limit": limit})
         runs = [{k: run.get(k) for k in SUMMARY_KEYS} | {"url": f"/api/runs/{run['run_id']}"}
-                for run in page.runs]
-        return JSONResponse({"runs": runs, "total": page.total, "offset": offset,
+                for run in map(self.public, page.runs)]
+        return json_response({"runs": runs, "total": page.total, "offset": offset,
                              "limit": limit, "next": next_url})
 
     async def events(self, request: Any) -> Any:
-        from starlette.responses import StreamingResponse
+        """GET: the run's Server-Sent Events; HEAD: their headers only, at once."""
+        from starlette.responses import Response, StreamingResponse
 
         run_id = request.path_params["run_id"]
         first = await self.call(self.registry.record, run_id)  # 404 before streaming
-        return StreamingResponse(
-            self._stream(run_id, first), media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":
+            # Starlette answers HEAD through the GET endpoint and a StreamingResponse would
+            # run the stream to its end (until the run ends) just to throw the body away.
+            head = Response(None, headers=headers, media_type="text/event-stream")
+            del head.headers["content-length"]  # the GET streams, chunked
+            return head
+        return StreamingResponse(self._stream(run_id, first), media_type="text/event-stream",
+                                 headers=headers)
 
     # -- helpers ----------------------------------------------------------------------
     async def _body(self, request: Any) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        # The HTTP parser has checked the framing; this only refuses early what is too big.
+        declared = request.headers.get("content-length", "")
+        if is_ascii_digits(declared) and (
+                len(declared) > 18 or int(declared) > self.max_body_bytes):
             raise self._too_large()
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -301,10 +317,12 @@ class _Api:
             while True:
                 if record is not None and record.heartbeat_at >= sent_at:
                     sent_at, number = record.heartbeat_at, number + 1
-                    status = self.registry.view(record)
-                    yield f"id: {number}\nevent: status\ndata: {json.dumps(status)}\n\n"
+                    status = self.public(self.registry.view(record))
+                    data = encode_json(status).decode("ascii")
+                    yield f"id: {number}\nevent: status\ndata: {data}\n\n"
                     if status["state"] in TERMINAL or status["state"] == LOST:
-                        yield f"event: end\ndata: {json.dumps({'state': status['state']})}\n\n"
+                        end = encode_json({"state": status["state"]}).decode("ascii")
+                        yield f"event: end\ndata: {end}\n\n"
                         return
                 record = None
                 try:
@@ -325,29 +343,33 @@ class _Api:
             unwatch()
 
 
-def _int_param(query: Any, name: str, default: int, low: int, high: int | None) -> int:
+def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise Problem(400, "bad-query", "Bad query",
-                      f"{name} must be an integer {bound} (got {raw!r})")
-    return int(raw)
+    value = ascii_int(raw, len(str(high)))
+    if value is None or not low <= value <= high:
+        raise Problem(400, "bad-query", "Bad query", f"{name} must be an integer between "
+                      f"{low} and {high}, in ASCII digits (got {_shown(raw)})")
+    return value
 
 
 def create_app(registry: RunRegistry, *, token: str | None = None,
                max_body_bytes: int = 1 << 20, max_wait_s: float = 300.0, ping_s: float = 5.0,
-               cors_origins: tuple[str, ...] = ()) -> Any:
+               cors_origins: tuple[str, ...] = (), expose_tracebacks: bool = False,
+               access_log: logging.Logger | None = None) -> Any:
     """Build the Starlette app serving ``registry``.
 
     Args:
-        token: if set, every endpoint but health and the API document needs
-            ``Authorization: Bearer <token>``.
+        token: if set (non-empty), every request but ``GET /api/health`` needs
+            ``Authorization: Bearer <token>``, the API document and unknown paths included.
         max_body_bytes: largest accepted input.
         max_wait_s: the cap on ``Prefer: wait``.
         ping_s: how often an idle event stream sends a comment (and re-reads the run).
         cors_origins: origins allowed by CORS (none by default: CORS off).
+        expose_tracebacks: show failed runs' tracebacks to clients (default: type, message
+            and stage only).
+        access_log: log one line per request on this logger (default: none).
     """
     try:
         from starlette.applications import Starlette
@@ -358,26 +380,33 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
     except ImportError:
         raise ImportError("the status service needs starlette and uvicorn: "
                           "pip install 'stagewidget[service]'") from None
-    api = _Api(registry, token=token, max_body_bytes=max_body_bytes, max_wait_s=max_wait_s,
-               ping_s=ping_s)
+    api = _Api(registry, token=token or None, max_body_bytes=max_body_bytes,
+               max_wait_s=max_wait_s, ping_s=ping_s, expose_tracebacks=expose_tracebacks)
     g = api.guard
     routes = [
-        Route("/api/health", g(api.health, open_=True), methods=["GET"]),
-        Route("/openapi.json", g(api.openapi, open_=True), methods=["GET"]),
-        Route("/api/openapi.json", g(api.openapi, open_=True), methods=["GET"]),
+        Route("/api/health", g(api.health), methods=["GET"]),
+        Route("/openapi.json", g(api.openapi), methods=["GET"]),
+        Route("/api/openapi.json", g(api.openapi), methods=["GET"]),
         Route("/api/pipelines", g(api.pipelines), methods=["GET"]),
         Route("/api/pipelines/{name}/runs", g(api.start_run), methods=["POST"]),
         Route("/api/runs", g(api.list_runs), methods=["GET"]),
         Route("/api/runs/{run_id}", g(api.run), methods=["GET", "DELETE"]),
         Route("/api/runs/{run_id}/events", g(api.events), methods=["GET"]),
     ]
+    # Outermost first: every request is logged; CORS answers preflights (which carry no
+    # token) and adds its headers to 401s too; the token is checked before routing.
     middleware = []
+    if access_log is not None:
+        middleware.append(Middleware(AccessLog, logger=access_log))
     if cors_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Prefer", "Idempotency-Key"],
             expose_headers=["Location", "Preference-Applied", "Idempotent-Replayed"]))
+    if token:
+        middleware.append(Middleware(TokenGuard, token=token, open_paths=OPEN_PATHS,
+                                     deny=_deny))
 
     async def http_error(request: Any, exc: Exception) -> Any:
         assert isinstance(exc, HTTPException)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["openapi_document"]
+__all__ = ["MAX_LIMIT", "MAX_OFFSET", "openapi_document"]
+
+MAX_LIMIT = 500  # runs per page
+MAX_OFFSET = 10**9  # more runs than any store keeps; bounds the digits a query may send
 
 _NUM = {"type": ["number", "null"]}
 _STR = {"type": ["string", "null"]}
@@ -27,7 +30,10 @@ _SCHEMAS: dict[str, Any] = {
         "type": ["object", "null"],
         "required": ["type", "message", "traceback", "stage"],
         "properties": {"type": {"type": "string"}, "message": {"type": "string"},
-                       "traceback": {"type": "string"}, "stage": _STR},
+                       "traceback": {"type": "string",
+                                     "description": "empty unless the operator exposes "
+                                                    "tracebacks (--expose-tracebacks)"},
+                       "stage": _STR},
     },
     "Level": {
         "type": "object", "required": ["desc", "done", "total", "fraction"],
@@ -175,9 +181,10 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
             "parameters": [
                 {"name": "state", "in": "query", "schema": {"enum": _STATES}},
                 {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
-                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "offset", "in": "query",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}},
                 {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
             ],
             "responses": {"200": _json(_ref("RunsPage"), "A page of runs"),
                           **_problems(400, *auth, 503)}}},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -29,6 +30,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def auth(service) -> dict[str, str]:
+    """The headers that carry ``service``'s token (a ``Service`` or a ``ServiceProcess``)."""
+    return {"Authorization": f"Bearer {service.token}"}
 
 
 def wait_until(predicate, timeout: float = WAIT_S, what: str = "condition"):
@@ -112,7 +118,10 @@ def prefix() -> str:
 
 @pytest.fixture
 def make_service(request, prefix):
-    """Start in-process services (port 0) on the memory or the Redis store; stop them after."""
+    """Start in-process services (port 0) on the memory or the Redis store; stop them after.
+
+    Each has a generated token (``service.token``; send ``headers=auth(service)``).
+    """
     started: list[Service] = []
 
     def make(kind: str, **options) -> Service:
@@ -137,24 +146,31 @@ def service(make_service, store_kind) -> Service:
 
 @pytest.fixture
 def client(service) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as http:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as http:
         yield http
 
 
 class ServiceProcess:
-    """``python -m stagewidget serve svc_pipelines:PIPELINES`` in its own process."""
+    """``python -m stagewidget serve svc_pipelines:PIPELINES`` in its own process.
+
+    Its token comes from ``$STAGEWIDGET_TOKEN`` (``self.token``; ``self.http`` sends it).
+    """
 
     def __init__(self, redis_url: str, prefix: str, *extra: str,
                  pipelines: str = "svc_pipelines:PIPELINES") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=str(HERE))
+        self.token = secrets.token_urlsafe(16)
+        env = dict(os.environ, PYTHONPATH=str(HERE), STAGEWIDGET_TOKEN=self.token)
+        # A file, not a pipe nobody reads: the access log would fill a pipe and block it.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        self._final: str | None = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stagewidget", "serve", pipelines,
              "--port", str(self.port), "--redis", redis_url, *extra],
-            cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            cwd=HERE, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.prefix = prefix
-        self.http = httpx.Client(base_url=self.url, timeout=WAIT_S)
+        self.http = httpx.Client(base_url=self.url, timeout=WAIT_S, headers=auth(self))
 
         def healthy() -> bool:
             assert self.proc.poll() is None, self.output()
@@ -166,10 +182,11 @@ class ServiceProcess:
         wait_until(healthy, what=f"the service on port {self.port}")
 
     def output(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode(errors="replace")
+        """What the process has written so far (stdout and stderr)."""
+        if self._final is not None:
+            return self._final
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def terminate(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         """Send ``sig``; wait for the process to exit; return its exit code and output.
@@ -185,6 +202,9 @@ class ServiceProcess:
             self.proc.kill() if kill else self.proc.terminate()
             self.proc.wait(WAIT_S)
         self.http.close()
+        if self._final is None:
+            self._final = self.output()
+            self._log.close()
 
 
 @pytest.fixture

@@ -26,6 +26,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(service_proc
     done = subprocess.run(
         [Path(sys.executable).with_name("schemathesis"), "--config-file",
          HERE / "schemathesis.toml", "run", f"{service.url}/openapi.json", "--checks", "all",
+         # The token, for the API document and every request; ignored_auth (in "all")
+         # checks that a request without it is refused.
+         "--header", f"Authorization: Bearer {service.token}",
          # DELETE cancels a run, as the API says; a cancelled run stays readable until it
          # expires, which use_after_free takes for a deleted resource still there.
          "--exclude-checks", "use_after_free",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import svc_pipelines
 from conftest import WAIT_S
-from harness import HERE, RedisServer, read_events, wait_until
+from harness import HERE, RedisServer, auth, read_events, wait_until
 
 from stagewidget.service import MemoryStore, Record, RunRegistry, Service
 from stagewidget.service.redis_store import RedisStore
@@ -78,7 +78,7 @@ def test_with_redis_down_the_run_completes_503s_meanwhile_and_recovers() -> None
     try:
         service = Service(svc_pipelines.PIPELINES, port=0, redis=redis.url).start()
         gate = f"gate-{uuid.uuid4().hex[:8]}"
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
             run_id = client.post("/api/pipelines/gated/runs", json={"gate": gate}).json()[
                 "run_id"]
             redis.stop()
@@ -124,7 +124,7 @@ def test_memory_and_redis_stores_give_identical_json(redis_server, prefix) -> No
 
 def test_every_redis_key_has_an_expiry(redis_server, make_service, prefix) -> None:
     service = make_service("redis")
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         client.post("/api/pipelines/square/runs", json={"n": 5}, headers={"Prefer": "wait=20"})
         client.post("/api/pipelines/fails/runs", json={}, headers={"Idempotency-Key": "k1"})
         gate = f"gate-{uuid.uuid4().hex[:8]}"
@@ -157,6 +157,7 @@ def test_the_sweep_survives_a_damaged_record(redis_server, prefix) -> None:
 def test_serve_refuses_to_listen_beyond_loopback_without_a_token() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "stagewidget", "serve", "svc_pipelines:PIPELINES",
-         "--host", "0.0.0.0"], cwd=HERE, capture_output=True, text=True, timeout=WAIT_S)
+         "--host", "0.0.0.0", "--no-token"], cwd=HERE, capture_output=True, text=True,
+        timeout=WAIT_S)
     assert done.returncode == 2
     assert "refusing to listen on '0.0.0.0' without a token" in done.stderr

@@ -1,0 +1,91 @@
+"""ASGI middleware of the status service: the token check and the access log.
+
+Both wrap the whole app, so they see every request, routed or not: an unknown path or
+method gets 401 before 404/405 when a token is set, and every request gets a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+__all__ = ["AccessLog", "TokenGuard", "token_matches"]
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def token_matches(headers: list[tuple[bytes, bytes]], token: bytes) -> bool:
+    """Whether the raw ASGI ``headers`` carry ``Authorization: Bearer <token>``."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, given = value.partition(b" ")
+            return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
+    return False
+
+
+class TokenGuard:
+    """Answer 401 to any HTTP request without the token, except on ``open_paths``.
+
+    Args:
+        app: the ASGI app behind the guard.
+        token: the bearer token (non-empty).
+        open_paths: exact paths served without it (health).
+        deny: an ASGI app answering the 401 (a problem+json response).
+    """
+
+    def __init__(self, app: App, *, token: str, open_paths: Collection[str], deny: App
+                 ) -> None:
+        self.app, self.token, self.open_paths, self.deny = app, token.encode(), open_paths, deny
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["path"] in self.open_paths
+                or token_matches(scope["headers"], self.token)):
+            await self.app(scope, receive, send)
+        else:
+            await self.deny(scope, receive, send)
+
+
+class AccessLog:
+    """Log one line per request on ``logger`` once its response has ended.
+
+    ``client "METHOD /path?query HTTP/1.1" status duration``, at INFO, in the style of
+    uvicorn's access log. No header is logged, so neither is the token. A request that ends
+    without a response (the client went away first) is logged with status ``-``.
+    """
+
+    def __init__(self, app: App, *, logger: logging.Logger) -> None:
+        self.app, self.logger = app, logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.logger.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int] = []
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            client = scope.get("client")
+            # The path as sent (percent-encoded: the parser let only visible ASCII through),
+            # so no decoded control character can forge a log line.
+            path = (scope.get("raw_path") or scope["path"].encode("utf-8", "backslashreplace")
+                    ).decode("latin-1")
+            query = scope.get("query_string", b"").decode("latin-1")
+            self.logger.info(
+                '%s "%s %s%s HTTP/%s" %s %.1f ms',
+                f"{client[0]}:{client[1]}" if client else "-", scope["method"],
+                path, f"?{query}" if query else "", scope.get("http_version", "1.1"),
+                status[0] if status else "-", (time.perf_counter() - started) * 1e3)
