@@ -189,13 +189,10 @@ class ServiceProcess:
         return self._log.read().decode(errors="replace")
 
     def terminate(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
-        """Send ``sig``; wait for the process to exit; return its exit code and output.
-
-        The output ends once every process holding it (workers too) has exited.
-        """
+        """Send ``sig``; wait for the process to exit; return its exit code and output."""
         self.proc.send_signal(sig)
         code = self.proc.wait(WAIT_S)
-        return code, self.proc.communicate(timeout=WAIT_S)[0].decode(errors="replace")
+        return code, self.output()
 
     def stop(self, *, kill: bool = False) -> None:
         if self.proc.poll() is None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import svc_pipelines
 from conftest import WAIT_S
-from harness import read_events
+from harness import auth, read_events
 
 from stagewidget.service import Service
 
@@ -30,7 +30,7 @@ def client(request, store_kind, prefix) -> Iterator[httpx.Client]:
     service = Service([svc_pipelines.hostile], port=0, redis=redis_url, prefix=prefix,
                       adopt=False).start()
     try:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as http:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as http:
             yield http
     finally:
         service.stop()

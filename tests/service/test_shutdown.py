@@ -17,7 +17,7 @@ import harness
 import httpx
 import pytest
 from conftest import WAIT_S
-from harness import wait_until
+from harness import auth, wait_until
 from processes import alive, kill_leftovers, read_pids, wait_gone
 
 from stagewidget.service.redis_store import RedisStore
@@ -149,7 +149,7 @@ def test_stop_leaves_runs_going_and_records_how_they_end(redis_server, prefix) -
                       prefix=prefix, adopt=True).start()
     gate = f"gate-{uuid.uuid4().hex[:8]}"
     try:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
             run_id = client.post("/api/pipelines/gated/runs", json={"gate": gate}).json()[
                 "run_id"]
         run = service.registry.local_run(run_id)
