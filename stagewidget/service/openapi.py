@@ -60,6 +60,11 @@ _SCHEMAS: dict[str, Any] = {
             "elapsed_s": {"type": "number"}, "eta_s": _NUM,
             "result": {"description": "the last stage's output once succeeded (any JSON)"},
             "result_is_repr": {"type": "boolean"},
+            "queue_position": {
+                "type": "integer", "minimum": 1,
+                "description": "while pending: the run's place in the queue of its service "
+                               "process (1: next to start), refreshed about once a second; "
+                               "absent once it started"},
             "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
             "logs": {"type": "array", "items": {"type": "string"}},
             "stages": {"type": "array", "items": {"$ref": "#/components/schemas/StageStatus"}},
@@ -170,6 +175,10 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
             "parameters": [
                 {"name": "state", "in": "query", "schema": {"enum": _STATES}},
                 {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
+                {"name": "idempotency_key", "in": "query",
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                 "description": "the run this Idempotency-Key started (needs pipeline: "
+                                "keys are per pipeline); lists it, or none"},
                 {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500}},

@@ -53,7 +53,7 @@ class Service:
         cors_origins: origins allowed by CORS (default none: CORS off).
         max_body_bytes: largest accepted input.
         **registry_options: ``keep_s``, ``max_finished``, ``lost_after_s``, ``sweep_s``,
-            ``executor``, ``adopt``: see ``RunRegistry``.
+            ``max_running``, ``executor``, ``adopt``: see ``RunRegistry``.
     """
 
     def __init__(self, pipelines: Any = (), *, host: str = "127.0.0.1", port: int = 8750,
