@@ -81,6 +81,7 @@ class StoreWriter:
             if run.run_id in self._local or self._closed:
                 return False
             self._local[run.run_id] = run
+            self._cond.notify_all()  # the writer now wakes for its heartbeats
         run.subscribe(self.observe)
         return True
 
@@ -137,8 +138,9 @@ class StoreWriter:
         half = self.heartbeat_s / 2
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._closed,
-                                    half if self._local else None)
+                idle = not self._local  # nothing to heartbeat: sleep until a run comes
+                self._cond.wait_for(lambda idle=idle: self._pending or self._closed
+                                    or (idle and self._local), None if idle else half)
                 if not self._pending and self._closed:
                     return
                 batch, self._pending = self._pending, {}
@@ -161,7 +163,8 @@ class StoreWriter:
             batch[run.run_id] = run.status()  # cheap: never waits for the stages
         waiting = any(s.state is RunState.PENDING for s in batch.values())
         positions = self._positions() if waiting else {}
-        for run_id, status in batch.items():
+        items = list(batch.items())
+        for n, (run_id, status) in enumerate(items):
             with self._cond:
                 written = self._written.get(run_id)
             if written is not None and not status.state.terminal \
@@ -172,12 +175,12 @@ class StoreWriter:
             try:
                 self.store.put(record, keep_s=self._keep_for(record))
                 failures = 0
-            except StoreUnavailable:
-                with self._cond:  # keep it for later unless a newer one came meanwhile
-                    if run_id in self._local:
-                        self._pending.setdefault(run_id, status)
-                failures += 1
-                continue
+            except StoreUnavailable:  # keep the rest for later (unless newer ones came)
+                with self._cond:
+                    for later_id, later in items[n:]:
+                        if later_id in self._local:
+                            self._pending.setdefault(later_id, later)
+                return failures + 1
             except Exception:
                 _log.exception("could not record run %s", run_id)
                 if not record.terminal:
