@@ -211,9 +211,6 @@ class _Api:
         limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
         pipeline = query.get("pipeline")
         key = query.get("idempotency_key")
-        if key is not None and pipeline is None:
-            raise Problem(400, "bad-query", "Bad query",
-                          "idempotency_key needs pipeline: keys are per pipeline")
         if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
             raise Problem(400, "bad-query", "Bad query",
                           "idempotency_key must be 1 to 255 printable characters")

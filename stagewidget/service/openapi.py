@@ -176,9 +176,11 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
                 {"name": "state", "in": "query", "schema": {"enum": _STATES}},
                 {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
                 {"name": "idempotency_key", "in": "query",
-                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                 "description": "the run this Idempotency-Key started (needs pipeline: "
-                                "keys are per pipeline); lists it, or none"},
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                            "pattern": "^[\\x20-\\x7e]+$"},
+                 "description": "the run this Idempotency-Key started, or none; keys are "
+                                "per pipeline: without pipeline, every pipeline served by "
+                                "this process is searched (one run each at most)"},
                 {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500}},

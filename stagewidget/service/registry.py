@@ -305,15 +305,16 @@ class RunRegistry:
              ) -> RunsPage:
         """Runs newest first, filtered by state, pipeline and idempotency key, one page.
 
-        ``idempotency_key`` (which needs ``pipeline``: keys are per pipeline) picks the
-        run that key started, if it is still kept. A damaged record is skipped (and
-        logged once), so a page may hold fewer than ``limit`` runs.
+        ``idempotency_key`` picks the run that key started, if it is still kept. Keys are
+        per pipeline: without ``pipeline`` the key is looked up in every pipeline served
+        here (one run each at most). A damaged record is skipped (and logged once), so a
+        page may hold fewer than ``limit`` runs.
         """
         now = self._clock()
         if idempotency_key is not None:
-            if pipeline is None:
-                raise PipelineError("idempotency_key needs pipeline: keys are per pipeline")
-            candidates = self._claimed_records(pipeline, idempotency_key)
+            names = [pipeline] if pipeline is not None else sorted(self.pipelines)
+            candidates = [record for name in names
+                          for record in self._claimed_records(name, idempotency_key)]
         else:
             candidates = self.store.records(pipeline)
         chosen = [r for r in candidates if state is None or self._state_of(r, now) == state]

@@ -147,10 +147,13 @@ class ServiceProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=str(HERE))
+        # A file, not a pipe: nobody reads the service's log while it runs, and a full
+        # pipe would block its logging (and with it every request that logs).
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stagewidget", "serve", "svc_pipelines:PIPELINES",
              "--port", str(self.port), "--redis", redis_url, *extra],
-            cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            cwd=HERE, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.prefix = prefix
         self.http = httpx.Client(base_url=self.url, timeout=WAIT_S)
 
@@ -166,14 +169,15 @@ class ServiceProcess:
     def output(self) -> str:
         if self.proc.poll() is None:
             return "(still running)"
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode(errors="replace")
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def stop(self, *, kill: bool = False) -> None:
         if self.proc.poll() is None:
             self.proc.kill() if kill else self.proc.terminate()
             self.proc.wait(WAIT_S)
         self.http.close()
+        self.log.close()
 
 
 @pytest.fixture

@@ -213,16 +213,22 @@ def test_a_client_finds_its_run_by_idempotency_key_while_its_prefer_wait_post_wa
         poster.join(WAIT_S)
 
 
-def test_idempotency_key_without_pipeline_is_a_bad_query(make_service) -> None:
-    service = make_service("memory")
+def test_an_idempotency_key_without_pipeline_is_looked_up_in_every_pipeline(
+        make_service, store_kind) -> None:
+    service = make_service(store_kind)
+    key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}", "Prefer": "wait=20"}
     with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
-        reply = client.get("/api/runs", params={"idempotency_key": "k"})
-        assert reply.status_code == 400
-        assert reply.headers["content-type"] == PROBLEM
-        assert "pipeline" in reply.json()["detail"]
+        ids = {start(client, name, data, **key).json()["run_id"]
+               for name, data in (("square", {"n": 2}), ("hello", None))}
+        found = client.get("/api/runs", params={"idempotency_key": key["Idempotency-Key"]})
+        assert found.status_code == 200
+        assert {r["run_id"] for r in found.json()["runs"]} == ids
+        assert found.json()["total"] == 2
         assert client.get("/api/runs", params={"pipeline": "gated",
                                                "idempotency_key": "never-used"}
                           ).json()["runs"] == []
+        bad = client.get("/api/runs", params={"idempotency_key": "\x01"})
+        assert bad.status_code == 400 and bad.headers["content-type"] == PROBLEM
 
 
 # -- item 20: at most max_running runs, the others wait in order ------------------------
