@@ -269,11 +269,16 @@ class RedisStore:
                     pass
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        try:
-            if message.get("channel") == self._cancel_channel:
-                for callback in tuple(self._cancel_callbacks):
+        if message.get("channel") == self._cancel_channel:
+            for callback in tuple(self._cancel_callbacks):
+                try:
                     callback(message["data"])
-            else:
-                self._watchers.notify(Record.from_fields(json.loads(message["data"])))
+                except BaseException:  # the listener serves every run: it must go on
+                    _log.exception("cancel callback %r failed", callback)
+            return
+        try:
+            record = Record.from_fields(json.loads(message["data"]))
         except Exception:  # a bad message must not end the listener
             _log.exception("could not handle Redis message %r", message)
+            return
+        self._watchers.notify(record)

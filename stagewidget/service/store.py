@@ -174,13 +174,17 @@ class Watchers:
         return remove
 
     def notify(self, record: Record) -> None:
-        """Call the watchers of ``record``'s run; a failing watcher is logged and skipped."""
+        """Call the watchers of ``record``'s run; a failing watcher is logged and skipped.
+
+        Even a ``BaseException`` (``SystemExit``, ``Cancelled``) is only logged: the
+        calling thread is the store writer's or the Redis listener's, which serve every run.
+        """
         with self._lock:
             watchers = tuple(self._by_run.get(record.run_id, ()))
         for watcher in watchers:
             try:
                 watcher(record)
-            except Exception:
+            except BaseException:
                 _log.exception("status watcher %r failed", watcher)
 
 

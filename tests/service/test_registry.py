@@ -552,3 +552,37 @@ def test_record_from_fields_names_the_damage() -> None:
         Record.from_fields({**fields, "state": "exploded"})
     with pytest.raises(DamagedRecord, match="damaged"):
         Record.from_fields({**fields, "heartbeat_at": "soon"})
+
+
+# -- item 2's sibling: store callbacks are isolated like observers ----------------------
+def test_a_watcher_raising_base_exception_stops_neither_the_writer_nor_the_listener(
+        request, store_kind, prefix, registries) -> None:
+    if store_kind == "redis":
+        from stagewidget.service.redis_store import RedisStore
+
+        store = RedisStore(request.getfixturevalue("redis_server").url, prefix=prefix)
+    else:
+        store = MemoryStore()
+    registry = RunRegistry(svc_pipelines.PIPELINES, store)
+    registries.append(registry)
+    gate = gate_name()
+    run_id = registry.start("gated", {"gate": gate})[0]["run_id"]
+    later, seen = threading.Event(), threading.Event()
+
+    def exits(record: Record) -> None:
+        raise SystemExit("a watcher gave up")
+
+    def sees(record: Record) -> None:
+        if record.terminal:
+            seen.set()
+
+    store.watch(run_id, exits)
+    store.watch(run_id, sees)
+    svc_pipelines.gate(gate).set()
+    recorded_done(registry, run_id)
+    assert seen.wait(WAIT_S)
+    again = registry.start("square", {"n": 2})[0]["run_id"]
+    store.watch(again, lambda record: record.terminal and later.set())
+    recorded_done(registry, again)
+    assert later.wait(WAIT_S), "the store stopped telling watchers"
+    store.close()
