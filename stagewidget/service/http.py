@@ -211,9 +211,10 @@ class _Api:
         limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
         pipeline = query.get("pipeline")
         key = query.get("idempotency_key")
-        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        if key is not None and not (0 < len(key) <= 255 and key.isascii()
+                                    and key.isprintable()):
             raise Problem(400, "bad-query", "Bad query",
-                          "idempotency_key must be 1 to 255 printable characters")
+                          "idempotency_key must be 1 to 255 printable ASCII characters")
         page = await self.call(self.registry.list, state=state, pipeline=pipeline,
                                idempotency_key=key, offset=offset, limit=limit)
         next_url = None

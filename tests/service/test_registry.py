@@ -465,7 +465,7 @@ def test_the_registry_logs_one_line_per_run_start_and_end(registries, caplog) ->
              if r.name == "stagewidget.service"]
     about_good = [line for line in lines if good in line[1]]
     about_bad = [line for line in lines if bad in line[1]]
-    assert [level for level, _ in about_good] == ["INFO", "INFO"]
+    assert [level for level, _ in about_good] == ["INFO", "INFO"], lines
     assert "started" in about_good[0][1] and "succeeded" in about_good[1][1]
     assert [level for level, _ in about_bad] == ["INFO", "WARNING"]
     assert "failed in stage 'load'" in about_bad[1][1]
@@ -567,17 +567,19 @@ def test_a_watcher_raising_base_exception_stops_neither_the_writer_nor_the_liste
     registries.append(registry)
     gate = gate_name()
     run_id = registry.start("gated", {"gate": gate})[0]["run_id"]
-    later, seen = threading.Event(), threading.Event()
+    later, heard, seen = threading.Event(), threading.Event(), threading.Event()
 
     def exits(record: Record) -> None:
         raise SystemExit("a watcher gave up")
 
     def sees(record: Record) -> None:
+        heard.set()
         if record.terminal:
             seen.set()
 
     store.watch(run_id, exits)
     store.watch(run_id, sees)
+    assert heard.wait(WAIT_S)  # a heartbeat came through: the listener is subscribed
     svc_pipelines.gate(gate).set()
     recorded_done(registry, run_id)
     assert seen.wait(WAIT_S)
