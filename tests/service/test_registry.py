@@ -583,8 +583,10 @@ def test_a_watcher_raising_base_exception_stops_neither_the_writer_nor_the_liste
     svc_pipelines.gate(gate).set()
     recorded_done(registry, run_id)
     assert seen.wait(WAIT_S)
-    again = registry.start("square", {"n": 2})[0]["run_id"]
+    second_gate = gate_name()
+    again = registry.start("gated", {"gate": second_gate})[0]["run_id"]
     store.watch(again, lambda record: record.terminal and later.set())
+    svc_pipelines.gate(second_gate).set()
     recorded_done(registry, again)
     assert later.wait(WAIT_S), "the store stopped telling watchers"
     store.close()
