@@ -137,8 +137,9 @@ def test_an_idempotency_key_replayed_after_its_run_was_swept_starts_a_new_run(
         assert start(client, "square", {"n": 4}, Prefer="wait=20").status_code == 200
         assert service.registry.sweep() == 1
         assert client.get(f"/api/runs/{first_id}").status_code == 404
-        assert service.registry.store.claimed(
-            f"idem:square:{key['Idempotency-Key']}") is None
+        claim = f"idem:square:{key['Idempotency-Key']}"
+        claimed_after_sweep = service.registry.store.claimed(claim) if hasattr(
+            service.registry.store, "claimed") else "no claimed()"
         again = start(client, "square", {"n": 3}, **key)
         assert again.status_code == 200, again.text
         assert again.json()["run_id"] != first_id
@@ -146,6 +147,7 @@ def test_an_idempotency_key_replayed_after_its_run_was_swept_starts_a_new_run(
         replay = start(client, "square", {"n": 3}, **key)
         assert replay.json()["run_id"] == again.json()["run_id"]
         assert replay.headers["idempotent-replayed"] == "true"
+        assert claimed_after_sweep is None  # the sweep dropped it, not the replay
 
 
 def test_an_idempotency_key_replayed_after_its_run_expired_starts_a_new_run(
@@ -156,11 +158,28 @@ def test_an_idempotency_key_replayed_after_its_run_expired_starts_a_new_run(
         first_id = start(client, "square", {"n": 3}, **key).json()["run_id"]
         wait_until(lambda: client.get(f"/api/runs/{first_id}").status_code == 404,
                    what="the finished run to expire")
-        wait_until(lambda: service.registry.store.claimed(
-            f"idem:square:{key['Idempotency-Key']}") is None, what="its claim to expire")
         again = start(client, "square", {"n": 3}, **key)
         assert again.status_code == 200, again.text
         assert again.json()["run_id"] != first_id
+
+
+def test_an_idempotency_key_replayed_while_its_run_outlives_keep_s_returns_that_run(
+        make_service, store_kind) -> None:
+    service = make_service(store_kind, keep_s=0.5, lost_after_s=0.5)
+    gate = gate_name()
+    key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}"}
+    try:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+            first = start(client, "gated", {"gate": gate}, **key).json()
+            store = service.registry.store
+            wait_until(lambda: store.get(first["run_id"]).heartbeat_at
+                       > first["created_at"] + 3 * (0.5 + 0.5),
+                       what="the run to outlive its first claim's expiry")
+            replay = start(client, "gated", {"gate": gate}, **key)
+            assert replay.json()["run_id"] == first["run_id"]
+            assert replay.headers["idempotent-replayed"] == "true"
+    finally:
+        svc_pipelines.gate(gate).set()
 
 
 def test_a_claim_whose_run_record_vanished_is_released_by_the_replay(
@@ -181,6 +200,9 @@ def test_a_client_finds_its_run_by_idempotency_key_while_its_prefer_wait_post_wa
     service = make_service(store_kind)
     gate, key = gate_name(), f"order-{uuid.uuid4().hex[:8]}"
     replies: list[httpx.Response] = []
+    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:  # another's run
+        decoy = start(client, "gated", {"gate": gate}, **{"Idempotency-Key": "other"})
+        assert decoy.status_code == 202
 
     def post() -> None:
         with httpx.Client(base_url=service.url, timeout=WAIT_S) as own:
@@ -198,6 +220,7 @@ def test_a_client_finds_its_run_by_idempotency_key_while_its_prefer_wait_post_wa
                 return runs[0] if runs and runs[0]["state"] == "running" else None
 
             found = wait_until(running, what="the run to be listed by its key")
+            assert found["run_id"] != decoy.json()["run_id"]
             assert client.get("/api/runs", params=query).json()["total"] == 1
             assert not replies, "the POST answered before the run ended"
             svc_pipelines.gate(gate).set()
@@ -218,6 +241,7 @@ def test_an_idempotency_key_without_pipeline_is_looked_up_in_every_pipeline(
     service = make_service(store_kind)
     key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}", "Prefer": "wait=20"}
     with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        assert start(client, "square", {"n": 5}, Prefer="wait=20").status_code == 200
         ids = {start(client, name, data, **key).json()["run_id"]
                for name, data in (("square", {"n": 2}), ("hello", None))}
         found = client.get("/api/runs", params={"idempotency_key": key["Idempotency-Key"]})
