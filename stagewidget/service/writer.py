@@ -195,15 +195,17 @@ class StoreWriter:
 
     def _finished(self, run_id: str, status: RunStatus) -> None:
         with self._cond:
-            if self._local.pop(run_id, None) is None:
+            if run_id not in self._local:
                 return
-            self._written.pop(run_id, None)
-            self._claims.pop(run_id, None)
-            waiters = self._done_waiters.pop(run_id, [])
-        try:
+        try:  # before the run is let go: whoever sees it gone sees its end logged too
             log_end(status)
         except Exception:
             _log.exception("could not log the end of run %s", run_id)
+        with self._cond:
+            self._local.pop(run_id, None)
+            self._written.pop(run_id, None)
+            self._claims.pop(run_id, None)
+            waiters = self._done_waiters.pop(run_id, [])
         for waiter in waiters:
             try:
                 waiter()
