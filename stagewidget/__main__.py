@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="how long finished runs stay readable")
     serve.add_argument("--max-finished", type=int, default=1000)
     serve.add_argument("--lost-after-s", type=float, default=10.0)
+    serve.add_argument("--max-running", type=int, default=32,
+                       help="most runs running at once in this process; later ones wait "
+                       "in pending, first in first out (default 32)")
     serve.add_argument("--executor", default=None, help="thread (default) or process")
     serve.add_argument("--cors-origin", action="append", default=[],
                        help="allow this origin by CORS (repeatable; default: CORS off)")
@@ -106,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
         service = Service(load_object(args.pipelines), host=args.host, port=args.port,
                           redis=args.redis, keep_s=args.keep_s,
                           max_finished=args.max_finished, lost_after_s=args.lost_after_s,
+                          max_running=args.max_running,
                           executor=args.executor, cors_origins=tuple(args.cors_origin),
                           token="" if args.no_token else args.token,
                           max_head_bytes=args.max_head_bytes,

@@ -217,11 +217,17 @@ class _Api:
         offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
         limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
         pipeline = query.get("pipeline")
+        key = query.get("idempotency_key")
+        if key is not None and not (0 < len(key) <= 255 and key.isascii()
+                                    and key.isprintable()):
+            raise Problem(400, "bad-query", "Bad query",
+                          "idempotency_key must be 1 to 255 printable ASCII characters")
         page = await self.call(self.registry.list, state=state, pipeline=pipeline,
-                               offset=offset, limit=limit)
+                               idempotency_key=key, offset=offset, limit=limit)
         next_url = None
         if offset + limit < page.total:
-            params = {k: v for k, v in (("state", state), ("pipeline", pipeline)) if v}
+            params = {k: v for k, v in (("state", state), ("pipeline", pipeline),
+                                        ("idempotency_key", key)) if v}
             next_url = "/api/runs?" + urlencode({**params, "offset": offset + limit,
                                                  "limit": limit})
         runs = [{k: run.get(k) for k in SUMMARY_KEYS} | {"url": f"/api/runs/{run['run_id']}"}

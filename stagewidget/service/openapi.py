@@ -71,6 +71,11 @@ _SCHEMAS: dict[str, Any] = {
             "result_is_repr": {"type": "boolean"},
             "result_unavailable": {**_STR, "description": "why the result is null although "
                                    "the run succeeded: even its repr() failed"},
+            "queue_position": {
+                "type": "integer", "minimum": 1,
+                "description": "while pending: the run's place in the queue of its service "
+                               "process (1: next to start), refreshed about once a second; "
+                               "absent once it started"},
             "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
             "logs": {"type": "array", "items": {"type": "string"}},
             "stages": {"type": "array", "items": {"$ref": "#/components/schemas/StageStatus"}},
@@ -181,6 +186,12 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
             "parameters": [
                 {"name": "state", "in": "query", "schema": {"enum": _STATES}},
                 {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
+                {"name": "idempotency_key", "in": "query",
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                            "pattern": "^[\\x20-\\x7e]+$"},
+                 "description": "the run this Idempotency-Key started, or none; keys are "
+                                "per pipeline: without pipeline, every pipeline served by "
+                                "this process is searched (one run each at most)"},
                 {"name": "offset", "in": "query",
                  "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}},
                 {"name": "limit", "in": "query",

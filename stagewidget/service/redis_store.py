@@ -6,7 +6,9 @@ Layout, under a key prefix (default ``stagewidget``):
   after its latest write: a running run's owner rewrites it at least once a second.
 - ``<prefix>:runs``: a sorted set of run ids by creation time, for listing; members
   whose hash expired are dropped when seen. It expires with the longest-lived run.
-- ``<prefix>:claim:<key>``: idempotency keys (``SET NX EX``).
+- ``<prefix>:claim:<key>``: idempotency keys (``SET NX PX``); the record of the run a
+  claim names carries the key in its ``claim`` field, so each write extends the claim
+  with the record and removing the run deletes it.
 - Channel ``<prefix>:run:<id>``: every write is published, so watchers need no polling;
   channel ``<prefix>:cancel`` carries cancel requests to the process running the run.
 
@@ -21,13 +23,36 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .store import Record, StoreUnavailable, Watcher, Watchers
+from .store import DamagedRecord, Record, StoreUnavailable, Watcher, Watchers
 
 __all__ = ["RedisStore"]
 
 _log = logging.getLogger("stagewidget.service")
 
 _RECONNECT_S = (0.1, 0.2, 0.5, 1.0)
+
+# KEYS: the index, then the runs' hashes; ARGV: the claim key prefix, then the run ids.
+# Each run's claim is deleted only while it still names that run.
+_REMOVE = """
+for i = 2, #KEYS do
+  local run_id = ARGV[i]
+  local ok, claim = pcall(redis.call, 'HGET', KEYS[i], 'claim')
+  if ok and claim then
+    local name = ARGV[1] .. claim
+    local value = redis.call('GET', name)
+    if value == run_id or (value and string.sub(value, 1, #run_id + 1) == run_id .. ' ') then
+      redis.call('DEL', name)
+    end
+  end
+  redis.call('DEL', KEYS[i])
+  redis.call('ZREM', KEYS[1], run_id)
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class RedisStore:
@@ -52,6 +77,7 @@ class RedisStore:
                               "pip install 'stagewidget[service]'") from None
         self._redis_errors = (redis.ConnectionError, redis.TimeoutError,
                               redis.exceptions.BusyLoadingError)
+        self._response_error = redis.ResponseError  # e.g. a run key holding a string
         # Few, quick retries: a request should say 503 soon, not hang while Redis is down.
         self._client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
@@ -67,9 +93,26 @@ class RedisStore:
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()  # starts the listener thread once
         self._stop = threading.Event()
+        self._remove_script = self._client.register_script(_REMOVE)
+        self._release_script = self._client.register_script(_RELEASE)
 
     def _key(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}"
+
+    def _claim_key(self, key: str) -> str:
+        return f"{self.prefix}:claim:{key}"
+
+    def _parse(self, run_id: str, fields: Any) -> Record | None:
+        """The record from a run hash's fields (None if absent); ``DamagedRecord`` if bad."""
+        if isinstance(fields, self._response_error):
+            raise DamagedRecord(f"the record of run {run_id!r} cannot be read ({fields})")
+        if not fields:
+            return None
+        record = Record.from_fields(fields)
+        if record.run_id != run_id:
+            raise DamagedRecord(f"the record of run {run_id!r} names another run "
+                                f"({record.run_id[:50]!r})")
+        return record
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -89,13 +132,18 @@ class RedisStore:
         pipe.zadd(self._index, {record.run_id: record.created_at})
         pipe.pexpire(self._index, ttl_ms, nx=True)  # a new index gets an expiry...
         pipe.pexpire(self._index, ttl_ms, gt=True)  # ...which only ever grows
+        if record.claim:  # the claim lives as long as its run's record
+            pipe.pexpire(self._claim_key(record.claim), ttl_ms)
         pipe.publish(key, json.dumps(fields))
         self._call(pipe.execute)
 
     def get(self, run_id: str) -> Record | None:
         """The run's record, or None if unknown or expired."""
-        fields = self._call(self._client.hgetall, self._key(run_id))
-        return Record.from_fields(fields) if fields else None
+        try:
+            fields = self._call(self._client.hgetall, self._key(run_id))
+        except self._response_error as exc:
+            fields = exc
+        return self._parse(run_id, fields)
 
     async def aget(self, run_id: str) -> Record | None:
         """``get()`` for the event loop: the hot read path, without a worker thread."""
@@ -109,7 +157,9 @@ class RedisStore:
             fields = await self._async_client.hgetall(self._key(run_id))
         except self._redis_errors as exc:
             raise StoreUnavailable(f"Redis at {self.url} is not answering ({exc})") from exc
-        return Record.from_fields(fields) if fields else None
+        except self._response_error as exc:
+            fields = exc
+        return self._parse(run_id, fields)
 
     def records(self, pipeline: str | None = None) -> list[Record]:
         """Every live record (of ``pipeline``); index entries of expired runs are dropped."""
@@ -119,35 +169,32 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         for run_id in run_ids:
             pipe.hgetall(self._key(run_id))
-        found = self._call(pipe.execute)
+        found = self._call(pipe.execute, raise_on_error=False)  # one bad key fails no list
         records, gone = [], []
         for run_id, fields in zip(run_ids, found):
-            if not fields:
-                gone.append(run_id)
-                continue
             try:
-                record = Record.from_fields(fields)
-            except ValueError:
-                _log.warning("skipping damaged record of run %s in Redis", run_id)
+                record = self._parse(run_id, fields)
+            except DamagedRecord as exc:
+                _log.warning("skipping a damaged run record in Redis: %s", exc)
                 continue
-            if pipeline is None or record.pipeline == pipeline:
+            if record is None:
+                gone.append(run_id)
+            elif pipeline is None or record.pipeline == pipeline:
                 records.append(record)
         if gone:
             self._call(self._client.zrem, self._index, *gone)
         return records
 
     def remove(self, run_ids: list[str]) -> None:
-        """Delete these runs' hashes and index entries."""
+        """Delete these runs' hashes, index entries and the claims naming them."""
         if not run_ids:
             return
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(*(self._key(r) for r in run_ids))
-        pipe.zrem(self._index, *run_ids)
-        self._call(pipe.execute)
+        self._call(self._remove_script, keys=[self._index, *map(self._key, run_ids)],
+                   args=[self._claim_key(""), *run_ids])
 
     def claim(self, key: str, value: str, ttl_s: float) -> str | None:
         """``SET key value NX PX ttl``; return the value already there, or None."""
-        name = f"{self.prefix}:claim:{key}"
+        name = self._claim_key(key)
         ttl_ms = max(int(ttl_s * 1000), 1)
         while True:
             if self._call(self._client.set, name, value, nx=True, px=ttl_ms):
@@ -155,6 +202,14 @@ class RedisStore:
             old = self._call(self._client.get, name)
             if old is not None:
                 return old  # else it expired in between: try again
+
+    def claimed(self, key: str) -> str | None:
+        """The value of claim ``key``, or None if unset or expired."""
+        return self._call(self._client.get, self._claim_key(key))
+
+    def release(self, key: str, value: str) -> None:
+        """Delete claim ``key`` if it still holds ``value`` (atomically)."""
+        self._call(self._release_script, keys=[self._claim_key(key)], args=[value])
 
     def watch(self, run_id: str, watcher: Watcher) -> Callable[[], None]:
         """Call ``watcher(record)`` from the listener thread on each published write."""
@@ -214,11 +269,16 @@ class RedisStore:
                     pass
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        try:
-            if message.get("channel") == self._cancel_channel:
-                for callback in tuple(self._cancel_callbacks):
+        if message.get("channel") == self._cancel_channel:
+            for callback in tuple(self._cancel_callbacks):
+                try:
                     callback(message["data"])
-            else:
-                self._watchers.notify(Record.from_fields(json.loads(message["data"])))
+                except BaseException:  # the listener serves every run: it must go on
+                    _log.exception("cancel callback %r failed", callback)
+            return
+        try:
+            record = Record.from_fields(json.loads(message["data"]))
         except Exception:  # a bad message must not end the listener
             _log.exception("could not handle Redis message %r", message)
+            return
+        self._watchers.notify(record)

@@ -1,10 +1,13 @@
 """The run registry: named pipelines, runs started by name, their records and their cleanup.
 
 The registry starts runs of pre-registered pipelines (clients send data, never code),
-records each run in the store *before* its id is handed out, and writes every later
-snapshot there from one writer thread (coalesced per run; a slow or absent store never
-blocks a run). A sweep thread enforces the cap on finished runs; record expiry does
-the rest. Reads come from the store, so every process sharing it sees the same runs.
+records each run in the store *before* its id is handed out, admits at most
+``max_running`` at once (``admission.RunQueue``) and has the store writer
+(``writer.StoreWriter``) record every later snapshot and a heartbeat at least once a
+second. A sweep thread enforces the cap on finished runs; record expiry does the rest.
+Reads come from the store, so every process sharing it sees the same runs; an unfinished
+run whose owner stopped writing reads as ``lost``, unless that owner is a live process
+on this host.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..engine.run import Run, on_run_start
 from ..errors import PipelineError, RunNotFound, StageWidgetError
 from ..pipeline import NO_INPUT
-from ..status import RunStatus
+from ..status import ErrorInfo, RunState, RunStatus
+from .admission import RunQueue
 from .inputs import check_input_type, input_schema, pipelines_by_name
-from .store import TERMINAL, MemoryStore, Record, Store, StoreUnavailable
+from .store import TERMINAL, DamagedRecord, MemoryStore, Record, Store, StoreUnavailable
+from .writer import StoreWriter, describe
 
 __all__ = ["IdempotencyConflict", "PipelineNotFound", "RunRegistry", "RunsPage", "LOST"]
 
@@ -31,7 +38,9 @@ _log = logging.getLogger("stagewidget.service")
 
 LOST = "lost"  # the state the service reports for a run whose process stopped writing
 STATES = ("pending", "running", "succeeded", "failed", "cancelled", LOST)
-_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+HEARTBEAT_S = 1.0  # an unfinished local run is written at least this often
+STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
+_CLAIM_ATTEMPTS = 3
 
 
 class PipelineNotFound(RunNotFound):
@@ -55,6 +64,52 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def owner_alive(owner: str, host: str) -> bool:
+    """True if ``owner`` (``host:pid``) is a live process on ``host``, this machine.
+
+    Only a process on this host can be checked (``kill(pid, 0)``; a zombie counts as
+    gone); any other owner gives False. A pid reused by another process reads as alive.
+    """
+    owner_host, _, pid_text = owner.rpartition(":")
+    if owner_host != host or not (pid_text.isascii() and pid_text.isdigit()):
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # it exists, under another user
+    except (OSError, OverflowError, ValueError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rpartition(b")")[2].split()[:1]
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: kill() said it exists
+        return True
+    return state not in ([b"Z"], [b"X"])
+
+
+class _Once:
+    """Run ids already logged about (bounded), so a repeated read logs a run once."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first(self, run_id: str) -> bool:
+        with self._lock:
+            if run_id in self._seen:
+                return False
+            self._seen[run_id] = None
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True
+
+
 class RunRegistry:
     """Start, find, list and cancel runs; keep the store up to date.
 
@@ -63,51 +118,58 @@ class RunRegistry:
         store: where records live (default: a new ``MemoryStore``).
         keep_s: how long a finished run stays readable.
         max_finished: most finished runs kept; the oldest beyond it are removed.
-        lost_after_s: a running run whose process wrote nothing for this long is
-            reported as ``lost``.
+        lost_after_s: an unfinished run whose process wrote nothing for this long is
+            reported as ``lost`` (unless that process is alive on this host).
         sweep_s: how often the sweep thread runs.
+        max_running: most runs started by name that run at once in this process; the
+            others wait in ``pending``, first in first out (default 32).
         executor: the executor of runs started by name (``"thread"``, ``"process"``, ...).
         adopt: also publish every other run this process starts (``sw.serve()`` in a
-            notebook), not only those started through the registry.
+            notebook), not only those started through the registry. Adopted runs are
+            never queued.
         clock: wall clock (default ``time.time``).
     """
 
     def __init__(self, pipelines: Any = (), store: Store | None = None, *,
                  keep_s: float = 600.0, max_finished: int = 1000, lost_after_s: float = 10.0,
-                 sweep_s: float = 30.0, executor: Any = None, adopt: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 sweep_s: float = 30.0, max_running: int = 32, executor: Any = None,
+                 adopt: bool = False, clock: Callable[[], float] = time.time) -> None:
         for name, value in (("keep_s", keep_s), ("lost_after_s", lost_after_s),
                             ("sweep_s", sweep_s)):
-            if not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not value > 0:
                 raise PipelineError(f"{name} must be a positive number of seconds "
                                     f"(got {value!r})")
         if isinstance(max_finished, bool) or not isinstance(max_finished, int) \
                 or max_finished < 0:
             raise PipelineError(f"max_finished must be a non-negative int (got {max_finished!r})")
+        if isinstance(max_running, bool) or not isinstance(max_running, int) \
+                or max_running < 1:
+            raise PipelineError(f"max_running must be a positive int (got {max_running!r})")
         self.pipelines = pipelines_by_name(pipelines)
         self.store: Store = store if store is not None else MemoryStore(clock=clock)
         self.keep_s = float(keep_s)
         self.max_finished = max_finished
         self.lost_after_s = float(lost_after_s)
         self.sweep_s = float(sweep_s)
+        self.max_running = max_running
+        # Written well within lost_after_s, so a reader never takes a live run for lost.
+        self.heartbeat_s = min(HEARTBEAT_S, self.lost_after_s / 4)
         self.executor = executor
         self.owner = default_owner()
+        self._host = socket.gethostname()
         self._clock = clock
-        # One lock for the registry's own state: the runs of this process not yet
-        # recorded as finished, the writer's queue and the waiters on final records.
-        self._cond = threading.Condition(threading.Lock())
-        self._local: dict[str, Run] = {}
-        self._pending: dict[str, RunStatus] = {}
-        self._done_waiters: dict[str, list[Callable[[], None]]] = {}
-        self._closed = False
+        self._queue = RunQueue(max_running, on_launch_error=self._launch_failed)
+        self._logged_lost = _Once()
+        self._logged_damaged = _Once()
+        self._writer = StoreWriter(self.store, owner=self.owner, keep_for=self._keep_for,
+                                   heartbeat_s=self.heartbeat_s,
+                                   positions=self._queue.positions, clock=clock)
         self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                        name="stagewidget-store-writer")
         self._sweeper = threading.Thread(target=self._sweep_loop, daemon=True,
                                          name="stagewidget-store-sweep")
-        self._writer.start()
         self._sweeper.start()
-        self.store.on_cancel_request(self._cancel_local)
+        self.store.on_cancel_request(self.cancel_local)
         self._unadopt = on_run_start(self.adopt) if adopt else None
 
     def input_schemas(self) -> dict[str, dict[str, Any] | None]:
@@ -119,8 +181,10 @@ class RunRegistry:
               fingerprint: str = "") -> tuple[dict[str, Any], bool]:
         """Start pipeline ``name`` on ``data``; return (its status JSON, created).
 
-        The run is in the store before this returns. With ``idempotency_key``, a repeat
-        of the same request returns the first run (created False) instead of a new one.
+        The run is in the store before this returns. Beyond ``max_running`` it waits in
+        ``pending`` with its ``queue_position``. With ``idempotency_key``, a repeat of the
+        same request returns the first run (created False) instead of a new one, as long
+        as that run is kept; once it was removed or expired, the key starts a new run.
 
         Raises:
             PipelineNotFound: no pipeline of that name.
@@ -136,45 +200,99 @@ class RunRegistry:
         if data is not NO_INPUT:
             check_input_type(name, pipe, data)
         run = Run.start(pipe, data, executor=self.executor, display=False, launch=False)
-        record = self._record(run.status())
+        record = self._writer.record(run.status())
         self.store.put(record, keep_s=self._keep_for(record))
         if idempotency_key is not None:
-            claimed = f"{run.run_id} {fingerprint}"
-            earlier = self.store.claim(f"idem:{name}:{idempotency_key}", claimed, self.keep_s)
-            if earlier is not None:
-                self.store.remove([run.run_id])
-                first_id, _, first_print = earlier.partition(" ")
-                if first_print != fingerprint:
-                    raise IdempotencyConflict(
-                        f"Idempotency-Key {idempotency_key!r} was already used for a "
-                        f"different request to pipeline {name!r}")
-                return self.get(first_id), False
-        self._follow(run)
-        run.launch()
-        return self.view(record, self._clock()), True
+            try:
+                first = self._claim(name, idempotency_key, run, fingerprint)
+            except BaseException:
+                self._forget(run.run_id)
+                raise
+            if first is not None:
+                self._forget(run.run_id)
+                return first, False
+        try:
+            if not self._writer.follow(run):
+                raise RuntimeError("closed")
+            position = self._queue.submit(run)
+        except RuntimeError:
+            self._forget(run.run_id)
+            raise StoreUnavailable("the service is shutting down; no new run can "
+                                   "start") from None
+        status = self.view(record, self._clock())
+        if position:
+            status["queue_position"] = position
+            self._writer.observe(run.status())  # the store gets its position soon too
+            _log.info("run %s of %r queued at position %d (max_running %d)", run.run_id,
+                      name, position, self.max_running)
+        else:
+            _log.info("run %s of %r started", run.run_id, name)
+        return status, True
+
+    def _claim(self, name: str, idempotency_key: str, run: Run, fingerprint: str
+               ) -> dict[str, Any] | None:
+        """Claim the key for ``run``; or return the status JSON of the run that holds it.
+
+        A claim whose run is gone (swept, removed, expired) is released and claimed anew.
+        """
+        key = f"idem:{name}:{idempotency_key}"
+        for _ in range(_CLAIM_ATTEMPTS):
+            earlier = self.store.claim(key, f"{run.run_id} {fingerprint}",
+                                       self.keep_s + self.lost_after_s)
+            if earlier is None:
+                self._writer.set_claim(run.run_id, key)
+                return None
+            first_id, _, first_print = earlier.partition(" ")
+            try:
+                first = self.get(first_id)
+            except RunNotFound:  # its run is gone: the key is free again
+                self.store.release(key, earlier)
+                continue
+            if first_print != fingerprint:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {idempotency_key!r} was already used for a "
+                    f"different request to pipeline {name!r}")
+            return first
+        raise StoreUnavailable(f"could not claim Idempotency-Key {idempotency_key!r}: its "
+                               "run keeps disappearing; try again")
+
+    def _forget(self, run_id: str) -> None:
+        """Remove a run that was recorded but will never start (a replay, an error)."""
+        try:
+            self.store.remove([run_id])
+        except Exception:  # it expires on its own
+            _log.exception("could not remove the record of unstarted run %s", run_id)
 
     def adopt(self, run: Run) -> None:
         """Publish ``run`` (started elsewhere in this process) through the store."""
-        with self._cond:
-            if run.run_id in self._local or self._closed:
-                return
-        self._follow(run)
+        if self._writer.follow(run):
+            _log.info("run %s of %r started (adopted)", run.run_id, run.pipeline.name)
 
-    def _follow(self, run: Run) -> None:
-        with self._cond:
-            self._local[run.run_id] = run
-        run.subscribe(self._observe)
+    def _launch_failed(self, run: Run, exc: Exception) -> None:
+        """A queued or new run could not be launched: record it as failed."""
+        status = run.status()
+        now = self._clock()
+        self._writer.observe(replace(status, state=RunState.FAILED, finished_at=now,
+                                     updated_at=now, error=ErrorInfo.from_exception(exc)))
 
     # -- reading ----------------------------------------------------------------------
     def get(self, run_id: str) -> dict[str, Any]:
-        """The run's status JSON; raise ``RunNotFound`` if unknown or expired."""
-        return self.view(self.record(run_id))
+        """The run's status JSON.
 
-    def record(self, run_id: str) -> Record:
-        """The run's record in the store; raise ``RunNotFound`` if unknown or expired."""
+        Raises ``RunNotFound`` if unknown or expired, ``DamagedRecord`` if its record
+        cannot be read.
+        """
         record = self.store.get(run_id)
         if record is None:
             raise self.not_found(run_id)
+        return self.view(record)
+
+    def record(self, run_id: str) -> Record:
+        """The run's record, checked readable; ``RunNotFound`` or ``DamagedRecord``."""
+        record = self.store.get(run_id)
+        if record is None:
+            raise self.not_found(run_id)
+        self._status_data(record)
         return record
 
     def not_found(self, run_id: str) -> RunNotFound:
@@ -183,49 +301,79 @@ class RunRegistry:
                            f"{self.keep_s:g} s)")
 
     def list(self, *, state: str | None = None, pipeline: str | None = None,
-             offset: int = 0, limit: int = 50) -> RunsPage:
-        """Runs newest first, filtered by state and pipeline, one page of them."""
+             idempotency_key: str | None = None, offset: int = 0, limit: int = 50
+             ) -> RunsPage:
+        """Runs newest first, filtered by state, pipeline and idempotency key, one page.
+
+        ``idempotency_key`` picks the run that key started, if it is still kept. Keys are
+        per pipeline: without ``pipeline`` the key is looked up in every pipeline served
+        here (one run each at most). A damaged record is skipped (and logged once), so a
+        page may hold fewer than ``limit`` runs.
+        """
         now = self._clock()
-        chosen = []
-        for record in self.store.records(pipeline):
-            if state is None or self._state_of(record, now) == state:
-                chosen.append(record)
+        if idempotency_key is not None:
+            names = [pipeline] if pipeline is not None else sorted(self.pipelines)
+            candidates = [record for name in names
+                          for record in self._claimed_records(name, idempotency_key)]
+        else:
+            candidates = self.store.records(pipeline)
+        chosen = [r for r in candidates if state is None or self._state_of(r, now) == state]
         chosen.sort(key=lambda r: (-r.created_at, r.run_id))
-        page = [self.view(r, now) for r in chosen[offset:offset + limit]]
-        return RunsPage(page, len(chosen))
+        page, damaged = [], 0
+        for record in chosen[offset:offset + limit]:
+            try:
+                page.append(self.view(record, now))
+            except DamagedRecord as exc:
+                damaged += 1
+                if self._logged_damaged.first(record.run_id):
+                    _log.warning("skipping a damaged run record: %s", exc)
+        return RunsPage(page, len(chosen) - damaged)
+
+    def _claimed_records(self, pipeline: str, key: str) -> list[Record]:
+        value = self.store.claimed(f"idem:{pipeline}:{key}")
+        if value is None:
+            return []
+        run_id = value.partition(" ")[0]
+        try:
+            record = self.store.get(run_id)
+        except DamagedRecord as exc:
+            _log.warning("skipping a damaged run record: %s", exc)
+            return []
+        return [record] if record is not None and record.pipeline == pipeline else []
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Ask the run to stop, wherever it runs; return its status JSON.
 
+        A queued run leaves the queue and ends ``cancelled`` without running a stage.
         Raises ``RunNotFound``; ``InvalidTransition`` if it has already ended.
         """
         from ..errors import InvalidTransition
 
-        status = self.get(run_id)
-        if status["state"] in TERMINAL or status["state"] == LOST:
-            raise InvalidTransition(f"run {run_id} has already ended ({status['state']}); "
+        record = self.store.get(run_id)
+        if record is None:
+            raise self.not_found(run_id)
+        state = self._state_of(record, self._clock())
+        if state in TERMINAL or state == LOST:
+            raise InvalidTransition(f"run {run_id} has already ended ({state}); "
                                     "there is nothing to cancel")
-        if not self._cancel_local(run_id):
+        if not self.cancel_local(run_id):
             self.store.request_cancel(run_id)
-        return status
+        try:
+            return self.view(record)
+        except DamagedRecord:  # the cancel went out; answer with what the record says
+            return self._summary(record, state)
 
     def when_recorded_done(self, run_id: str, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the run's final status is in the store (maybe now)."""
-        with self._cond:
-            if run_id in self._local:
-                self._done_waiters.setdefault(run_id, []).append(callback)
-                return
-        callback()
+        self._writer.when_recorded_done(run_id, callback)
 
     def local_run(self, run_id: str) -> Run | None:
         """The ``Run`` object, if this process runs it and it has not finished."""
-        with self._cond:
-            return self._local.get(run_id)
+        return self._writer.local_run(run_id)
 
     def local_runs(self) -> list[Run]:
-        """The runs of this process whose final status is not in the store yet."""
-        with self._cond:
-            return list(self._local.values())
+        """The runs of this process (queued ones too) whose final status is not stored yet."""
+        return self._writer.local_runs()
 
     def stop_adopting(self) -> None:
         """Publish no further runs of this process; those followed so far still are."""
@@ -238,87 +386,75 @@ class RunRegistry:
         For the last word on a run at shutdown, after ``close()``. Raises
         ``StoreUnavailable``.
         """
-        record = self._record(status)
+        record = self._writer.record(status)
         self.store.put(record, keep_s=self._keep_for(record))
 
     # -- records ----------------------------------------------------------------------
-    def _record(self, status: RunStatus) -> Record:
-        return Record(run_id=status.run_id, pipeline=status.pipeline, state=status.state.value,
-                      created_at=status.created_at, finished_at=status.finished_at,
-                      heartbeat_at=self._clock(), owner=self.owner,
-                      status_json=json.dumps(status.to_dict(), separators=(",", ":")))
-
     def _keep_for(self, record: Record) -> float:
-        # A running record outlives its last heartbeat by keep_s, so a run whose
+        # An unfinished record outlives its last heartbeat by keep_s, so a run whose
         # process died stays readable (as lost) as long as a finished one would.
         return self.keep_s if record.terminal else self.keep_s + self.lost_after_s
 
     def _state_of(self, record: Record, now: float) -> str:
         if not record.terminal and now - record.heartbeat_at > self.lost_after_s:
-            with self._cond:
-                if record.run_id not in self._local:
-                    return LOST
+            if self._writer.local_run(record.run_id) is not None:
+                return record.state
+            if not owner_alive(record.owner, self._host):
+                return LOST
         return record.state
 
-    def view(self, record: Record, now: float | None = None) -> dict[str, Any]:
-        """The status JSON of ``record``, with a silent owner's run reported lost."""
-        now = self._clock() if now is None else now
-        data: dict[str, Any] = json.loads(record.status_json)
-        if self._state_of(record, now) == LOST:
-            silent_s = now - record.heartbeat_at
-            data["state"] = LOST
-            data["error"] = {
-                "type": "stagewidget.RunLost",
-                "message": f"the process running it ({record.owner}) has written nothing "
-                           f"for {silent_s:.0f} s (limit {self.lost_after_s:g} s); it "
-                           "probably died",
-                "traceback": "", "stage": data.get("current_stage")}
+    def _status_data(self, record: Record) -> dict[str, Any]:
+        try:
+            data = json.loads(record.status_json)
+        except (ValueError, RecursionError) as exc:
+            raise DamagedRecord(f"the record of run {record.run_id!r} holds no valid "
+                                f"status JSON ({describe(exc)})") from None
+        if not isinstance(data, dict):
+            raise DamagedRecord(f"the record of run {record.run_id!r} holds no status "
+                                f"object (got JSON {type(data).__name__})")
         return data
 
-    # -- writer thread ----------------------------------------------------------------
-    def _observe(self, status: RunStatus) -> None:
-        """Observer of every followed run (its notifier thread): queue, never block."""
-        with self._cond:
-            self._pending[status.run_id] = status  # a newer snapshot replaces an older one
-            self._cond.notify_all()
+    def view(self, record: Record, now: float | None = None) -> dict[str, Any]:
+        """The status JSON of ``record``, with a silent owner's run reported lost.
 
-    def _write_loop(self) -> None:
-        failures = 0
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._closed)
-                if not self._pending and self._closed:
-                    return
-                batch, self._pending = self._pending, {}
-            for run_id, status in batch.items():
-                try:
-                    record = self._record(status)
-                    self.store.put(record, keep_s=self._keep_for(record))
-                    failures = 0
-                except StoreUnavailable:
-                    with self._cond:  # keep it for later unless a newer one came meanwhile
-                        self._pending.setdefault(run_id, status)
-                    failures += 1
-                    continue
-                except Exception:
-                    _log.exception("could not record run %s; its next snapshot will be", run_id)
-                    continue
-                if record.terminal:
-                    self._finished(run_id)
-            if failures:
-                self._stop.wait(_RETRY_S[min(failures, len(_RETRY_S)) - 1])
+        Raises ``DamagedRecord`` if the record's status JSON cannot be read.
+        """
+        now = self._clock() if now is None else now
+        data = self._status_data(record)
+        if self._state_of(record, now) == LOST:
+            data["state"] = LOST
+            data.pop("queue_position", None)
+            data["error"] = self._lost_error(record, now, data.get("current_stage"))
+        return data
 
-    def _finished(self, run_id: str) -> None:
-        with self._cond:
-            self._local.pop(run_id, None)
-            waiters = self._done_waiters.pop(run_id, [])
-        for waiter in waiters:
-            try:
-                waiter()
-            except Exception:
-                _log.exception("done-callback %r of run %s failed", waiter, run_id)
+    def _lost_error(self, record: Record, now: float, stage: Any) -> dict[str, Any]:
+        silent_s = now - record.heartbeat_at
+        if record.owner.endswith(STOPPED):
+            why = (f"the process running it ({record.owner[:-len(STOPPED)]}) stopped "
+                   f"serving it {silent_s:.0f} s ago; its end is unknown")
+        else:
+            why = (f"the process running it ({record.owner}) has written nothing for "
+                   f"{silent_s:.0f} s (limit {self.lost_after_s:g} s); it probably died")
+        if self._logged_lost.first(record.run_id):
+            _log.warning("run %s of %r is lost: %s", record.run_id, record.pipeline, why)
+        return {"type": "stagewidget.RunLost", "message": why, "traceback": "",
+                "stage": stage if isinstance(stage, str) else None}
 
-    def _cancel_local(self, run_id: str) -> bool:
+    def _summary(self, record: Record, state: str) -> dict[str, Any]:
+        """A status JSON from a damaged record's own fields."""
+        return {"run_id": record.run_id, "pipeline": record.pipeline, "state": state,
+                "current": None, "current_stage": None, "fraction": 0.0,
+                "created_at": record.created_at, "started_at": None,
+                "finished_at": record.finished_at, "result": None, "result_is_repr": False,
+                "error": {"type": "stagewidget.DamagedRecord",
+                          "message": "the run's stored status cannot be read",
+                          "traceback": "", "stage": None},
+                "retry_of": None, "logs": [], "stages": []}
+
+    def cancel_local(self, run_id: str) -> bool:
+        """Cancel ``run_id`` if this process runs or queues it; say whether it did."""
+        if self._queue.cancel(run_id):
+            return True
         run = self.local_run(run_id)
         return run is not None and run.cancel()
 
@@ -326,7 +462,8 @@ class RunRegistry:
     def sweep(self) -> int:
         """Remove the oldest finished runs beyond ``max_finished``; return how many.
 
-        Expired records are dropped by the store itself (and from listings here).
+        Their idempotency keys go with them. Expired records are dropped by the store
+        itself (and from listings here).
         """
         finished = [r for r in self.store.records() if r.terminal]
         if len(finished) <= self.max_finished:
@@ -346,12 +483,25 @@ class RunRegistry:
                 _log.exception("the run sweep failed; it will try again in %g s", self.sweep_s)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is pending, stop the threads (idempotent). Runs keep running."""
+        """Write what is pending, stop the threads (idempotent). Runs keep running.
+
+        Runs still waiting in the queue are cancelled (they never started). A run still
+        running is let go: its record names its owner as having stopped serving it, so
+        other processes report it lost once it goes silent.
+        """
         if self._unadopt is not None:
             self._unadopt()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._writer.join(timeout)
+        deadline = time.monotonic() + timeout
+        for run in self._queue.close():
+            run.wait(max(deadline - time.monotonic(), 0.0))
+            self._writer.observe(run.status())
+        abandoned = self._writer.close(max(deadline - time.monotonic(), 0.1))
         self._stop.set()
-        self._sweeper.join(timeout)
+        self._sweeper.join(max(deadline - time.monotonic(), 0.1))
+        for run in abandoned:
+            try:
+                record = self._writer.record(run.status(), owner=self.owner + STOPPED)
+                self.store.put(record, keep_s=self._keep_for(record))
+            except Exception:  # best effort: it turns lost when its heartbeat stops anyway
+                _log.debug("could not mark run %s as let go", run.run_id, exc_info=True)
+

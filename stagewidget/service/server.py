@@ -86,7 +86,7 @@ class Service:
         access_log: log one line per request on the ``stagewidget.service.access`` logger
             (default off, as suits a notebook; the CLI turns it on).
         **registry_options: ``keep_s``, ``max_finished``, ``lost_after_s``, ``sweep_s``,
-            ``executor``, ``adopt``: see ``RunRegistry``.
+            ``max_running``, ``executor``, ``adopt``: see ``RunRegistry``.
     """
 
     def __init__(self, pipelines: Any = (), *, host: str = "127.0.0.1", port: int = 8750,
@@ -226,8 +226,8 @@ class Service:
                       "SIGTERM or Ctrl-C again to cancel them now", drain_s, len(runs))
         stop_now = cancel_now if cancel_now is not None else threading.Event()
         going = _wait_runs(runs, drain_s, stop_now)
-        for run in going:
-            run.cancel()
+        for run in going:  # queued runs leave the queue and end without starting
+            self.registry.cancel_local(run.run_id)
         if going:
             _log.info("shutting down: cancelled %d run(s) still going", len(going))
         stuck = _wait_runs(going, cancel_wait_s, threading.Event())

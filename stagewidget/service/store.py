@@ -10,6 +10,7 @@ process sharing the server.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -17,23 +18,41 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-__all__ = ["MemoryStore", "Record", "Store", "StoreUnavailable", "Watchers"]
+from ..errors import StageWidgetError
+
+__all__ = ["DamagedRecord", "MemoryStore", "Record", "Store", "StoreUnavailable", "Watchers",
+           "claim_owner"]
 
 _log = logging.getLogger("stagewidget.service")
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+RECORD_STATES = frozenset({"pending", "running"}) | TERMINAL
 
 
 class StoreUnavailable(RuntimeError):
     """The store cannot be reached (Redis down); the request may be retried later."""
 
 
+class DamagedRecord(StageWidgetError, ValueError):
+    """A run's record in the store cannot be read (a field is missing or not valid).
+
+    Listings skip such a record (and log it); reading that one run answers 500.
+    """
+
+
+def claim_owner(value: str) -> str:
+    """The run id a claim's value names: its first word (``"<run id> <fingerprint>"``)."""
+    return value.partition(" ")[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One run as the store keeps it.
 
-    ``heartbeat_at`` is the owner's wall-clock time of its latest write (a running run is
-    written at least once a second); ``owner`` names the process that runs it.
+    ``heartbeat_at`` is the owner's wall-clock time of its latest write (an unfinished run
+    is written at least once a second); ``owner`` names the process that runs it;
+    ``claim`` is the idempotency claim key that names this run, if any: it lives exactly
+    as long as the record (each write extends it; removing the run drops it).
     """
 
     run_id: str
@@ -44,6 +63,7 @@ class Record:
     heartbeat_at: float
     owner: str
     status_json: str
+    claim: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -56,15 +76,33 @@ class Record:
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Record:
-        """Rebuild a record from ``fields()``; raise ``ValueError`` on damaged data."""
+        """Rebuild a record from ``fields()``; raise ``DamagedRecord`` on damaged data.
+
+        The JSON text in ``status_json`` is not parsed here (the hot read path parses it
+        once, later); a missing field, a bad number or an unknown state is damage.
+        """
         try:
-            return cls(run_id=fields["run_id"], pipeline=fields["pipeline"],
-                       state=fields["state"], created_at=float(fields["created_at"]),
-                       finished_at=float(fields["finished_at"]) if fields["finished_at"]
-                       else None, heartbeat_at=float(fields["heartbeat_at"]),
-                       owner=fields["owner"], status_json=fields["status_json"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"damaged run record: {exc!r}") from None
+            record = cls(run_id=fields["run_id"], pipeline=fields["pipeline"],
+                         state=fields["state"], created_at=float(fields["created_at"]),
+                         finished_at=float(fields["finished_at"]) if fields["finished_at"]
+                         else None, heartbeat_at=float(fields["heartbeat_at"]),
+                         owner=fields["owner"], status_json=fields["status_json"],
+                         claim=fields.get("claim") or "")
+        except KeyError as exc:
+            raise DamagedRecord(f"the record of run {_run_id_of(fields)} has no "
+                                f"{exc.args[0]!r} field") from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DamagedRecord(f"the record of run {_run_id_of(fields)} is damaged "
+                                f"({exc})") from None
+        if record.state not in RECORD_STATES:
+            raise DamagedRecord(f"the record of run {record.run_id!r} has an unknown state "
+                                f"{record.state[:50]!r}")
+        return record
+
+
+def _run_id_of(fields: Any) -> str:
+    run_id = fields.get("run_id") if isinstance(fields, dict) else None
+    return repr(run_id[:50]) if isinstance(run_id, str) else "(unknown id)"
 
 
 Watcher = Callable[[Record], Any]
@@ -86,10 +124,16 @@ class Store(Protocol):
         """Every record (of ``pipeline``), in no particular order."""
 
     def remove(self, run_ids: list[str]) -> None:
-        """Forget these runs."""
+        """Forget these runs, and the claims that name them."""
 
     def claim(self, key: str, value: str, ttl_s: float) -> str | None:
         """Store ``value`` under ``key`` unless set; return the value already there, or None."""
+
+    def claimed(self, key: str) -> str | None:
+        """The value of claim ``key``, or None if unset or expired."""
+
+    def release(self, key: str, value: str) -> None:
+        """Drop claim ``key`` if it still holds ``value`` (else leave it)."""
 
     def watch(self, run_id: str, watcher: Watcher) -> Callable[[], None]:
         """Call ``watcher(record)`` (from a store thread) on each write; return an undo."""
@@ -130,18 +174,36 @@ class Watchers:
         return remove
 
     def notify(self, record: Record) -> None:
-        """Call the watchers of ``record``'s run; a failing watcher is logged and skipped."""
+        """Call the watchers of ``record``'s run; a failing watcher is logged and skipped.
+
+        Even a ``BaseException`` (``SystemExit``, ``Cancelled``) is only logged: the
+        calling thread is the store writer's or the Redis listener's, which serve every run.
+        """
         with self._lock:
             watchers = tuple(self._by_run.get(record.run_id, ()))
         for watcher in watchers:
             try:
                 watcher(record)
-            except Exception:
+            except BaseException:
                 _log.exception("status watcher %r failed", watcher)
+
+
+class _Claim:
+    """A claim of the memory store: its value, when it expires, and its entry in the heap."""
+
+    __slots__ = ("queued_until", "until", "value")
+
+    def __init__(self, value: str, until: float) -> None:
+        self.value = value
+        self.until = until
+        self.queued_until = until  # the expiry its heap entry was pushed with
 
 
 class MemoryStore:
     """Records in this process's memory, expiring like Redis keys do.
+
+    Claims expire through a heap ordered by expiry: a claim costs O(log n) whatever the
+    number of live keys, and expired keys are dropped as time passes them.
 
     Args:
         clock: wall-clock function for expiry (default ``time.time``).
@@ -154,14 +216,25 @@ class MemoryStore:
         self._clock = clock
         self._lock = threading.Lock()  # guards _records and _claims; handlers run in threads
         self._records: dict[str, tuple[Record, float]] = {}  # run_id -> (record, expires_at)
-        self._claims: dict[str, tuple[str, float]] = {}
+        self._claims: dict[str, _Claim] = {}
+        # (expiry, key) of every claim, earliest first; an entry whose claim was removed
+        # or extended meanwhile is stale and skipped (or pushed again) when it comes up.
+        self._claim_expiries: list[tuple[float, str]] = []
         self._watchers = Watchers()
         self._cancel_callbacks: list[Callable[[str], Any]] = []
 
     def put(self, record: Record, *, keep_s: float) -> None:
-        """Write ``record``, expiring ``keep_s`` from now, and notify its watchers."""
+        """Write ``record``, expiring ``keep_s`` from now, and notify its watchers.
+
+        A record with a ``claim`` extends that claim to expire with it.
+        """
         with self._lock:
-            self._records[record.run_id] = (record, self._clock() + keep_s)
+            until = self._clock() + keep_s
+            self._records[record.run_id] = (record, until)
+            if record.claim:
+                claim = self._claims.get(record.claim)
+                if claim is not None and claim_owner(claim.value) == record.run_id:
+                    claim.until = until  # its heap entry is moved when it comes up
         self._watchers.notify(record)
 
     def get(self, run_id: str) -> Record | None:
@@ -186,21 +259,59 @@ class MemoryStore:
                     if pipeline is None or r.pipeline == pipeline]
 
     def remove(self, run_ids: list[str]) -> None:
-        """Forget these runs."""
+        """Forget these runs, and the claims that name them."""
         with self._lock:
             for run_id in run_ids:
-                self._records.pop(run_id, None)
+                entry = self._records.pop(run_id, None)
+                if entry is not None and entry[0].claim:
+                    claim = self._claims.get(entry[0].claim)
+                    if claim is not None and claim_owner(claim.value) == run_id:
+                        del self._claims[entry[0].claim]
 
     def claim(self, key: str, value: str, ttl_s: float) -> str | None:
         """Set ``key`` to ``value`` unless already set (and not expired); return the old value."""
         now = self._clock()
         with self._lock:
+            self._drop_expired_claims(now)
             old = self._claims.get(key)
-            if old is not None and old[1] > now:
-                return old[0]
-            self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
-            self._claims[key] = (value, now + ttl_s)
+            if old is not None:
+                return old.value
+            until = now + ttl_s
+            self._claims[key] = _Claim(value, until)
+            heapq.heappush(self._claim_expiries, (until, key))
             return None
+
+    def claimed(self, key: str) -> str | None:
+        """The value of claim ``key``, or None if unset or expired."""
+        with self._lock:
+            claim = self._claims.get(key)
+            return claim.value if claim is not None and claim.until > self._clock() else None
+
+    def release(self, key: str, value: str) -> None:
+        """Drop claim ``key`` if it still holds ``value``."""
+        with self._lock:
+            claim = self._claims.get(key)
+            if claim is not None and claim.value == value:
+                del self._claims[key]
+
+    def claim_count(self) -> int:
+        """How many claims are held (expired ones not yet dropped included)."""
+        with self._lock:
+            return len(self._claims)
+
+    def _drop_expired_claims(self, now: float) -> None:
+        """With the lock held: drop the claims whose expiry has passed."""
+        heap = self._claim_expiries
+        while heap and heap[0][0] <= now:
+            queued_until, key = heapq.heappop(heap)
+            claim = self._claims.get(key)
+            if claim is None or claim.queued_until != queued_until:
+                continue  # removed, or re-claimed with an entry of its own
+            if claim.until <= now:
+                del self._claims[key]
+            else:  # extended meanwhile: it comes up again at its new expiry
+                claim.queued_until = claim.until
+                heapq.heappush(heap, (claim.until, key))
 
     def watch(self, run_id: str, watcher: Watcher) -> Callable[[], None]:
         """Call ``watcher(record)`` from the writing thread on each write of ``run_id``."""
