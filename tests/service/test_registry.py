@@ -18,7 +18,7 @@ import httpx
 import pytest
 import svc_pipelines
 from conftest import WAIT_S, FakeClock
-from harness import wait_until
+from harness import auth, wait_until
 
 import stagewidget as sw
 from stagewidget.service import MemoryStore, Record, RunRegistry
@@ -129,7 +129,7 @@ def test_removing_a_duplicate_run_keeps_the_claim_of_the_first() -> None:
 def test_an_idempotency_key_replayed_after_its_run_was_swept_starts_a_new_run(
         make_service, store_kind) -> None:
     service = make_service(store_kind, max_finished=1, sweep_s=3600)
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}", "Prefer": "wait=20"}
         first = start(client, "square", {"n": 3}, **key)
         assert first.status_code == 200
@@ -153,7 +153,7 @@ def test_an_idempotency_key_replayed_after_its_run_was_swept_starts_a_new_run(
 def test_an_idempotency_key_replayed_after_its_run_expired_starts_a_new_run(
         make_service, store_kind) -> None:
     service = make_service(store_kind, keep_s=0.5, lost_after_s=0.5)
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}", "Prefer": "wait=20"}
         first_id = start(client, "square", {"n": 3}, **key).json()["run_id"]
         wait_until(lambda: client.get(f"/api/runs/{first_id}").status_code == 404,
@@ -169,7 +169,7 @@ def test_an_idempotency_key_replayed_while_its_run_outlives_keep_s_returns_that_
     gate = gate_name()
     key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}"}
     try:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
             first = start(client, "gated", {"gate": gate}, **key).json()
             store = service.registry.store
             wait_until(lambda: store.get(first["run_id"]).heartbeat_at
@@ -185,7 +185,7 @@ def test_an_idempotency_key_replayed_while_its_run_outlives_keep_s_returns_that_
 def test_a_claim_whose_run_record_vanished_is_released_by_the_replay(
         make_service, redis_server, prefix) -> None:
     service = make_service("redis")
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}", "Prefer": "wait=20"}
         first_id = start(client, "square", {"n": 3}, **key).json()["run_id"]
         redis_server.client().delete(f"{prefix}:run:{first_id}")  # gone, claim left
@@ -200,19 +200,19 @@ def test_a_client_finds_its_run_by_idempotency_key_while_its_prefer_wait_post_wa
     service = make_service(store_kind)
     gate, key = gate_name(), f"order-{uuid.uuid4().hex[:8]}"
     replies: list[httpx.Response] = []
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:  # another's run
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:  # another's run
         decoy = start(client, "gated", {"gate": gate}, **{"Idempotency-Key": "other"})
         assert decoy.status_code == 202
 
     def post() -> None:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as own:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as own:
             replies.append(start(own, "gated", {"gate": gate},
                                  **{"Idempotency-Key": key, "Prefer": "wait=60"}))
 
     poster = threading.Thread(target=post)
     poster.start()
     try:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
             query = {"pipeline": "gated", "idempotency_key": key}
 
             def running() -> dict | None:
@@ -240,7 +240,7 @@ def test_an_idempotency_key_without_pipeline_is_looked_up_in_every_pipeline(
         make_service, store_kind) -> None:
     service = make_service(store_kind)
     key = {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}", "Prefer": "wait=20"}
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         assert start(client, "square", {"n": 5}, Prefer="wait=20").status_code == 200
         ids = {start(client, name, data, **key).json()["run_id"]
                for name, data in (("square", {"n": 2}), ("hello", None))}
@@ -261,7 +261,7 @@ def test_runs_beyond_max_running_wait_in_order_and_show_their_queue_position(
     service = make_service("memory", max_running=1)
     gates = [gate_name() for _ in range(3)]
     try:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
             replies = [start(client, "gated", {"gate": g}).json() for g in gates]
             a, b, c = (r["run_id"] for r in replies)
             assert "queue_position" not in replies[0]
@@ -292,7 +292,7 @@ def test_a_cancelled_queued_run_leaves_the_queue_and_ends_without_running_a_stag
     service = make_service("memory", max_running=1)
     gates = [gate_name() for _ in range(3)]
     try:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
             a, b, c = (start(client, "gated", {"gate": g}).json()["run_id"] for g in gates)
             assert client.delete(f"/api/runs/{b}").status_code == 202
             wait_until(lambda: status(client, b)["state"] == "cancelled", what="b to end")
@@ -312,7 +312,7 @@ def test_a_cancelled_queued_run_leaves_the_queue_and_ends_without_running_a_stag
 
 def test_a_failed_run_frees_its_slot_for_the_next(make_service) -> None:
     service = make_service("memory", max_running=1)
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         assert start(client, "fails", {}, Prefer="wait=20").json()["state"] == "failed"
         assert start(client, "square", {"n": 2}, Prefer="wait=20").json()["state"] \
             == "succeeded"
@@ -509,7 +509,7 @@ def test_a_damaged_record_is_skipped_in_listings_and_fails_only_its_own_reads(
         request, make_service, store_kind, prefix) -> None:
     service = make_service(store_kind)
     redis = request.getfixturevalue("redis_server") if store_kind == "redis" else None
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         good, bad = (start(client, "square", {"n": n}, Prefer="wait=20").json()["run_id"]
                      for n in (2, 3))
         damage(service, redis, prefix, bad, status_json="{")
@@ -533,7 +533,7 @@ def test_a_damaged_record_of_a_running_run_can_still_be_cancelled(
     redis = request.getfixturevalue("redis_server") if store_kind == "redis" else None
     gate = gate_name()
     try:
-        with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+        with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
             run_id = start(client, "gated", {"gate": gate}).json()["run_id"]
             damage(service, redis, prefix, run_id, status_json="[1")
             reply = client.delete(f"/api/runs/{run_id}")
@@ -549,7 +549,7 @@ def test_redis_records_missing_fields_or_of_the_wrong_type_are_skipped(
         make_service, redis_server, prefix) -> None:
     service = make_service("redis")
     client_redis = redis_server.client()
-    with httpx.Client(base_url=service.url, timeout=WAIT_S) as client:
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         good, partial, wrong = (
             start(client, "square", {"n": n}, Prefer="wait=20").json()["run_id"]
             for n in (2, 3, 4))

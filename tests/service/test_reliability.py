@@ -12,7 +12,7 @@ import harness
 import httpx
 import pytest
 from conftest import WAIT_S
-from harness import HERE, read_events, wait_until
+from harness import HERE, auth, read_events, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +46,11 @@ def heartbeat_of(redis_server, run_id: str) -> float:
     return float(redis_server.client().hget(f"stagewidget:run:{run_id}", "heartbeat_at"))
 
 
-def collect_events(url: str, run_id: str, into: list[tuple[str, dict]]) -> threading.Thread:
-    """Read the run's event stream from ``url`` into ``into`` (in a thread) until it ends."""
+def collect_events(server, run_id: str, into: list[tuple[str, dict]]) -> threading.Thread:
+    """Read the run's event stream from ``server`` into ``into`` (in a thread) until it ends."""
 
     def read() -> None:
-        with httpx.Client(base_url=url, timeout=WAIT_S) as client, \
+        with httpx.Client(base_url=server.url, timeout=WAIT_S, headers=auth(server)) as client, \
                 client.stream("GET", f"/api/runs/{run_id}/events") as stream:
             into.extend(read_events(stream))
 
@@ -76,7 +76,7 @@ def test_an_observer_blocking_three_times_lost_after_s_never_makes_the_run_lost_
         wait_until(lambda: reader.http.get(f"/api/runs/{run_id}").status_code == 200,
                    what="the run to be recorded")
         events: list[tuple[str, dict]] = []
-        streaming = collect_events(reader.url, run_id, events)
+        streaming = collect_events(reader, run_id, events)
         first = heartbeat_of(redis_server, run_id)
         states = set()
 
@@ -111,7 +111,7 @@ def test_a_queued_run_keeps_its_heartbeat_and_is_never_lost_elsewhere(
     assert queued["state"] == "pending" and queued["queue_position"] == 1
     run_id = queued["run_id"]
     events: list[tuple[str, dict]] = []
-    streaming = collect_events(reader.url, run_id, events)
+    streaming = collect_events(reader, run_id, events)
     first = heartbeat_of(redis_server, run_id)
     seen = []
 
