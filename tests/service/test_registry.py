@@ -614,3 +614,26 @@ def test_a_watcher_raising_base_exception_stops_neither_the_writer_nor_the_liste
     recorded_done(registry, again)
     assert later.wait(WAIT_S), "the store stopped telling watchers"
     store.close()
+
+
+QUIET_OWNER = """
+import stagewidget as sw
+import svc_pipelines
+
+service = sw.serve(svc_pipelines.PIPELINES, port=0)
+run = svc_pipelines.fails.start({"row": 1}, display=False)
+run.wait()
+service.stop()
+print("done", run.status().state.value)
+"""
+
+
+def test_service_run_lines_stay_quiet_where_logging_is_not_configured(tmp_path) -> None:
+    """A notebook's sw.serve() prints no service log line (a failed run's is a WARNING)."""
+    script = tmp_path / "owner.py"
+    script.write_text(QUIET_OWNER)
+    done = subprocess.run([sys.executable, str(script)], cwd=harness.HERE, timeout=WAIT_S,
+                          env=dict(os.environ, PYTHONPATH=str(harness.HERE)),
+                          capture_output=True, text=True)
+    assert done.stdout.strip() == "done failed", done.stderr
+    assert "stagewidget.service" not in done.stderr and "failed" not in done.stderr, done.stderr
