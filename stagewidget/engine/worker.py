@@ -20,6 +20,7 @@ from multiprocessing.connection import Client, Connection
 from typing import Any
 
 from ..errors import Cancelled
+from .libprogress import capturing
 from .progress import StageProgress
 
 __all__ = ["Snapshot", "progress_message"]
@@ -79,7 +80,7 @@ def main(address: str) -> None:
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     conn = Client(address, family="AF_UNIX", authkey=authkey)
     sys.path[:] = conn.recv()  # first, so functions pickled by reference can be imported
-    fn, data, has_input, name, total, period_s = cloudpickle.loads(conn.recv_bytes())
+    fn, data, has_input, name, total, period_s, capture = cloudpickle.loads(conn.recv_bytes())
     progress = StageProgress(name, total)
     progress.activate()
     send_lock = threading.Lock()  # the reporter and the main thread both send
@@ -87,7 +88,8 @@ def main(address: str) -> None:
     reporter = threading.Thread(target=_report, name="stagewidget-worker-report",
                                 args=(progress, conn, send_lock, stop, period_s), daemon=True)
     reporter.start()
-    outcome = _outcome(fn, data, has_input)
+    with capturing(progress, capture):  # tqdm bars: levels sent with the progress
+        outcome = _outcome(fn, data, has_input)
     stop.set()
     reporter.join()
     with send_lock:
