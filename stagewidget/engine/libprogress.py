@@ -226,7 +226,7 @@ class _CapturedBar:
 
     def update(self, n: float = 1) -> None:
         loop = self._sw_loop  # type: ignore[attr-defined]  # faster than __dict__[...]
-        if loop._progress._cancel_requested and not loop._capture.over:
+        if loop._progress._cancel_requested and loop.raises_here():
             raise Cancelled(f"stage {loop._progress.name!r} was cancelled")
         loop._n += n
 
@@ -255,11 +255,12 @@ class _BarLoop(_Loop):
     machinery (sequence iterator or counted selector chunks; cancel stops either).
     """
 
-    __slots__ = ("_bar", "_capture", "_closed", "_final", "_n")
+    __slots__ = ("_bar", "_capture", "_closed", "_final", "_n", "_thread")
 
     def __init__(self, capture: StageCapture, bar: Any) -> None:
         super().__init__(capture.progress, None, None, None)
         self._capture = capture
+        self._thread = threading.get_ident()
         self._bar = weakref.ref(bar)
         self._n: float = bar.__dict__.pop("n", 0)  # the n property reads it from now on
         self._closed = False
@@ -290,6 +291,15 @@ class _BarLoop(_Loop):
 
     def _chunks_of(self, bar: Any) -> Iterator[Iterator[bool]]:
         yield from self._chunks()
+
+    def raises_here(self) -> bool:
+        """Whether ``update()`` may raise ``Cancelled`` in the calling thread.
+
+        Only in the thread that made the bar, and only while its stage runs: an update
+        from a pool's done-callback (``thread_map`` updates its bar so) raising there
+        would kill the pool's worker thread and leave the stage waiting for ever.
+        """
+        return not self._capture.over and threading.get_ident() == self._thread
 
     def count(self) -> float:
         """The bar's n: updates plus items handed out by its iteration."""

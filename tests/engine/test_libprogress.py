@@ -258,6 +258,27 @@ def test_thread_map_bar_is_a_live_level(capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
+def test_cancel_during_thread_map_never_kills_the_pools_workers(caplog) -> None:
+    gate, recorder = Gate(), Recorder()
+
+    def work(i):
+        if i in (5, 6):  # both workers wait here; the later items are queued
+            gate.block()
+        return i
+
+    def fan_out(_):
+        return sum(tqdm.contrib.concurrent.thread_map(work, range(30), max_workers=2,
+                                                      desc="files"))
+
+    run = start(fan_out, recorder)
+    recorder.wait_for(lambda s: first(s).desc == "files" and first(s).done >= 5)
+    run.cancel()
+    gate.open()  # the pool's done-callbacks update the bar from now on, after cancel()
+    status = run.wait(WAIT_S)
+    assert status.state.terminal  # the stage ran its queued items to the end, not for ever
+    assert "Exception in worker" not in caplog.text
+
+
 def test_pandas_progress_apply_is_a_live_level(capsys) -> None:
     pd = pytest.importorskip("pandas")
     gate, recorder = Gate(), Recorder()
