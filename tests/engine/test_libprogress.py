@@ -577,3 +577,26 @@ def test_a_library_importing_tqdm_auto_first_is_captured_in_a_fresh_interpreter(
     assert during == ""  # nothing of the captured bars while captured
     assert "after: 100%" in after  # and tqdm draws as before once the run is over
     assert result["plain_class_after"]
+
+
+# -- Dask ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_dask_worker_sends_library_levels_back_and_draws_nothing(capfd) -> None:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+        host="127.0.0.1", scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    try:
+        with distributed.Client(cluster) as client:
+            recorder = Recorder()
+            run = start(nested_in_worker, recorder, executor=client)
+            live = first(recorder.wait_for(
+                lambda s: first(s).desc == "epochs" and len(first(s).inner) == 1
+                and 0 < first(s).inner[0].done < 400))
+            assert live.total == 3 and live.inner[0].desc == "steps"
+            assert run.result(WAIT_S) == "done"
+    finally:
+        cluster.close()
+    assert "epochs" not in capfd.readouterr().err  # the worker logs there; no bar did
