@@ -138,7 +138,7 @@ def test_stage_progress_of_its_own_keeps_library_bars_as_inner_levels() -> None:
     run.result(WAIT_S)
 
 
-def test_bar_n_is_exact_inside_and_after_a_captured_loop() -> None:
+def test_bar_n_counts_items_handed_out_and_ends_at_the_total() -> None:
     def count(_):
         bar = tqdm.std.tqdm(range(7), initial=3)
         seen = [bar.n for _ in bar]
@@ -160,6 +160,19 @@ def test_disable_true_bars_are_left_alone() -> None:
     run = start(quiet)
     assert run.result(WAIT_S) is True
     assert first(run.status()).desc is None
+
+
+def test_disable_given_by_position_is_honoured() -> None:
+    def positional(_):
+        off = tqdm.std.tqdm(range(3), "off", 3, True, None, None, 0.1, 10.0, None, None, True)
+        on = tqdm.std.tqdm(range(3), "on", 3, True, None, None, 0.1, 10.0, None, None, False)
+        for _ in on:
+            pass
+        return type(off) is tqdm.std.tqdm, type(on) is tqdm.std.tqdm
+
+    run = start(positional)
+    assert run.result(WAIT_S) == (True, False)
+    assert first(run.status()).desc == "on"
 
 
 def test_disable_none_bars_are_captured_although_stderr_is_no_terminal(capsys) -> None:
@@ -564,6 +577,25 @@ def run_fresh(tmp_path: Path, script: str) -> tuple[dict, str]:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1]), done.stderr
+
+
+def test_tqdm_disable_in_the_environment_keeps_bars_disabled(tmp_path) -> None:
+    script = """
+    import json, os
+    os.environ["TQDM_DISABLE"] = "1"  # read by tqdm at import, as its envwrap does
+    import tqdm.std
+    import stagewidget as sw
+
+    def stage(_):
+        bar = tqdm.std.tqdm(range(3), desc="env")
+        list(bar)
+        return type(bar) is tqdm.std.tqdm
+
+    run = sw.Pipeline("env", [stage]).start(None, display=False)
+    print(json.dumps([run.result(20), run.status().stages[0].desc]))
+    """
+    result, stderr = run_fresh(tmp_path, script)
+    assert result == [True, None] and stderr == ""
 
 
 def test_a_library_importing_tqdm_auto_first_is_captured_in_a_fresh_interpreter(
