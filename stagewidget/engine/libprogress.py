@@ -5,7 +5,9 @@ its own tqdm bars. While a stage runs with capture on (the default), every tqdm 
 created in it is *captured*: it draws nothing (no stderr text, no notebook widget), it
 becomes a level of the stage's progress (desc, count, total, in nesting order), the
 outermost one drives the stage's done/total when the stage reports nothing itself, and
-Cancel raises ``Cancelled`` at the bar's next iteration or ``update()``.
+Cancel raises ``Cancelled`` at the bar's next iteration, or at its next ``update()`` in
+the thread that made it (an update from another thread, e.g. a pool's done-callback as
+in ``thread_map``, only counts: raising there would kill the pool's worker).
 
 How: at the first stage start (never at import) ``tqdm.std.tqdm.__init__`` is wrapped.
 Every bar class derives from ``tqdm.std.tqdm`` and calls that ``__init__``, so bars
@@ -116,7 +118,7 @@ def begin(progress: StageProgress, *, enabled: bool) -> StageCapture:
 
 
 def end(capture: StageCapture | None) -> None:
-    """The stage of ``capture`` has ended: its bars stop counting and stop raising."""
+    """The stage of ``capture`` has ended: its bars never raise ``Cancelled`` any more."""
     if capture is None:
         return
     capture.over = True
