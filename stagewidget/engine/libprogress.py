@@ -224,24 +224,29 @@ class _CapturedBar:
     """
 
     def __iter__(self) -> Iterator[Any]:
+        """Iterate the bar's iterable through the stage's fast, cancellable loop."""
         return self.__dict__["_sw_loop"].iterate(self)  # type: ignore[attr-defined]
 
     def update(self, n: float = 1) -> None:
+        """Count ``n`` more; raise ``Cancelled`` once the run was cancelled."""
         loop = self._sw_loop  # type: ignore[attr-defined]  # faster than __dict__[...]
         if loop._progress._cancel_requested and loop.raises_here():
             raise Cancelled(f"stage {loop._progress.name!r} was cancelled")
         loop._n += n
 
     def close(self) -> None:
+        """Leave the stage's levels (idempotent; ``__del__`` calls it too)."""
         loop = self.__dict__.get("_sw_loop")  # type: ignore[attr-defined]
         if loop is not None:
             loop.close(self)
 
     def display(self, *_: Any, **__: Any) -> None:
+        """Draw nothing."""
         return None
 
     @property
     def n(self) -> float:
+        """Units counted so far: updates plus items handed out by the bar's loop."""
         return self.__dict__["_sw_loop"].count()  # type: ignore[attr-defined,no-any-return]
 
     @n.setter
