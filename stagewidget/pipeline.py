@@ -41,12 +41,15 @@ class Stage:
         total: units of work the stage will report with ``advance()``, if known.
         executor: where this stage runs, overriding the run's executor
             (``"thread"``, ``"inline"`` or an executor object).
+        capture: show the tqdm bars of the code the stage calls as its progress (and
+            hide their own drawing); None follows the pipeline's ``capture``.
     """
 
     fn: Callable[..., Any]
     name: str = ""
     total: int | None = None
     executor: Any = None
+    capture: bool | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -65,6 +68,11 @@ class Stage:
             raise PipelineError(
                 f"stage {self.name!r} total must be a non-negative int or None "
                 f"(got {_describe(self.total)})"
+            )
+        if self.capture is not None and not isinstance(self.capture, bool):
+            raise PipelineError(
+                f"stage {self.name!r} capture must be True, False or None "
+                f"(got {_describe(self.capture)})"
             )
 
     @property
@@ -97,11 +105,21 @@ class Pipeline:
     Build it with the ``@pipe.stage`` decorator or pass the stages at once::
 
         pipe = Pipeline("train-model", [load, Stage(preprocess, total=3), train])
+
+    With ``capture=True`` (the default) the tqdm bars that a stage's code creates are
+    shown as that stage's progress instead of drawing themselves; ``capture=False``
+    leaves them alone (a stage's own ``capture=`` wins over the pipeline's).
     """
 
-    def __init__(self, name: str, stages: Iterable[StageLike] = ()) -> None:
+    def __init__(self, name: str, stages: Iterable[StageLike] = (), *,
+                 capture: bool = True) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineError(f"pipeline name must be a non-empty string (got {_describe(name)})")
+        if not isinstance(capture, bool):
+            raise PipelineError(
+                f"pipeline {name!r} capture must be True or False (got {_describe(capture)})"
+            )
+        self.capture = capture
         if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
             raise PipelineError(
                 f"pipeline {name!r} stages must be a list of functions or Stage objects "
@@ -125,21 +143,24 @@ class Pipeline:
         return f"Pipeline({self.name!r}, [{names}])"
 
     def add(self, stage: StageLike, *, name: str | None = None, total: int | None = None,
-            executor: Any = None) -> Stage:
+            executor: Any = None, capture: bool | None = None) -> Stage:
         """Append a stage (a function or a ``Stage``) and return it as a ``Stage``.
 
         Adding a function with the name and qualified name of an existing stage (a
         notebook cell run again) replaces that stage in place.
         """
-        return self._add(stage, name=name, total=total, executor=executor, redefine=True)
+        return self._add(stage, name=name, total=total, executor=executor, capture=capture,
+                         redefine=True)
 
     def _add(self, stage: StageLike, *, name: str | None = None, total: int | None = None,
-             executor: Any = None, redefine: bool) -> Stage:
+             executor: Any = None, capture: bool | None = None, redefine: bool) -> Stage:
         if not isinstance(stage, Stage):
-            stage = Stage(stage, name=name or "", total=total, executor=executor)
-        elif name is not None or total is not None or executor is not None:
+            stage = Stage(stage, name=name or "", total=total, executor=executor,
+                          capture=capture)
+        elif name is not None or total is not None or executor is not None or \
+                capture is not None:
             raise PipelineError(
-                f"stage {stage.name!r} is already a Stage; set name/total/executor on it"
+                f"stage {stage.name!r} is already a Stage; set name/total/executor/capture on it"
             )
         index = next((i for i, s in enumerate(self._stages) if s.name == stage.name), None)
         if index is not None and not (redefine and _redefines(self._stages[index].fn, stage.fn)):
@@ -163,17 +184,19 @@ class Pipeline:
 
     @overload
     def stage(self, name: str | None = None, /, *, total: int | None = None,
-              executor: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+              executor: Any = None, capture: bool | None = None
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def stage(self, fn_or_name: Any = None, /, *, total: int | None = None,
-              executor: Any = None, name: str | None = None) -> Any:
+              executor: Any = None, name: str | None = None,
+              capture: bool | None = None) -> Any:
         """Decorate a function to append it as a stage; the function is returned unchanged.
 
         Usable bare (``@pipe.stage``) or with a display name and options
-        (``@pipe.stage("Preprocess", total=3)``).
+        (``@pipe.stage("Preprocess", total=3)``, ``@pipe.stage(capture=False)``).
         """
         if callable(fn_or_name) and not isinstance(fn_or_name, str):
-            self.add(fn_or_name, name=name, total=total, executor=executor)
+            self.add(fn_or_name, name=name, total=total, executor=executor, capture=capture)
             return fn_or_name
         if fn_or_name is not None and not isinstance(fn_or_name, str):
             raise PipelineError(
@@ -182,7 +205,7 @@ class Pipeline:
         display = fn_or_name if fn_or_name is not None else name
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(fn, name=display, total=total, executor=executor)
+            self.add(fn, name=display, total=total, executor=executor, capture=capture)
             return fn
 
         return decorate

@@ -24,6 +24,7 @@ from ..errors import Cancelled
 from ..pipeline import NO_INPUT
 from ..status import Level
 from .executors import Executor, StageContext
+from .libprogress import capturing
 from .progress import StageProgress
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _mirror(progress: StageProgress, message: list[Any]) -> None:
 
 
 def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int | None,
-                     topic: str, cancel_name: str, period_s: float
+                     topic: str, cancel_name: str, period_s: float, capture: bool = True
                      ) -> tuple[Any, list[Any], bool]:
     """The Dask task of one stage: run ``fn`` and report its progress.
 
@@ -92,7 +93,8 @@ def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int 
     reporter.start()
     try:
         args = (data,) if has_input else ()
-        output = asyncio.run(fn(*args)) if inspect.iscoroutinefunction(fn) else fn(*args)
+        with capturing(progress, capture):  # tqdm bars: levels sent with the progress
+            output = asyncio.run(fn(*args)) if inspect.iscoroutinefunction(fn) else fn(*args)
     except Cancelled:
         return None, _encode(progress), True
     except Exception as exc:
@@ -122,6 +124,7 @@ class DaskExecutor(Executor):
     """
 
     name = "dask"
+    in_process = False  # the task captures the stage's tqdm bars on its worker
 
     def __init__(self, client: Any, *, refresh_hz: float = 4.0, grace_s: float = 5.0,
                  keep_on_cluster: bool = False) -> None:
@@ -145,7 +148,7 @@ class DaskExecutor(Executor):
         has_input = data is not NO_INPUT
         future = client.submit(
             run_remote_stage, stage.fn, data if has_input else None, has_input, stage.name,
-            stage.total, topic, cancel_name, 1.0 / self.refresh_hz,
+            stage.total, topic, cancel_name, 1.0 / self.refresh_hz, context.capture,
             key=f"stagewidget-{label}", pure=False)
         deadline: list[float] = []  # set by cancel(): when to give up waiting
         self._calls[id(context)] = (future, cancel_name, deadline)

@@ -30,10 +30,11 @@ class StageContext:
     """
 
     def __init__(self, run_id: str, progress: StageProgress, loops: LoopOwner, *,
-                 last: bool = False) -> None:
+                 last: bool = False, capture: bool = True) -> None:
         self.run_id = run_id
         self.progress = progress
         self.last = last  # the run's last stage: its output is the run's result
+        self.capture = capture  # show the stage's tqdm bars as its progress
         self._loops = loops
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -121,11 +122,14 @@ class Executor:
     """Where a stage's function runs.
 
     ``background`` says whether the run gets a driver thread of its own (True) or is
-    driven in the thread that starts it (the inline executor).
+    driven in the thread that starts it (the inline executor). ``in_process`` says
+    whether the stage's code runs in this process (its tqdm bars are captured here);
+    executors that run it elsewhere capture there, as ``context.capture`` says.
     """
 
     name = "executor"
     background = True
+    in_process = True
 
     def call(self, stage: Stage, data: Any, context: StageContext) -> Any:
         """Run ``stage`` on ``data`` and return its output. Called on the driver thread."""

@@ -62,6 +62,7 @@ class ProcessExecutor(Executor):
     """
 
     name = "process"
+    in_process = False  # the worker captures the stage's tqdm bars
 
     def __init__(self, *, grace_s: float = 5.0, refresh_hz: float = 10.0) -> None:
         self.grace_s = grace_s
@@ -95,7 +96,7 @@ class ProcessExecutor(Executor):
         self._calls[id(context)] = call
         try:
             payload = (stage.fn, None if data is NO_INPUT else data, data is not NO_INPUT,
-                       stage.name, stage.total, 1.0 / self.refresh_hz)
+                       stage.name, stage.total, 1.0 / self.refresh_hz, context.capture)
             conn.send(list(sys.path))
             conn.send_bytes(cloudpickle.dumps(payload))
             if context.progress.cancelled():

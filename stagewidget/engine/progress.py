@@ -267,6 +267,7 @@ class StageProgress:
         self._cancel_requested = False
         self._remote: tuple[int, int | None, str | None, tuple[Level, ...]] | None = None
         self._remote_history: dict[str, tuple[float, ...]] | None = None
+        self._library: Any = None  # engine.libprogress.StageCapture while tqdm bars are captured
 
     # -- called by stage code -------------------------------------------------------
     def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,

@@ -22,7 +22,7 @@ from ..status import (
     check_run_transition,
     check_stage_transition,
 )
-from . import shutdown
+from . import libprogress, shutdown
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
 from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
@@ -452,8 +452,11 @@ class Run:
         """Run one stage; return (its final state, its output or the exception)."""
         stage = self._stages[index]
         progress = StageProgress(stage.name, stage.total, log_sink=self._logs)
+        executor = self._executor_for(index)
+        capture = stage.capture if stage.capture is not None else \
+            getattr(self.pipeline, "capture", True)
         context = StageContext(self.run_id, progress, self._loops,
-                               last=index == len(self._stages) - 1)
+                               last=index == len(self._stages) - 1, capture=capture)
         with self._cond:
             self._progress, self._context = progress, context
             self._status = replace(self._status, current=index)
@@ -462,8 +465,11 @@ class Run:
             progress.request_cancel()
         self._transition(stage=index, stage_state=StageState.RUNNING)
         token = _CURRENT.set(progress)
+        # tqdm is hooked at the first stage start, not at import; remote executors capture
+        # in their worker instead
+        library = libprogress.begin(progress, enabled=capture) if executor.in_process else None
         try:
-            output = self._executor_for(index).call(stage, data, context)
+            output = executor.call(stage, data, context)
         except (Cancelled, asyncio.CancelledError, KeyboardInterrupt) as exc:
             if self._asked_to_stop(exc):
                 self._end_stage(index, StageState.CANCELLED)
@@ -477,6 +483,7 @@ class Run:
             return StageState.FAILED, exc
         finally:
             _CURRENT.reset(token)
+            libprogress.end(library)
         self._end_stage(index, StageState.SUCCEEDED)
         with self._cond:
             self._input, self._input_index = output, index + 1

@@ -28,6 +28,7 @@ from multiprocessing.connection import Client, Connection
 from typing import Any
 
 from ..errors import Cancelled
+from .libprogress import capturing
 from .progress import StageProgress
 
 __all__ = ["Snapshot", "progress_message"]
@@ -126,7 +127,7 @@ def main(address: str, parent_pid: int) -> None:
         payload = conn.recv_bytes()
     except (EOFError, OSError):  # the run's process went away before the stage came
         end_group()
-    fn, data, has_input, name, total, period_s = cloudpickle.loads(payload)
+    fn, data, has_input, name, total, period_s, capture = cloudpickle.loads(payload)
     progress = StageProgress(name, total)
     progress.activate()
     send_lock = threading.Lock()  # the reporter and the main thread both send
@@ -135,7 +136,8 @@ def main(address: str, parent_pid: int) -> None:
                                 args=(progress, conn, send_lock, stop, period_s, parent_pid),
                                 daemon=True)
     reporter.start()
-    outcome = _outcome(fn, data, has_input)
+    with capturing(progress, capture):  # tqdm bars: levels sent with the progress
+        outcome = _outcome(fn, data, has_input)
     stop.set()
     reporter.join()
     for stream in (sys.stdout, sys.stderr):  # the run's process ends the group on an answer

@@ -1,0 +1,341 @@
+"""Library progress: tqdm bars created inside a stage become levels of its progress.
+
+Code a stage calls (``trainer.train()``, ``df.progress_apply``, ``thread_map``) draws
+its own tqdm bars. While a stage runs with capture on (the default), every tqdm bar
+created in it is *captured*: it draws nothing (no stderr text, no notebook widget), it
+becomes a level of the stage's progress (desc, count, total, in nesting order), the
+outermost one drives the stage's done/total when the stage reports nothing itself, and
+Cancel raises ``Cancelled`` at the bar's next iteration, or at its next ``update()`` in
+the thread that made it (an update from another thread, e.g. a pool's done-callback as
+in ``thread_map``, only counts: raising there would kill the pool's worker).
+
+How: at the first stage start (never at import) ``tqdm.std.tqdm.__init__`` is wrapped.
+Every bar class derives from ``tqdm.std.tqdm`` and calls that ``__init__``, so bars
+of ``tqdm.auto``, ``tqdm.notebook``, ``tqdm.asyncio``, ``tqdm.rich`` and any subclass
+are seen whatever was imported first. Outside a stage the wrapper calls tqdm's own
+``__init__`` unchanged. Inside one, it builds the bar fully but without drawing
+(``gui=True``), then marks it disabled, so tqdm's own methods and its subclasses'
+``__init__`` (the notebook widget, the rich console) do nothing; and it moves the bar
+to a subclass of its own class (cached per class) whose ``__iter__``, ``update``,
+``close`` and ``n`` count into the stage. Iterating a captured bar takes ``sw.track``'s
+fast path (the sequence's own C iterator, sampled).
+
+Which stage owns a bar: the stage of the creating thread's context (the stage's thread,
+its async tasks, threads run with ``contextvars.copy_context()`` or after
+``progress.activate()``). A thread without a stage context (one the stage started with
+``threading.Thread`` or a thread pool) is attributed to a stage only when that is
+unambiguous: exactly one stage is running in this process and the thread did not exist
+yet when it started. Anything else (the notebook's own cells, two stages at once) is
+left alone and tqdm draws as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import inspect
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Iterator
+from itertools import chain, compress
+from operator import length_hint
+from typing import Any
+
+from ..errors import Cancelled
+from ..status import Level
+from .progress import _CURRENT, _SEEKABLE, StageProgress, _Loop
+
+__all__ = ["StageCapture", "begin", "capturing", "end", "install"]
+
+_log = logging.getLogger("stagewidget")
+
+# Process-wide by nature: tqdm's class is one per process, and which stages are running
+# decides who owns a bar made in a thread without a stage context. list.append/remove
+# and tuple(list) are atomic, so starting and ending stages needs no lock here.
+_running: list[StageCapture] = []
+_hook_lock = threading.Lock()  # installs the hook once, whichever stage starts first
+_hooked: list[Any] = []  # [tqdm.std.tqdm's own __init__] once the hook is in place
+_classes: dict[type, type] = {}  # bar class -> its captured subclass
+
+
+class StageCapture:
+    """One running stage's side of the capture: whether it is on, and when it ended."""
+
+    __slots__ = ("enabled", "over", "progress", "threads")
+
+    def __init__(self, progress: StageProgress, enabled: bool) -> None:
+        self.progress = progress
+        self.enabled = enabled
+        self.over = False
+        # Threads alive when the stage started: a bar made in one of them (the notebook's
+        # main thread, a pool made earlier) never falls to this stage by elimination.
+        self.threads = frozenset(threading.enumerate())
+
+
+def install() -> bool:
+    """Wrap ``tqdm.std.tqdm.__init__`` once per process; False when tqdm is not installed.
+
+    Called when a capturing stage starts (not at import). Imports ``tqdm.std`` if no
+    one has yet, so a library that imports tqdm later, inside the stage, is captured.
+    """
+    if _hooked:
+        return True
+    with _hook_lock:
+        if _hooked:
+            return True
+        try:
+            if "tqdm.std" not in sys.modules and importlib.util.find_spec("tqdm") is None:
+                return False
+            import tqdm.std
+
+            cls = tqdm.std.tqdm
+            original = cls.__dict__["__init__"]
+            hook = _hooked_init(original)
+        except Exception:  # a tqdm we do not understand: its bars draw as usual
+            _log.warning("cannot capture tqdm bars in stages; they draw as usual",
+                         exc_info=True)
+            return False
+        cls.__init__ = hook  # type: ignore[method-assign]
+        _hooked.append(original)
+    return True
+
+
+def begin(progress: StageProgress, *, enabled: bool) -> StageCapture:
+    """Register a stage that starts running its code in this process (any thread).
+
+    With ``enabled``, tqdm bars made in the stage are captured from now on. Every
+    running stage is registered, captured or not, so that a bar made in a thread with
+    no stage context is attributed only when exactly one stage runs. Pair with ``end``.
+    """
+    capture = StageCapture(progress, enabled and install())
+    if capture.enabled:
+        progress._library = capture
+    _running.append(capture)
+    return capture
+
+
+def end(capture: StageCapture | None) -> None:
+    """The stage of ``capture`` has ended: its bars never raise ``Cancelled`` any more."""
+    if capture is None:
+        return
+    capture.over = True
+    if capture.progress._library is capture:
+        capture.progress._library = None
+    with contextlib.suppress(ValueError):
+        _running.remove(capture)
+
+
+@contextlib.contextmanager
+def capturing(progress: StageProgress, enabled: bool = True) -> Iterator[StageCapture]:
+    """``begin`` and ``end`` around a block (worker processes, Dask tasks)."""
+    capture = begin(progress, enabled=enabled)
+    try:
+        yield capture
+    finally:
+        end(capture)
+
+
+def _owner() -> StageCapture | None:
+    """The capturing stage a bar made here and now belongs to, if any."""
+    progress = _CURRENT.get()
+    if progress is not None:
+        capture = progress._library
+    else:
+        running = tuple(_running)
+        if len(running) != 1 or threading.current_thread() in running[0].threads:
+            return None
+        capture = running[0]
+    if capture is None or not capture.enabled or capture.over:
+        return None
+    return capture
+
+
+def _hooked_init(original: Any) -> Any:
+    """The replacement of ``tqdm.std.tqdm.__init__`` (``original`` may be a partialmethod).
+
+    tqdm wraps ``__init__`` in ``functools.partialmethod`` carrying the ``TQDM_*``
+    environment defaults read at import (tqdm#1526); they are applied here the same way.
+    """
+    func = getattr(original, "func", original)
+    env = dict(getattr(original, "keywords", None) or {})
+    names = [p.name for p in inspect.signature(func).parameters.values()
+             if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][1:]
+    disable_at = names.index("disable") if "disable" in names else len(names)
+
+    @functools.wraps(func)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        owner = _owner()
+        if owner is None:
+            func(self, *args, **(env | kwargs if env else kwargs))
+            return
+        if len(args) > disable_at:  # disable= (or gui=) given by position: name them all
+            for name, value in zip(names, args):
+                if name in kwargs:
+                    raise TypeError(f"tqdm() got multiple values for argument {name!r}")
+                kwargs[name] = value
+            args = args[len(names):]
+        merged = env | kwargs
+        disable = merged.get("disable", False)
+        if disable is not None and disable:  # the code asked for no bar: leave it be
+            func(self, *args, **merged)
+            return
+        gui = merged.get("gui", False)
+        # gui=True: tqdm builds everything but neither a screen printer nor a first draw
+        func(self, *args, **(merged | {"disable": False, "gui": True}))
+        self.gui = gui
+        _capture(self, owner)
+
+    return __init__
+
+
+def _capture(bar: Any, owner: StageCapture) -> None:
+    """Turn a freshly built, enabled bar into a level of ``owner``'s stage."""
+    # Disabled to tqdm: its methods and its subclasses' __init__ (notebook widget, rich
+    # console) skip all drawing; the captured subclass's overrides do the counting.
+    bar.disable = True
+    with bar._lock:
+        bar._instances.discard(bar)  # no screen position, no monitor thread visits
+    loop = _BarLoop(owner, bar)
+    bar.__dict__["_sw_loop"] = loop
+    bar.__class__ = _captured_class(type(bar))
+    owner.progress._enter(loop)
+
+
+def _captured_class(cls: type) -> type:
+    """``cls`` with the capture overrides first in its MRO (one class per bar class)."""
+    made = _classes.get(cls)
+    if made is None:
+        made = type(cls.__name__, (_CapturedBar, cls),
+                    {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                     "__doc__": cls.__doc__})
+        made = _classes.setdefault(cls, made)
+    return made
+
+
+class _CapturedBar:
+    """Overrides of a captured bar: count into the stage, never draw.
+
+    First in the MRO of the bar's new class, so they win over tqdm's and any subclass's
+    (``tqdm.notebook``'s ``update``/``close``, ``tqdm.rich``'s ``display``...). No
+    ``__slots__``: an empty one would change the layout and forbid the class switch.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        """Iterate the bar's iterable through the stage's fast, cancellable loop."""
+        return self.__dict__["_sw_loop"].iterate(self)  # type: ignore[attr-defined]
+
+    def update(self, n: float = 1) -> None:
+        """Count ``n`` more; raise ``Cancelled`` once the run was cancelled."""
+        loop = self._sw_loop  # type: ignore[attr-defined]  # faster than __dict__[...]
+        if loop._progress._cancel_requested and loop.raises_here():
+            raise Cancelled(f"stage {loop._progress.name!r} was cancelled")
+        loop._n += n
+
+    def close(self) -> None:
+        """Leave the stage's levels (idempotent; ``__del__`` calls it too)."""
+        loop = self.__dict__.get("_sw_loop")  # type: ignore[attr-defined]
+        if loop is not None:
+            loop.close(self)
+
+    def display(self, *_: Any, **__: Any) -> None:
+        """Draw nothing."""
+        return None
+
+    @property
+    def n(self) -> float:
+        """Units counted so far: updates plus items handed out by the bar's loop."""
+        return self.__dict__["_sw_loop"].count()  # type: ignore[attr-defined,no-any-return]
+
+    @n.setter
+    def n(self, value: float) -> None:
+        loop = self.__dict__["_sw_loop"]  # type: ignore[attr-defined]
+        loop._n = value - _Loop.done(loop)
+
+
+class _BarLoop(_Loop):
+    """A captured bar as a level of its stage: in the stage's loop stack from birth.
+
+    Counts ``update()`` calls in ``_n``; iterating the bar goes through the ``_Loop``
+    machinery (sequence iterator or counted selector chunks; cancel stops either).
+    """
+
+    __slots__ = ("_bar", "_capture", "_closed", "_final", "_n", "_thread")
+
+    def __init__(self, capture: StageCapture, bar: Any) -> None:
+        super().__init__(capture.progress, None, None, None)
+        self._capture = capture
+        self._thread = threading.get_ident()
+        self._bar = weakref.ref(bar)
+        self._n: float = bar.__dict__.pop("n", 0)  # the n property reads it from now on
+        self._closed = False
+        self._final: Level | None = None
+
+    def iterate(self, bar: Any) -> Iterator[Any]:
+        """The iterator of ``for item in bar`` (a closed bar iterates plainly, as tqdm's).
+
+        The iterator holds the bar (in a generator's frame), as tqdm's own generator
+        does: ``for x in tqdm(...)`` keeps no other reference to it.
+        """
+        if self._iter is not None or self._closed:
+            return iter(bar.iterable)
+        source = iter(bar.iterable)
+        if type(source) in _SEEKABLE:
+            self.total = length_hint(source)  # the sequence's length, for done()/stop()
+            self._seq = source
+            self._iter = chain(source, self._closing(bar))
+        else:
+            self._iter = compress(source, chain.from_iterable(self._chunks_of(bar)))
+        if self._stopped or self._progress._cancel_requested:
+            self.stop()
+        return self._iter  # type: ignore[no-any-return]
+
+    def _closing(self, bar: Any) -> Iterator[Any]:
+        yield from self._end()  # raises Cancelled when stopped
+        self.close(bar)
+
+    def _chunks_of(self, bar: Any) -> Iterator[Iterator[bool]]:
+        yield from self._chunks()
+
+    def raises_here(self) -> bool:
+        """Whether ``update()`` may raise ``Cancelled`` in the calling thread.
+
+        Only in the thread that made the bar, and only while its stage runs: an update
+        from a pool's done-callback (``thread_map`` updates its bar so) raising there
+        would kill the pool's worker thread and leave the stage waiting for ever.
+        """
+        return not self._capture.over and threading.get_ident() == self._thread
+
+    def count(self) -> float:
+        """The bar's n: updates plus items handed out by its iteration."""
+        return self._n + _Loop.done(self)
+
+    def close(self, bar: Any) -> None:
+        """The bar was closed: keep its last level, leave the stage's levels."""
+        if not self._closed:
+            self._final = self._level_of(bar)
+            self._closed = True
+
+    def active(self) -> bool:
+        """True until the bar is closed, dropped, or its loop has ended."""
+        if self._closed or self._bar() is None:
+            return False
+        if self._iter is None:
+            return True  # not iterated (yet): driven by update()
+        return _Loop.active(self)
+
+    def level(self) -> Level:
+        """The bar's progress now (its last state once closed)."""
+        bar = self._bar()
+        if self._closed or bar is None:
+            return self._final or Level(None, int(self.count()), None)
+        return self._level_of(bar)
+
+    def _level_of(self, bar: Any) -> Level:
+        desc = getattr(bar, "desc", "") or ""
+        if desc.endswith(": "):  # set_description() adds the separator
+            desc = desc[:-2]
+        total = getattr(bar, "total", None)
+        return Level(desc or None, int(self.count()), None if total is None else int(total))
