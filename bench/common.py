@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
 import platform
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["machine", "percentile", "write_json"]
+__all__ = ["machine", "per_item_main", "percentile", "write_json"]
 
 
 def machine() -> dict[str, Any]:
@@ -37,3 +39,23 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values`` by rank; NaN when there are none."""
     ordered = sorted(values)
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
+
+
+def per_item_main(argv: list[str] | None, doc: str | None, default_n: int,
+                  measure: Callable[[int, int, Callable[[], Iterable[int]]], dict[str, float]],
+                  report: Callable[[str, dict[str, float]], dict[str, Any]]) -> dict[str, Any]:
+    """The command line of a per-item benchmark: a range, then a generator, of ``--n`` items."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--n", type=int, default=default_n)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    n = args.n
+    result = {
+        "range": report(f"per-item cost over range({n:,}) (sequence: its own C iterator)",
+                        measure(n, args.repeats, lambda: range(n))),
+        "generator": report(f"per-item cost over a generator of {n:,} items (compress path)",
+                            measure(n, args.repeats, lambda: (i for i in range(n)))),
+    }
+    write_json(args.json, result)
+    return result

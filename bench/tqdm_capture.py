@@ -13,7 +13,6 @@ Run: ``.venv/bin/python -m bench.tqdm_capture [--n 1000000] [--repeats 7]``
 
 from __future__ import annotations
 
-import argparse
 import gc
 import io
 import os
@@ -25,7 +24,7 @@ from typing import Any
 
 import stagewidget as sw
 
-from .common import write_json
+from .common import per_item_main
 
 Source = Callable[[], Iterable[int]]
 
@@ -110,20 +109,7 @@ def report(title: str, medians: dict[str, float]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    n = args.n
-    result = {
-        "range": report(f"per-item cost over range({n:,}) (sequence: its own C iterator)",
-                        measure(n, args.repeats, lambda: range(n))),
-        "generator": report(f"per-item cost over a generator of {n:,} items (compress path)",
-                            measure(n, args.repeats, lambda: (i for i in range(n)))),
-    }
-    write_json(args.json, result)
-    return result
+    return per_item_main(argv, __doc__, 1_000_000, measure, report)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Run: ``.venv/bin/python -m bench.track_overhead [--n 2000000] [--repeats 7]``
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import io
@@ -23,7 +22,7 @@ from typing import Any
 
 import stagewidget as sw
 
-from .common import write_json
+from .common import per_item_main
 
 Loop = Callable[[Iterable[int]], Iterable[int]]
 
@@ -101,20 +100,7 @@ def report(title: str, medians: dict[str, float]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=2_000_000)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    n = args.n
-    result = {
-        "range": report(f"per-item cost over range({n:,}) (sequence: its own C iterator)",
-                        measure(n, args.repeats, lambda: range(n))),
-        "generator": report(f"per-item cost over a generator of {n:,} items (compress path)",
-                            measure(n, args.repeats, lambda: (i for i in range(n)))),
-    }
-    write_json(args.json, result)
-    return result
+    return per_item_main(argv, __doc__, 2_000_000, measure, report)
 
 
 if __name__ == "__main__":
