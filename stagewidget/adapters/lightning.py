@@ -8,9 +8,11 @@
         trainer.fit(model, data)
         return model
 
-Epochs (out of ``max_epochs``) are a level of the stage's progress; the batches of the
-current epoch are shown by Lightning's own tqdm progress bar, captured, or, with
-``enable_progress_bar=False``, by a "step" level of this callback. ``trainer.
+Epochs (out of ``max_epochs``) and the current epoch's batches are two levels of the
+stage's progress. Lightning's own bar: its ``TQDMProgressBar`` is captured as one more
+level, but Lightning moves it only while the bar is not ``disable``d (as captured bars
+are), so ``enable_progress_bar=False`` is the tidy choice; its ``RichProgressBar`` (its
+default when rich is installed) is not tqdm and still draws on the console. ``trainer.
 callback_metrics`` (what ``self.log`` recorded) go to ``report`` after every training
 batch, epoch and validation run, so the view draws their curves.
 
@@ -63,14 +65,13 @@ class ProgressCallback(Callback):  # type: ignore[misc]
             self._epochs.n = trainer.current_epoch
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        """A step level for the epoch when Lightning draws no bar of its own."""
+        """A step level for the epoch's batches."""
         if self._epochs is not None:
             self._epochs.n = trainer.current_epoch
         if self._steps is not None:
             self._steps.close()
             self._steps = None
-        if trainer.progress_bar_callback is None:
-            self._steps = self._link.counter("step", trainer.num_training_batches)
+        self._steps = self._link.counter("step", trainer.num_training_batches)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
