@@ -119,7 +119,7 @@ def numbers_of(values: Mapping[str, Any] | None) -> dict[str, float | int]:
 
 
 def _number(value: Any) -> float | int | None:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)) or value is None:
         return None
     if isinstance(value, numbers.Integral):
         return int(value)
@@ -130,9 +130,12 @@ def _number(value: Any) -> float | int | None:
             getattr(value, "size", 1)
         if size != 1:
             return None  # an array of several values (or none): not a metric
-        return float(value)  # numpy/JAX arrays and torch tensors of one value
-    except Exception:
+        item = value.item() if callable(getattr(value, "item", None)) else float(value)
+    except Exception:  # numpy/JAX arrays and torch tensors of one value get here
         return None
+    if isinstance(item, bool) or not isinstance(item, (int, float)):
+        return None
+    return item
 
 
 def _count(total: Any) -> int | None:
