@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 
 from ..engine.progress import StageProgress
-from ._base import StageLink
+from ._base import Counter, StageLink, _count
 
 __all__ = ["ProgressCallback"]
 
@@ -46,9 +46,10 @@ class ProgressCallback:
                  stage: StageProgress | None = None) -> None:
         self._link = StageLink(stage)
         self._lock = threading.Lock()  # n_jobs > 1 calls back from several threads
+        self._n_trials = n_trials
         self._done = 0
-        self._trials = self._link.counter("trials", n_trials) if n_trials is not None \
-            else None
+        self._trials: Counter | None = None
+        self._level()  # made in a stage: its count shows 0 out of n_trials at once
 
     @property
     def stopped(self) -> bool:
@@ -58,11 +59,12 @@ class ProgressCallback:
     def __call__(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Called by Optuna after each trial, in the thread that ran it."""
         with self._lock:
+            trials = self._level()
             self._done += 1
-            if self._trials is not None:
-                self._trials.n = self._done
-                if self._trials.total is not None and self._done >= self._trials.total:
-                    self._trials.close()
+            if trials is not None:
+                trials.n = self._done
+                if trials.total is not None and self._done >= trials.total:
+                    trials.close()
         if self._link.cancel_requested():
             self._link.stopped = True
             study.stop()
@@ -84,6 +86,17 @@ class ProgressCallback:
                 params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
                 message = f"best trial {best.number}: {params}"[:_MESSAGE_MAX]
         self._link.report(metrics, message)
+
+
+    def _level(self) -> Counter | None:
+        """The trials level in the current stage (a new one when the stage changed)."""
+        stage = self._link.stage()
+        if self._n_trials is None or stage is None:
+            return None
+        if self._trials is None or self._trials._progress is not stage:
+            self._trials = Counter(stage, "trials", _count(self._n_trials))
+            self._done = 0
+        return self._trials
 
 
 def _short(value: Any) -> str:

@@ -131,3 +131,20 @@ def test_callback_outside_a_run_does_nothing() -> None:
     callback = sw.adapters.optuna.ProgressCallback(n_trials=3)
     study.optimize(quadratic, n_trials=3, callbacks=[callback])
     assert len(study.trials) == 3 and not callback.stopped
+
+
+def test_a_callback_made_outside_the_run_counts_in_each_run_it_is_used_in(
+        recorder: Recorder) -> None:
+    callback = sw.adapters.optuna.ProgressCallback(n_trials=4)  # made in no stage
+
+    def tune(_):
+        study = optuna.create_study()
+        study.optimize(quadratic, n_trials=4, callbacks=[callback])
+        return study.best_value
+
+    for _ in range(2):  # the same callback in two runs: each counts its own trials
+        run = start([tune], recorder)
+        best = run.result(timeout=WAIT_S)
+        stage = run.status().stages[0]
+        assert (stage.done, stage.total, stage.desc) == (4, 4, "trials")
+        assert stage.metrics["best_value"] == best
