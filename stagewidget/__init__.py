@@ -27,6 +27,7 @@ from .pipeline import Pipeline, Stage
 from .status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
 
 if _typing.TYPE_CHECKING:
+    from . import adapters
     from .engine.cluster import DaskExecutor
     from .service.server import Service
     from .views.table import RunList
@@ -55,6 +56,7 @@ __all__ = [
     "TextView",
     "ThreadExecutor",
     "__version__",
+    "adapters",
     "advance",
     "cancelled",
     "current_stage",
@@ -93,7 +95,11 @@ _LAZY = {"TextView": ("stagewidget.views.text", "TextView"),
 
 
 def __getattr__(name: str) -> object:
-    """Import the optional parts (views) only when first used."""
+    """Import the optional parts (views, training-loop adapters) only when first used."""
+    if name == "adapters":  # sw.adapters.keras & co.; each imports its library on use
+        import importlib
+
+        return importlib.import_module("stagewidget.adapters")
     if name in _LAZY:
         import importlib
 
