@@ -1,21 +1,141 @@
-"""Route ``logging`` records emitted inside a run's stages to that run's own log.
+"""A run's own bounded log, and the ``logging`` records its stages emit routed to it.
 
-A notebook view shows them in its collapsible log panel, instead of whichever cell
-happens to run when a background thread logs. The handler is installed on the root
-logger when a view asks for it (never at import) and only once per process.
+The log holds ``logging`` records from the run's stages and their captured output
+(``print``, ``sys.stdout``/``sys.stderr``, ``warnings``: see ``engine.output``). A
+notebook view shows them in its collapsible log panel, instead of whichever cell
+happens to run when a background thread logs; the text view prints each finished line.
+The handler is installed on the root logger when a view asks for it (never at import)
+and only once per process.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
+from collections import deque
+from collections.abc import Hashable, Iterable
 
 from .progress import _CURRENT
 
-__all__ = ["RunLogHandler", "capture_logs"]
+__all__ = ["LOG_LINES", "RunLog", "RunLogHandler", "capture_logs"]
 
+LOG_LINES = 200  # log lines a run keeps for its views
+LINE_CHARS = 10_000  # longest line kept; an open line this long is finished as it is
 _INSTALL_LOCK = threading.Lock()  # guards the one-time install below, nothing else
+_CONTROL = re.compile(r"([\r\b])")
+
+
+class RunLog:
+    """A run's bounded log: its latest finished lines, then the lines still open.
+
+    A ``logging`` record is one finished line (``append``). Captured output comes as
+    text from a *writer* (a stage's stdout, its stderr, a worker's pipe): ``write``
+    cuts it into lines. A writer's last line stays *open* until its newline comes (or
+    ``close``): the log shows its latest state, redrawn as a terminal would (``\\r``
+    back to the start of the line, ``\\b`` one character back, later text writing over
+    earlier), so a progress line redrawn a thousand times (Keras' Progbar, ``\\r``
+    counters) is one line that changes, and is kept once, finished, when its newline
+    comes. Open lines are listed after the finished ones, one per writer.
+
+    Any thread may call any method; ``snapshot()`` is called under the run's lock.
+    """
+
+    def __init__(self, max_lines: int = LOG_LINES) -> None:
+        self._lines: deque[str] = deque(maxlen=max_lines)
+        self._open: dict[Hashable, list[object]] = {}  # writer -> [line so far, cursor]
+        self._total = 0
+        # Beside the run's lock, not under it: stage threads write here on their hot
+        # path, which never takes the run's lock, and several of them may print at once.
+        # Held only for string and deque operations; nothing is called out under it.
+        self._lock = threading.Lock()
+
+    def append(self, line: str) -> None:
+        """Add one finished line (a formatted ``logging`` record)."""
+        with self._lock:
+            self._lines.append(line)
+            self._total += 1
+
+    def extend(self, lines: Iterable[str]) -> None:
+        """Add finished lines (sent by a worker process or a Dask task)."""
+        with self._lock:
+            for line in lines:
+                self._lines.append(line)
+                self._total += 1
+
+    def write(self, writer: Hashable, text: str) -> None:
+        """Add text written by ``writer``: finished lines, and its open line's new state."""
+        with self._lock:
+            state = self._open.pop(writer, None)
+            line, cursor = ("", 0) if state is None else state
+            *done, rest = text.split("\n")
+            for part in done:
+                line, cursor = _draw(line, cursor, part)  # type: ignore[arg-type]
+                self._finish(line)
+                line, cursor = "", 0
+            line, cursor = _draw(line, cursor, rest)  # type: ignore[arg-type]
+            if len(line) > LINE_CHARS:  # print(".", end="") for ever: bounded all the same
+                self._finish(line)
+            elif line:
+                self._open[writer] = [line, cursor]
+
+    def _finish(self, line: str) -> None:
+        if len(line) > LINE_CHARS:
+            line = f"{line[:LINE_CHARS]}... ({len(line) - LINE_CHARS} more characters)"
+        self._lines.append(line)
+        self._total += 1
+
+    def show_open(self, writer: Hashable, lines: Iterable[str]) -> None:
+        """Show ``lines`` as ``writer``'s open lines (a worker's, mirrored); () for none."""
+        with self._lock:
+            for key in [key for key in self._open
+                        if isinstance(key, tuple) and key[:1] == (writer,)]:
+                del self._open[key]
+            for index, line in enumerate(lines):
+                self._open[(writer, index)] = [line, len(line)]
+
+    def close(self, writer: Hashable) -> None:
+        """``writer`` is done: its open line, if any, becomes a finished line."""
+        with self._lock:
+            state = self._open.pop(writer, None)
+            if state is not None and state[0]:
+                self._finish(state[0])  # type: ignore[arg-type]
+
+    def snapshot(self) -> tuple[tuple[str, ...], int, int]:
+        """(latest lines, finished lines ever added, how many of the latest are open)."""
+        with self._lock:
+            open_lines = tuple(str(state[0]) for state in self._open.values() if state[0])
+            return tuple(self._lines) + open_lines, self._total, len(open_lines)
+
+    def since(self, total: int) -> tuple[list[str], int]:
+        """The finished lines added after the first ``total`` (those still kept), and
+        how many there are now in all: ``since(n)[1]`` is the next call's argument."""
+        with self._lock:
+            new = min(self._total - total, len(self._lines))
+            lines = list(self._lines)[len(self._lines) - new:] if new > 0 else []
+            return lines, self._total
+
+    def open_lines(self) -> list[str]:
+        """The open lines' latest states."""
+        with self._lock:
+            return [str(state[0]) for state in self._open.values() if state[0]]
+
+
+def _draw(line: str, cursor: int, text: str) -> tuple[str, int]:
+    """``line`` with ``text`` written at ``cursor`` as a terminal would; the new cursor."""
+    if "\r" not in text and "\b" not in text:
+        if cursor == len(line):  # the usual case: writing at the end
+            return line + text, cursor + len(text)
+        return line[:cursor] + text + line[cursor + len(text):], cursor + len(text)
+    for part in _CONTROL.split(text):
+        if part == "\r":
+            cursor = 0
+        elif part == "\b":
+            cursor = max(cursor - 1, 0)
+        elif part:
+            line, cursor = line[:cursor] + part + line[cursor + len(part):], cursor + len(part)
+    return line, cursor
 
 
 class RunLogHandler(logging.Handler):
