@@ -31,7 +31,7 @@ class RunLog:
     """A run's bounded log: its latest finished lines, then the lines still open.
 
     A ``logging`` record is one finished line (``append``). Captured output comes as
-    text from a *writer* (a stage's stdout, its stderr, a worker's pipe): ``write``
+    text from a *writer* (a stage's stdout in one thread, a worker's pipe): ``write``
     cuts it into lines. A writer's last line stays *open* until its newline comes (or
     ``close``): the log shows its latest state, redrawn as a terminal would (``\\r``
     back to the start of the line, ``\\b`` one character back, later text writing over
@@ -96,11 +96,17 @@ class RunLog:
                 self._open[(writer, index)] = [line, len(line)]
 
     def close(self, writer: Hashable) -> None:
-        """``writer`` is done: its open line, if any, becomes a finished line."""
+        """``writer`` is done: its open lines become finished lines.
+
+        Its open lines: the one of ``writer`` itself, and those of every writer that is
+        a tuple starting with ``writer`` (a stage's ``(stage, stream, thread)``).
+        """
         with self._lock:
-            state = self._open.pop(writer, None)
-            if state is not None and state[0]:
-                self._finish(state[0])  # type: ignore[arg-type]
+            for key in [key for key in self._open if key == writer or
+                        (isinstance(key, tuple) and key[:1] == (writer,))]:
+                line = self._open.pop(key)[0]
+                if line:
+                    self._finish(line)  # type: ignore[arg-type]
 
     def snapshot(self) -> tuple[tuple[str, ...], int, int]:
         """(latest lines, finished lines ever added, how many of the latest are open)."""

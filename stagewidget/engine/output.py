@@ -10,7 +10,8 @@ state, kept once when its newline comes.
 
 How: at the first capturing stage start (never at import) ``sys.stdout`` and
 ``sys.stderr`` are replaced by proxies of the streams they were, and
-``warnings.showwarning`` is wrapped. A write decides in one context-variable lookup
+``warnings.showwarning`` is wrapped. Each thread's writes make lines of their own
+(threads printing at once do not splice their lines). A write decides in one context-variable lookup
 whose it is, by the rule that decides whose a tqdm bar is (``libprogress.owner``: the
 stage of the thread's context, or the one running stage for a thread it started); a
 write that is no stage's goes to the stream the proxy replaced, unchanged, so the
@@ -35,6 +36,7 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
+from threading import get_ident
 from typing import Any, TextIO
 
 from .libprogress import StageCapture, owner
@@ -68,10 +70,8 @@ def _hooked() -> bool:
 
 def end(capture: StageCapture | None) -> None:
     """The stage of ``capture`` has ended: its unfinished lines become finished lines."""
-    if capture is None or capture.progress.log_sink is None:
-        return
-    for name in ("stdout", "stderr"):
-        capture.progress.log_sink.close((capture, name))
+    if capture is not None and capture.progress.log_sink is not None:
+        capture.progress.log_sink.close(capture)
 
 
 def original(stream: TextIO) -> TextIO:
@@ -103,7 +103,8 @@ class _StreamProxy:
             return self._sw_stream.write(text)  # type: ignore[no-any-return]
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        sink.write((stage, self._sw_name), text)
+        # A line per thread: two threads printing at once do not splice their lines
+        sink.write((stage, self._sw_name, get_ident()), text)
         return len(text)
 
     def writelines(self, lines: Any) -> None:
@@ -134,7 +135,7 @@ def _hook_showwarning(previous: Any) -> Any:
             previous(message, category, filename, lineno, file, line)
             return
         text = warnings.formatwarning(message, category, filename, lineno, line)
-        sink.write((stage, "stderr"), text)
+        sink.write((stage, "stderr", get_ident()), text)
 
     showwarning._stagewidget = True  # type: ignore[attr-defined]
     showwarning.__wrapped__ = previous  # type: ignore[attr-defined]
