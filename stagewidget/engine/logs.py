@@ -16,6 +16,8 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Hashable, Iterable
+from itertools import groupby
+from operator import itemgetter
 
 from .progress import _CURRENT
 
@@ -23,6 +25,7 @@ __all__ = ["LOG_LINES", "RunLog", "RunLogHandler", "capture_logs"]
 
 LOG_LINES = 200  # log lines a run keeps for its views
 LINE_CHARS = 10_000  # longest line kept; an open line this long is finished as it is
+PENDING_WRITES = 1024  # writes a writer keeps uncut at most (when nobody reads the log)
 _INSTALL_LOCK = threading.Lock()  # guards the one-time install below, nothing else
 _CONTROL = re.compile(r"([\r\b])")
 
@@ -32,53 +35,75 @@ class RunLog:
 
     A ``logging`` record is one finished line (``append``). Captured output comes as
     text from a *writer* (a stage's stdout in one thread, a worker's pipe): ``write``
-    cuts it into lines. A writer's last line stays *open* until its newline comes (or
-    ``close``): the log shows its latest state, redrawn as a terminal would (``\\r``
-    back to the start of the line, ``\\b`` one character back, later text writing over
-    earlier), so a progress line redrawn a thousand times (Keras' Progbar, ``\\r``
-    counters) is one line that changes, and is kept once, finished, when its newline
-    comes. Open lines are listed after the finished ones, one per writer.
+    keeps it (one list append), and it is cut into lines, in the order it was written,
+    when the log is read (or every ``PENDING_WRITES`` writes). A writer's last line
+    stays *open* until its newline comes (or ``close``): the log shows its latest
+    state, redrawn as a terminal would (``\\r`` back to the start of the line, ``\\b``
+    one character back, later text writing over earlier), so a progress line redrawn
+    a thousand times (Keras' Progbar, ``\\r`` counters) is one line that changes, and
+    is kept once, finished, when its newline comes. Open lines are listed after the finished ones.
 
     Any thread may call any method; ``snapshot()`` is called under the run's lock.
     """
 
     def __init__(self, max_lines: int = LOG_LINES) -> None:
         self._lines: deque[str] = deque(maxlen=max_lines)
+        self._pending: list[tuple[Hashable, str]] = []  # (writer, text) not cut into lines
         self._open: dict[Hashable, list[object]] = {}  # writer -> [line so far, cursor]
         self._total = 0
-        # Beside the run's lock, not under it: stage threads write here on their hot
-        # path, which never takes the run's lock, and several of them may print at once.
-        # Held only for string and deque operations; nothing is called out under it.
+        # Beside the run's lock, not under it: it orders the cutting of text into lines,
+        # which the stage's threads may do (every PENDING_WRITES writes) while the
+        # notifier reads the log under the run's lock. Held only for string and deque
+        # work; nothing is called out under it. write() itself takes no lock.
         self._lock = threading.Lock()
+
+    def write(self, writer: Hashable, text: str) -> None:
+        """Add text written by ``writer`` (any thread; the print hot path: no lock)."""
+        pending = self._pending
+        pending.append((writer, text))
+        if len(pending) >= PENDING_WRITES:  # nobody reads the log: bound the memory
+            with self._lock:
+                self._cut_locked()
 
     def append(self, line: str) -> None:
         """Add one finished line (a formatted ``logging`` record)."""
         with self._lock:
-            self._lines.append(line)
-            self._total += 1
+            self._cut_locked()  # what was printed before it comes before it
+            self._finish(line)
 
     def extend(self, lines: Iterable[str]) -> None:
         """Add finished lines (sent by a worker process or a Dask task)."""
         with self._lock:
+            self._cut_locked()
             for line in lines:
-                self._lines.append(line)
-                self._total += 1
+                self._finish(line)
 
-    def write(self, writer: Hashable, text: str) -> None:
-        """Add text written by ``writer``: finished lines, and its open line's new state."""
-        with self._lock:
-            state = self._open.pop(writer, None)
-            line, cursor = ("", 0) if state is None else state
-            *done, rest = text.split("\n")
-            for part in done:
-                line, cursor = _draw(line, cursor, part)  # type: ignore[arg-type]
-                self._finish(line)
-                line, cursor = "", 0
-            line, cursor = _draw(line, cursor, rest)  # type: ignore[arg-type]
-            if len(line) > LINE_CHARS:  # print(".", end="") for ever: bounded all the same
-                self._finish(line)
-            elif line:
-                self._open[writer] = [line, cursor]
+    def _cut_locked(self) -> None:
+        """Cut the pending text into finished lines and open lines, in order of writing."""
+        pending = self._pending
+        count = len(pending)
+        if not count:
+            return
+        # Appends land after the first ``count`` items: taking exactly those loses none,
+        # whatever the writing threads do meanwhile (each list operation is atomic).
+        taken = pending[:count]
+        del pending[:count]
+        for writer, writes in groupby(taken, key=itemgetter(0)):
+            self._feed(writer, "".join([text for _, text in writes]))
+
+    def _feed(self, writer: Hashable, text: str) -> None:
+        state = self._open.pop(writer, None)
+        line, cursor = ("", 0) if state is None else state
+        *done, rest = text.split("\n")
+        for part in done:
+            line, cursor = _draw(line, cursor, part)  # type: ignore[arg-type]
+            self._finish(line)
+            line, cursor = "", 0
+        line, cursor = _draw(line, cursor, rest)  # type: ignore[arg-type]
+        if len(line) > LINE_CHARS:  # print(".", end="") for ever: bounded all the same
+            self._finish(line)
+        elif line:
+            self._open[writer] = [line, cursor]
 
     def _finish(self, line: str) -> None:
         if len(line) > LINE_CHARS:
@@ -89,8 +114,7 @@ class RunLog:
     def show_open(self, writer: Hashable, lines: Iterable[str]) -> None:
         """Show ``lines`` as ``writer``'s open lines (a worker's, mirrored); () for none."""
         with self._lock:
-            for key in [key for key in self._open
-                        if isinstance(key, tuple) and key[:1] == (writer,)]:
+            for key in [key for key in self._open if _of(key, writer)]:
                 del self._open[key]
             for index, line in enumerate(lines):
                 self._open[(writer, index)] = [line, len(line)]
@@ -102,8 +126,8 @@ class RunLog:
         a tuple starting with ``writer`` (a stage's ``(stage, stream, thread)``).
         """
         with self._lock:
-            for key in [key for key in self._open if key == writer or
-                        (isinstance(key, tuple) and key[:1] == (writer,))]:
+            self._cut_locked()
+            for key in [key for key in self._open if _of(key, writer)]:
                 line = self._open.pop(key)[0]
                 if line:
                     self._finish(line)  # type: ignore[arg-type]
@@ -111,6 +135,7 @@ class RunLog:
     def snapshot(self) -> tuple[tuple[str, ...], int, int]:
         """(latest lines, finished lines ever added, how many of the latest are open)."""
         with self._lock:
+            self._cut_locked()
             open_lines = tuple(str(state[0]) for state in self._open.values() if state[0])
             return tuple(self._lines) + open_lines, self._total, len(open_lines)
 
@@ -118,6 +143,7 @@ class RunLog:
         """The finished lines added after the first ``total`` (those still kept), and
         how many there are now in all: ``since(n)[1]`` is the next call's argument."""
         with self._lock:
+            self._cut_locked()
             new = min(self._total - total, len(self._lines))
             lines = list(self._lines)[len(self._lines) - new:] if new > 0 else []
             return lines, self._total
@@ -125,7 +151,13 @@ class RunLog:
     def open_lines(self) -> list[str]:
         """The open lines' latest states."""
         with self._lock:
+            self._cut_locked()
             return [str(state[0]) for state in self._open.values() if state[0]]
+
+
+def _of(key: Hashable, writer: Hashable) -> bool:
+    """Whether ``key`` is ``writer`` or one of its parts (a tuple starting with it)."""
+    return key == writer or (isinstance(key, tuple) and key[:1] == (writer,))
 
 
 def _draw(line: str, cursor: int, text: str) -> tuple[str, int]:
