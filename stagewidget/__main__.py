@@ -77,6 +77,9 @@ def _add_security_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--expose-tracebacks", action="store_true",
                        help="show failed runs' tracebacks to HTTP clients (default: type, "
                        "message and stage only; tracebacks stay in this terminal's log)")
+    serve.add_argument("--expose-logs", action="store_true",
+                       help="show runs' logs (what their stages printed, warned and logged) "
+                       "to HTTP clients (default: an empty logs list)")
     serve.add_argument("--no-access-log", action="store_true",
                        help="do not log a line per request")
 
@@ -115,6 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
                           max_head_bytes=args.max_head_bytes,
                           head_timeout_s=args.head_timeout_s,
                           expose_tracebacks=args.expose_tracebacks,
+                          expose_logs=args.expose_logs,
                           access_log=not args.no_access_log)
     except PipelineError as exc:
         print(f"stagewidget serve: {exc}", file=sys.stderr)

@@ -272,7 +272,11 @@ class RunStatus:
 
     ``current`` is the index of the stage running now (or the one where the run
     stopped); ``elapsed_s`` is measured at the time the snapshot was taken; ``logs``
-    holds the latest log lines its stages emitted (when log capture is on).
+    holds the latest log lines its stages emitted (``logging`` records when log capture
+    is on, and the stages' captured output), the last ``logs_open`` of them still being
+    written (a ``\\r``-redrawn progress line, in its latest state). ``logs_total``
+    counts the finished lines ever logged, older ones included, so a view can print
+    each finished line once; neither count is part of ``to_dict()``.
     """
 
     run_id: str
@@ -289,6 +293,8 @@ class RunStatus:
     error: ErrorInfo | None = None
     retry_of: str | None = None
     logs: tuple[str, ...] = ()
+    logs_total: int = 0
+    logs_open: int = 0
 
     def done(self) -> bool:
         """True once the run has reached a final state."""

@@ -8,6 +8,13 @@ changed, as Dask worker events (``Worker.log_event``), which the notebook's clie
 receives through ``Client.subscribe_topic`` and mirrors into the run's status. Cancel sets
 a ``distributed.Event`` the reporter watches (cooperative), then the future is cancelled
 after ``grace_s``. The workers need stagewidget installed, like any library a task uses.
+
+With capture on, what the task prints (``sys.stdout``/``sys.stderr``, ``warnings``) goes
+to the run's log with its progress events, and not to the worker's stdout. Not
+covered there: output written to file descriptors 1/2 directly (C code, child
+processes), which stays the worker's; and while a task runs, output from a thread the
+worker starts after it (another task's pool thread) when it is the only stage running
+on that worker (``libprogress.owner``'s rule).
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Cancelled
 from ..pipeline import NO_INPUT
 from ..status import Level
+from . import output as stage_output
 from .executors import Executor, StageContext
 from .libprogress import capturing
+from .logs import RunLog
 from .progress import StageProgress
 
 if TYPE_CHECKING:
@@ -44,18 +53,36 @@ def is_dask_client(value: Any) -> bool:
                for kind in type(value).__mro__)
 
 
-def _encode(progress: StageProgress) -> list[Any]:
-    """The stage's progress as msgpack-able lists (Dask events must be)."""
+class _Outbox:
+    """A task's log lines not sent yet: each goes in exactly one message."""
+
+    def __init__(self, log: RunLog) -> None:
+        self.log = log
+        self.sent = 0
+        self.lock = threading.Lock()  # the reporter and the task's end both take lines
+
+    def take(self) -> list[Any]:
+        with self.lock:
+            lines, self.sent = self.log.since(self.sent)
+        return [lines, self.log.open_lines()]
+
+
+def _encode(progress: StageProgress, outbox: _Outbox | None = None) -> list[Any]:
+    """The stage's progress (and new log lines) as msgpack-able lists (Dask events must be)."""
     done, total, desc, inner = progress.sample()
     return [done, total, desc, [[lv.desc, lv.done, lv.total] for lv in inner],
             dict(progress.metrics()), {k: list(v) for k, v in progress.history().items()},
-            progress.message]
+            progress.message, *(outbox.take() if outbox is not None else ([], []))]
 
 
 def _mirror(progress: StageProgress, message: list[Any]) -> None:
-    done, total, desc, inner, metrics, history, text = message
+    done, total, desc, inner, metrics, history, text, *log = message
     progress.mirror(done, total, desc, tuple(Level(*level) for level in inner), metrics,
                     {k: tuple(v) for k, v in history.items()}, text)
+    if log and progress.log_sink is not None:
+        lines, open_lines = log
+        progress.log_sink.extend(lines)
+        progress.log_sink.show_open(progress, open_lines)
 
 
 def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int | None,
@@ -70,7 +97,8 @@ def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int 
     from distributed import Event, get_client, get_worker
 
     worker = get_worker()
-    progress = StageProgress(name, total)
+    outbox = _Outbox(RunLog())
+    progress = StageProgress(name, total, log_sink=outbox.log)
     # Bind the worker's client here: the reporter thread could not find it on its own.
     cancel = Event(cancel_name, client=get_client())
     stop = threading.Event()
@@ -83,20 +111,27 @@ def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int 
                     progress.request_cancel()
             except Exception:  # the scheduler is briefly unreachable: look again later
                 pass
-            message = _encode(progress)
-            if message != last:
+            message = _encode(progress, outbox)
+            if message != last or message[7]:  # new lines go out even if equal to the last
                 worker.log_event(topic, message)
                 last = message
 
     reporter = threading.Thread(target=report, name="stagewidget-dask-report", daemon=True)
     token = progress.activate()
     reporter.start()
+    if capture:
+        stage_output.install()  # prints: lines sent with the progress
+    cancelled = False
     try:
         args = (data,) if has_input else ()
-        with capturing(progress, capture):  # tqdm bars: levels sent with the progress
-            output = asyncio.run(fn(*args)) if inspect.iscoroutinefunction(fn) else fn(*args)
+        with capturing(progress, capture) as library:  # tqdm bars: levels sent likewise
+            try:
+                output = asyncio.run(fn(*args)) if inspect.iscoroutinefunction(fn) \
+                    else fn(*args)
+            finally:
+                stage_output.end(library)
     except Cancelled:
-        return None, _encode(progress), True
+        output, cancelled = None, True
     except Exception as exc:
         exc.add_note(f"[stage {name!r} on Dask worker {worker.address}]")
         raise
@@ -106,7 +141,7 @@ def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int 
         from .progress import _CURRENT
 
         _CURRENT.reset(token)
-    return output, _encode(progress), False
+    return output, _encode(progress, outbox), cancelled
 
 
 class DaskExecutor(Executor):

@@ -20,13 +20,15 @@ to a subclass of its own class (cached per class) whose ``__iter__``, ``update``
 ``close`` and ``n`` count into the stage. Iterating a captured bar takes ``sw.track``'s
 fast path (the sequence's own C iterator, sampled).
 
-Which stage owns a bar: the stage of the creating thread's context (the stage's thread,
-its async tasks, threads run with ``contextvars.copy_context()`` or after
+Which stage owns a bar (``owner()``, the rule ``engine.output`` shares for printed
+output): the stage of the creating thread's context (the stage's thread, its async
+tasks, threads run with ``contextvars.copy_context()`` or after
 ``progress.activate()``). A thread without a stage context (one the stage started with
 ``threading.Thread`` or a thread pool) is attributed to a stage only when that is
-unambiguous: exactly one stage is running in this process and the thread did not exist
-yet when it started. Anything else (the notebook's own cells, two stages at once) is
-left alone and tqdm draws as usual.
+unambiguous: exactly one stage is running in this process, the thread did not exist
+yet when it started, and it is not one of stagewidget's own threads (named
+``stagewidget-...``: views, notifiers, reporters). Anything else (the notebook's own
+cells, two stages at once) is left alone and tqdm draws as usual.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from ..errors import Cancelled
 from ..status import Level
 from .progress import _CURRENT, _SEEKABLE, StageProgress, _Loop
 
-__all__ = ["StageCapture", "begin", "capturing", "end", "install"]
+__all__ = ["StageCapture", "begin", "capturing", "end", "install", "owner"]
 
 _log = logging.getLogger("stagewidget")
 
@@ -62,7 +64,11 @@ _classes: dict[type, type] = {}  # bar class -> its captured subclass
 
 
 class StageCapture:
-    """One running stage's side of the capture: whether it is on, and when it ended."""
+    """One running stage's side of the capture: whether it is on, and when it ended.
+
+    ``enabled`` is the stage's ``capture`` switch: its tqdm bars (when tqdm is
+    installed) and its printed output (``engine.output``) are captured.
+    """
 
     __slots__ = ("enabled", "over", "progress", "threads")
 
@@ -110,8 +116,9 @@ def begin(progress: StageProgress, *, enabled: bool) -> StageCapture:
     running stage is registered, captured or not, so that a bar made in a thread with
     no stage context is attributed only when exactly one stage runs. Pair with ``end``.
     """
-    capture = StageCapture(progress, enabled and install())
-    if capture.enabled:
+    capture = StageCapture(progress, enabled)
+    if enabled:
+        install()  # without tqdm there are no bars, but the stage still owns its output
         progress._library = capture
     _running.append(capture)
     return capture
@@ -138,14 +145,22 @@ def capturing(progress: StageProgress, enabled: bool = True) -> Iterator[StageCa
         end(capture)
 
 
-def _owner() -> StageCapture | None:
-    """The capturing stage a bar made here and now belongs to, if any."""
+def owner() -> StageCapture | None:
+    """The capturing stage that what is done here and now belongs to, if any.
+
+    A tqdm bar made here, a line printed here. The thread's stage context decides;
+    a thread without one falls to the only running stage if it was started after
+    that stage and is not one of stagewidget's own (see the module's docstring).
+    """
     progress = _CURRENT.get()
     if progress is not None:
         capture = progress._library
     else:
         running = tuple(_running)
-        if len(running) != 1 or threading.current_thread() in running[0].threads:
+        if len(running) != 1:
+            return None
+        thread = threading.current_thread()
+        if thread in running[0].threads or thread.name.startswith("stagewidget-"):
             return None
         capture = running[0]
     if capture is None or not capture.enabled or capture.over:
@@ -167,8 +182,8 @@ def _hooked_init(original: Any) -> Any:
 
     @functools.wraps(func)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        owner = _owner()
-        if owner is None:
+        stage = owner()
+        if stage is None:
             func(self, *args, **(env | kwargs if env else kwargs))
             return
         if len(args) > disable_at:  # disable= (or gui=) given by position: name them all
@@ -186,7 +201,7 @@ def _hooked_init(original: Any) -> Any:
         # gui=True: tqdm builds everything but neither a screen printer nor a first draw
         func(self, *args, **(merged | {"disable": False, "gui": True}))
         self.gui = gui
-        _capture(self, owner)
+        _capture(self, stage)
 
     return __init__
 

@@ -8,6 +8,11 @@ by cloudpickle, so functions defined in notebook cells work. Progress comes back
 coalesced by the worker; cancel is cooperative first, then the worker is terminated
 after ``grace_s``.
 
+The worker's stdout and stderr (file descriptors 1 and 2, so its prints, warnings and
+tracebacks, a C library's output and the output of the processes it starts) are pipes
+read here into the run's log, when the stage captures (the default): nothing of it
+reaches the run's process's own stdout. With ``capture=False`` the worker inherits them.
+
 A worker leads its own process group (a new session), so the processes a stage starts
 end with the stage: the group is killed when the call ends for any reason (answer,
 cancel grace expired, worker died). A worker also ends its group when the run's
@@ -17,6 +22,7 @@ must start its own session (``subprocess.Popen(..., start_new_session=True)``).
 
 from __future__ import annotations
 
+import codecs
 import os
 import secrets
 import signal
@@ -52,6 +58,46 @@ class _Call:
         self.kill_at: float | None = None
 
 
+_OUTPUT_GRACE_S = 2.0  # after its group is gone, how long a worker's output may take
+
+
+def _read_output(proc: subprocess.Popen[bytes], context: StageContext) -> list[threading.Thread]:
+    """Start a thread per pipe of ``proc`` copying its text into the run's log."""
+    log = context.progress.log_sink
+    readers = []
+    for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        if pipe is None or log is None:
+            continue
+        writer = (context, name)
+
+        def read(fd: int = pipe.fileno(), writer: tuple[object, str] = writer) -> None:
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            try:
+                while chunk := os.read(fd, 65536):
+                    log.write(writer, decoder.decode(chunk))
+            except OSError:  # closed under us once the call gave up waiting
+                pass
+            log.write(writer, decoder.decode(b"", final=True))
+            log.close(writer)
+
+        reader = threading.Thread(target=read, name=f"stagewidget-worker-{name}", daemon=True)
+        reader.start()
+        readers.append(reader)
+    return readers
+
+
+def _join_output(proc: subprocess.Popen[bytes], readers: list[threading.Thread]) -> None:
+    """Wait (bounded) for the worker's last output; close the pipes."""
+    deadline = time.monotonic() + _OUTPUT_GRACE_S
+    for reader in readers:
+        # A process the stage started in a session of its own may hold the pipe open
+        # for ever: its later output is not the stage's business any more.
+        reader.join(max(deadline - time.monotonic(), 0.0))
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None and not any(reader.is_alive() for reader in readers):
+            pipe.close()
+
+
 class ProcessExecutor(Executor):
     """Run each stage in a fresh worker process.
 
@@ -80,10 +126,13 @@ class ProcessExecutor(Executor):
                 # The worker asks the kernel for a signal when the thread that starts
                 # it exits (PR_SET_PDEATHSIG): this one, which waits in this call until
                 # the worker has ended, so the worker cannot outlive the call by it.
+                output = subprocess.PIPE if context.capture else None
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "stagewidget.engine.worker", address,
                      str(os.getpid())],
-                    stdin=subprocess.PIPE, cwd=os.getcwd(), start_new_session=True)
+                    stdin=subprocess.PIPE, stdout=output, stderr=output, cwd=os.getcwd(),
+                    start_new_session=True)
+                readers = _read_output(proc, context)
                 try:
                     assert proc.stdin is not None
                     proc.stdin.write(authkey.hex().encode() + b"\n")
@@ -91,6 +140,7 @@ class ProcessExecutor(Executor):
                     conn = _accept(listener, proc)
                 except BaseException:
                     _end(proc)
+                    _join_output(proc, readers)
                     raise
         call = _Call(proc, conn)
         self._calls[id(context)] = call
@@ -106,6 +156,7 @@ class ProcessExecutor(Executor):
             self._calls.pop(id(context), None)
             conn.close()
             _end(proc)
+            _join_output(proc, readers)  # the stage's last lines are in its log
 
     def cancel(self, context: StageContext) -> None:
         """Ask the worker to cancel; after ``grace_s``, kill it and what its stage started."""

@@ -21,10 +21,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from itertools import chain, compress, repeat
 from operator import length_hint
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import Cancelled, PipelineError
 from ..status import Level, MetricValue
+
+if TYPE_CHECKING:
+    from .logs import RunLog
 
 __all__ = [
     "NullProgress",
@@ -251,9 +254,9 @@ class StageProgress:
     """
 
     def __init__(self, name: str, total: int | None = None, *,
-                 log_sink: deque[str] | None = None) -> None:
+                 log_sink: RunLog | None = None) -> None:
         self.name = name
-        self.log_sink = log_sink  # the run's bounded log, for engine.logs
+        self.log_sink = log_sink  # the run's bounded log, for engine.logs and engine.output
         self._total = total
         self._manual = total is not None
         self._ones = repeat(None, _BIG)  # next() on it is one atomic C call

@@ -23,7 +23,9 @@ from ..status import (
     check_stage_transition,
 )
 from . import libprogress, shutdown
+from . import output as stage_output
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
+from .logs import LOG_LINES, RunLog
 from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
 
@@ -64,7 +66,6 @@ def on_run_start(listener: Callable[[Run], None]) -> Callable[[], None]:
 
     return remove
 
-LOG_LINES = 200  # log lines a run keeps for its views
 _DELIVERY_GRACE_S = 5.0  # wait() lets observers this long to receive the final status
 
 
@@ -113,7 +114,7 @@ class Run:
         self._ended = threading.Lock()
         self._ended.acquire()
         self._loops = LoopOwner()
-        self._logs: deque[str] = deque(maxlen=LOG_LINES)
+        self._logs = RunLog(LOG_LINES)
         short = self.run_id[:8]
         self._notifier = Notifier(self._cond, self._snapshot_locked,
                                   f"stagewidget-notify-{short}", refresh_hz)
@@ -355,8 +356,9 @@ class Run:
         if index is not None and progress is not None and stages[index].state is StageState.RUNNING:
             stages = stages[:index] + (self._stage_now(stages[index], progress, now),) + \
                 stages[index + 1:]
-        return replace(status, stages=stages, updated_at=now, logs=tuple(self._logs),
-                       elapsed_s=max(now - (status.started_at or now), 0.0))
+        logs, logs_total, logs_open = self._logs.snapshot()
+        return replace(status, stages=stages, updated_at=now, logs=logs, logs_total=logs_total,
+                       logs_open=logs_open, elapsed_s=max(now - (status.started_at or now), 0.0))
 
     @staticmethod
     def _stage_now(stage: StageStatus, progress: StageProgress, now: float,
@@ -395,7 +397,9 @@ class Run:
                 if run_state.terminal:
                     changes["finished_at"] = now
                     changes["elapsed_s"] = max(now - (status.started_at or now), 0.0)
-            self._status = replace(status, updated_at=now, logs=tuple(self._logs), **changes)
+            logs, logs_total, logs_open = self._logs.snapshot()
+            self._status = replace(status, updated_at=now, logs=logs, logs_total=logs_total,
+                                   logs_open=logs_open, **changes)
             snapshot = self._snapshot_locked()
             sampling = self._status.state is RunState.RUNNING and any(
                 s.state is StageState.RUNNING for s in self._status.stages)
@@ -465,8 +469,10 @@ class Run:
             progress.request_cancel()
         self._transition(stage=index, stage_state=StageState.RUNNING)
         token = _CURRENT.set(progress)
-        # tqdm is hooked at the first stage start, not at import; remote executors capture
-        # in their worker instead
+        # tqdm and the output streams are hooked at the first stage start, not at import;
+        # remote executors capture in (or around) their worker instead
+        if capture and executor.in_process:
+            stage_output.install()
         library = libprogress.begin(progress, enabled=capture) if executor.in_process else None
         try:
             output = executor.call(stage, data, context)
@@ -483,6 +489,7 @@ class Run:
             return StageState.FAILED, exc
         finally:
             _CURRENT.reset(token)
+            stage_output.end(library)  # its open lines are finished lines now
             libprogress.end(library)
         self._end_stage(index, StageState.SUCCEEDED)
         with self._cond:

@@ -120,6 +120,10 @@ def main(address: str, parent_pid: int) -> None:
     import cloudpickle
 
     die_with_parent(parent_pid)
+    # A pipe to the run's log when captured: lines go as they are printed, as on a terminal
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     try:
         conn = Client(address, family="AF_UNIX", authkey=authkey)

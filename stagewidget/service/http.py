@@ -12,6 +12,8 @@ Endpoints (all under ``/api``; errors are RFC 9457 ``application/problem+json``)
 With a token, every request but ``GET /api/health`` needs ``Authorization: Bearer <token>``,
 checked before routing (so unknown paths answer 401 too). Failed runs show the error's type,
 message and stage; the traceback only when the operator opts in (``expose_tracebacks``).
+A run's log (what its stages printed, warned and logged) is empty to clients unless the
+operator opts in (``expose_logs``): it may hold anything the stage's code wrote.
 """
 
 from __future__ import annotations
@@ -116,10 +118,12 @@ class _Api:
     """The endpoints, bound to one registry and the service's settings."""
 
     def __init__(self, registry: RunRegistry, *, token: str | None, max_body_bytes: int,
-                 max_wait_s: float, ping_s: float, expose_tracebacks: bool) -> None:
+                 max_wait_s: float, ping_s: float, expose_tracebacks: bool,
+                 expose_logs: bool) -> None:
         self.registry = registry
         self.token = token
         self.expose_tracebacks = expose_tracebacks
+        self.expose_logs = expose_logs
         self.max_body_bytes = max_body_bytes
         self.max_wait_s = max_wait_s
         self.ping_s = ping_s
@@ -148,7 +152,10 @@ class _Api:
 
     def public(self, status: dict[str, Any]) -> dict[str, Any]:
         """``status`` as clients see it: the error's traceback left out (empty) unless the
-        operator opted in; it names the server's files and code."""
+        operator opted in, as it names the server's files and code; the run's log left
+        out (empty) unless the operator opted in, as it holds whatever the stages wrote."""
+        if not self.expose_logs and status.get("logs"):
+            status = {**status, "logs": []}
         error = status.get("error")
         if self.expose_tracebacks or not error or not error.get("traceback"):
             return status
@@ -363,7 +370,7 @@ def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
 def create_app(registry: RunRegistry, *, token: str | None = None,
                max_body_bytes: int = 1 << 20, max_wait_s: float = 300.0, ping_s: float = 5.0,
                cors_origins: tuple[str, ...] = (), expose_tracebacks: bool = False,
-               access_log: logging.Logger | None = None) -> Any:
+               expose_logs: bool = False, access_log: logging.Logger | None = None) -> Any:
     """Build the Starlette app serving ``registry``.
 
     Args:
@@ -375,6 +382,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         cors_origins: origins allowed by CORS (none by default: CORS off).
         expose_tracebacks: show failed runs' tracebacks to clients (default: type, message
             and stage only).
+        expose_logs: show runs' logs (their stages' prints, warnings, logging records) to
+            clients (default: ``logs`` is empty).
         access_log: log one line per request on this logger (default: none).
     """
     try:
@@ -387,7 +396,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         raise ImportError("the status service needs starlette and uvicorn: "
                           "pip install 'stagewidget[service]'") from None
     api = _Api(registry, token=token or None, max_body_bytes=max_body_bytes,
-               max_wait_s=max_wait_s, ping_s=ping_s, expose_tracebacks=expose_tracebacks)
+               max_wait_s=max_wait_s, ping_s=ping_s, expose_tracebacks=expose_tracebacks,
+               expose_logs=expose_logs)
     g = api.guard
     routes = [
         Route("/api/health", g(api.health), methods=["GET"]),

@@ -77,7 +77,10 @@ _SCHEMAS: dict[str, Any] = {
                                "process (1: next to start), refreshed about once a second; "
                                "absent once it started"},
             "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
-            "logs": {"type": "array", "items": {"type": "string"}},
+            "logs": {"type": "array", "items": {"type": "string"},
+                     "description": "the run's latest log lines (its stages' output, warnings "
+                                    "and logging records); empty unless the operator "
+                                    "exposes logs (--expose-logs)"},
             "stages": {"type": "array", "items": {"$ref": "#/components/schemas/StageStatus"}},
         },
     },

@@ -83,6 +83,8 @@ class Service:
             connected (or began its next request); then 408 and the connection is closed.
         expose_tracebacks: show failed runs' tracebacks to HTTP clients (default: the
             error's type, message and stage only; the traceback stays in this process).
+        expose_logs: show runs' logs (what their stages printed, warned and logged) to
+            HTTP clients (default: an empty ``logs``; the log stays in this process).
         access_log: log one line per request on the ``stagewidget.service.access`` logger
             (default off, as suits a notebook; the CLI turns it on).
         **registry_options: ``keep_s``, ``max_finished``, ``lost_after_s``, ``sweep_s``,
@@ -93,8 +95,9 @@ class Service:
                  redis: str | None = None, token: str | None = None,
                  cors_origins: tuple[str, ...] = (), max_body_bytes: int = 1 << 20,
                  max_head_bytes: int = MAX_HEAD_BYTES, head_timeout_s: float = HEAD_TIMEOUT_S,
-                 expose_tracebacks: bool = False, access_log: bool = False,
-                 prefix: str = "stagewidget", **registry_options: Any) -> None:
+                 expose_tracebacks: bool = False, expose_logs: bool = False,
+                 access_log: bool = False, prefix: str = "stagewidget",
+                 **registry_options: Any) -> None:
         try:
             import uvicorn
         except ImportError:
@@ -117,6 +120,7 @@ class Service:
         self.app = create_app(
             self.registry, token=token, max_body_bytes=max_body_bytes,
             cors_origins=tuple(cors_origins), expose_tracebacks=expose_tracebacks,
+            expose_logs=expose_logs,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None)
         self.host = host
         # h11, always: uvicorn's "auto" would pick httptools when installed, whose heads are

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from ..engine.output import original
 from ..errors import PipelineError
 from ..status import RunState, RunStatus, StageState
 from .format import run_line, stage_line, summary
@@ -24,8 +25,9 @@ class TextView:
     Live (on a terminal), one line is rewritten in place and each transition is kept
     as a line above it. Otherwise (CI logs, papermill, nbval) each transition is one
     line and progress is logged at most once per ``heartbeat_s``. A run's end prints
-    its summary. Subscribe it with ``run.subscribe(TextView())``; one view may watch
-    several runs.
+    its summary. Each finished line of the run's log (what its stages printed or
+    logged) is written once, as a line of its own: above the live line, never glued to
+    it. Subscribe it with ``run.subscribe(TextView())``; one view may watch several runs.
 
     Args:
         stream: where to write; None means ``sys.stderr`` as it is at construction.
@@ -52,6 +54,7 @@ class TextView:
         self._clock = clock
         # run_id -> (last snapshot seen, clock time of the last line written for it)
         self._runs: dict[str, tuple[RunStatus, float]] = {}
+        self._logged: dict[str, int] = {}  # run_id -> its finished log lines written
         # Several runs may share this view, each calling from its own notifier thread;
         # the lock keeps their lines whole and the dict consistent.
         self._lock = threading.Lock()
@@ -71,6 +74,7 @@ class TextView:
         with self._lock:
             now = self._clock()
             previous, written_at = self._runs.pop(status.run_id, (None, -math.inf))
+            logged = self._log_lines(status)  # not progress: the heartbeat ignores them
             lines = _transition_lines(previous, status, self._width)
             if status.done():
                 lines.append(summary(status))
@@ -81,15 +85,32 @@ class TextView:
                 written_at = now
             if not status.done():
                 self._runs[status.run_id] = (status, written_at)
-            self._write(lines, status)
+            else:
+                self._logged.pop(status.run_id, None)
+            self._write(logged + lines, status)
+
+    def _log_lines(self, status: RunStatus) -> list[str]:
+        """The run's finished log lines not written yet (a note for any that were lost)."""
+        written = self._logged.get(status.run_id, 0)
+        new = status.logs_total - written
+        if new <= 0:
+            return []
+        self._logged[status.run_id] = status.logs_total
+        finished = status.logs[:len(status.logs) - status.logs_open]
+        lines = list(finished[max(len(finished) - new, 0):])
+        if new > len(lines):  # more than the log keeps came between two snapshots
+            lines.insert(0, f"[{new - len(lines)} earlier log lines not shown]")
+        return lines
 
     def _write(self, lines: list[str], status: RunStatus) -> None:
         text = "".join(line + "\n" for line in lines)
         if self._live:
             text = _CLEAR_LINE + text + ("" if status.done() else run_line(status, self._width))
         if text:
-            self._stream.write(text)
-            self._stream.flush()
+            # Our own text, never a stage's output: past the capture proxy of sys.stderr
+            stream = original(self._stream)
+            stream.write(text)
+            stream.flush()
 
 
 def _transition_lines(previous: RunStatus | None, status: RunStatus, width: int) -> list[str]:

@@ -206,7 +206,8 @@ def stage(kind):
     while True:  # never calls sw.*
         time.sleep(0.01)
 
-sw.Pipeline("p", [stage]).run(sys.argv[1], executor="process", display=False)
+# capture=False: the worker's stdout is the driver's, where the test reads the pids
+sw.Pipeline("p", [stage], capture=False).run(sys.argv[1], executor="process", display=False)
 """
 
 

@@ -193,3 +193,28 @@ def test_importing_stagewidget_does_not_import_dask() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=WAIT_S)
     assert out.stdout.strip() == "[]"
+
+
+def chatty(_):
+    """Print a line and a redrawn one, then wait for cancel (it never calls sw.track)."""
+    import sys
+    import time
+
+    print("epoch 1 on the worker")
+    for step in range(1, 4):
+        sys.stdout.write(f"\rstep {step}/3")
+    while not sw.cancelled():
+        time.sleep(0.01)
+    raise sw.Cancelled("stopped as asked")
+
+
+def test_a_tasks_prints_come_back_with_its_progress_once_each(client) -> None:
+    recorder = Recorder()
+    run = sw.Pipeline("p", [chatty]).start(None, executor=client, display=recorder)
+    live = recorder.wait_for(lambda s: "step 3/3" in s.logs)
+    assert live.logs == ("epoch 1 on the worker", "step 3/3") and live.logs_open == 1
+    run.cancel()
+    status = run.wait(WAIT_S)
+    assert status.state is RunState.CANCELLED
+    assert status.logs == ("epoch 1 on the worker", "step 3/3")  # sent once, finished once
+    assert (status.logs_total, status.logs_open) == (2, 0)

@@ -64,6 +64,7 @@ fails = sw.Pipeline("fails")
 
 @fails.stage
 def load(data):
+    print(f"loading row {data.get('row', 3)} from /srv/secret/rows.csv")  # the run's log
     raise ValueError(f"row {data.get('row', 3)} is malformed")
 
 

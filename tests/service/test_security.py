@@ -276,6 +276,41 @@ def test_the_cli_exposes_tracebacks_only_when_asked(service_process) -> None:
 
 
 
+# -- issue 12 item 2: run logs (what stages printed) stay on the server unless exposed -----
+
+def test_run_logs_are_hidden_from_clients_on_every_route(client) -> None:
+    posted = client.post("/api/pipelines/fails/runs", json={"row": 4},
+                         headers={"Prefer": "wait=20"})
+    run_id = posted.json()["run_id"]
+    bodies = [posted.text, client.get(f"/api/runs/{run_id}").text]
+    with client.stream("GET", f"/api/runs/{run_id}/events") as stream:
+        bodies.append(stream.read().decode())
+    assert posted.json()["logs"] == [] and client.get(f"/api/runs/{run_id}").json()["logs"] == []
+    for body in bodies:
+        assert "/srv/secret" not in body, body[:500]
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+def test_expose_logs_shows_a_runs_printed_lines_to_clients(make_service, store_kind) -> None:
+    service = make_service(store_kind, expose_logs=True)
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
+        body = client.post("/api/pipelines/fails/runs", json={"row": 4},
+                           headers={"Prefer": "wait=20"}).json()
+        assert body["logs"] == ["loading row 4 from /srv/secret/rows.csv"]
+        assert body["error"]["traceback"] == ""  # a switch of its own
+
+
+def test_the_cli_exposes_logs_only_when_asked(service_process) -> None:
+    for flags, shown in [((), []), (("--expose-logs",),
+                                    ["loading row 4 from /srv/secret/rows.csv"])]:
+        process = service_process(*flags)
+        body = process.http.post("/api/pipelines/fails/runs", json={"row": 4},
+                                 headers={"Prefer": "wait=20"}).json()
+        assert body["error"]["message"] == "row 4 is malformed"
+        assert body["logs"] == shown
+        process.stop()
+
+
 # -- item 18: a token by default ----------------------------------------------------------
 
 @pytest.mark.parametrize("store_kind", ["memory"])
