@@ -56,6 +56,9 @@ class RunQueue:
             else:
                 self._waiting[run.run_id] = run
                 position = len(self._waiting)
+                # under the lock: a release elsewhere cannot launch (and log) it first
+                _log.info("run %s of %r queued at position %d (max_running %d)", run.run_id,
+                          run.pipeline.name, position, self.max_running)
         if position == 0 and not self._launch(run):
             self._release(run.run_id)
         return position
@@ -98,6 +101,8 @@ class RunQueue:
         """Launch ``run``; a counted run frees its slot when it ends. False if it failed."""
         if counted:
             run._on_done(lambda: self._release(run.run_id))
+        # before launch(): a run that fails at once must not log its end before its start
+        _log.info("run %s of %r started", run.run_id, run.pipeline.name)
         try:
             run.launch()
         except Exception as exc:  # e.g. "can't start new thread": report it, go on

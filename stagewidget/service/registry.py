@@ -223,10 +223,6 @@ class RunRegistry:
         if position:
             status["queue_position"] = position
             self._writer.observe(run.status())  # the store gets its position soon too
-            _log.info("run %s of %r queued at position %d (max_running %d)", run.run_id,
-                      name, position, self.max_running)
-        else:
-            _log.info("run %s of %r started", run.run_id, name)
         return status, True
 
     def _claim(self, name: str, idempotency_key: str, run: Run, fingerprint: str
