@@ -7,6 +7,8 @@ must be seen mid-loop block on a ``Gate`` the test opens once an observer saw th
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import itertools
 import json
 import subprocess
@@ -145,6 +147,113 @@ def test_bar_n_counts_items_handed_out_and_ends_at_the_total() -> None:
         return seen, bar.n
 
     assert start(count).result(WAIT_S) == ([4, 5, 6, 7, 8, 9, 10], 10)
+
+
+# -- what the code that made a bar sees ----------------------------------------------------------
+
+
+class EpochBar:
+    """The pattern of Lightning's ``TQDMProgressBar``: one bar reset every epoch, moved
+    only ``if not bar.disable`` (by ``n =`` plus ``refresh()``, or by ``update()``)."""
+
+    def __init__(self, by_update: bool) -> None:
+        self.by_update = by_update
+        self.bar = tqdm.auto.tqdm(desc="Training", leave=True, dynamic_ncols=True,
+                                  file=sys.stdout, smoothing=0)
+
+    def on_epoch_start(self, epoch: int, batches: int) -> None:
+        self.bar.reset(total=batches)
+        self.bar.initial = 0
+        self.bar.set_description(f"Epoch {epoch}")
+
+    def on_batch_end(self, batch: int, loss: float) -> None:
+        if not self.bar.disable:
+            if self.by_update:
+                self.bar.update(1)
+            else:
+                self.bar.n = batch + 1
+                self.bar.refresh()
+            self.bar.set_postfix(loss=loss)
+
+    def on_train_end(self) -> None:
+        if not self.bar.disable:
+            self.bar.close()
+
+
+@pytest.mark.parametrize("by_update", [False, True], ids=["n-and-refresh", "update"])
+def test_a_library_that_checks_disable_before_updating_moves_the_captured_bar(
+        by_update, capsys) -> None:
+    gate, recorder = Gate(), Recorder()
+
+    def fit(_):
+        progress = EpochBar(by_update)
+        seen = [progress.bar.disable]
+        for epoch in range(3):
+            progress.on_epoch_start(epoch, batches=8)
+            for batch in range(8):
+                progress.on_batch_end(batch, loss=1 / (batch + 1))
+                if epoch == 1 and batch == 4:
+                    gate.block()
+        progress.on_train_end()
+        return seen + [progress.bar.disable, progress.bar.n]
+
+    run = start(fit, recorder)
+    live = first(recorder.wait_for(lambda s: first(s).desc == "Epoch 1"
+                                   and first(s).done == 5))
+    assert live.total == 8
+    gate.open()
+    assert run.result(WAIT_S) == [False, True, 8]  # False while open, True once closed
+    final = first(run.status())
+    assert (final.desc, final.done, final.total) == ("Epoch 2", 8, 8)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_no_method_of_a_captured_bar_writes_to_its_file() -> None:
+    def drive(_):
+        drawn = _StringIO()
+        bar = tqdm.std.tqdm(total=10, desc="quiet", file=drawn, mininterval=0,
+                            miniters=1, position=2, leave=True)
+        bar.update(3)
+        bar.refresh()
+        bar.set_description("still quiet")
+        bar.set_description_str("quiet again")
+        bar.set_postfix(loss=0.5)
+        bar.set_postfix_str("x=1")
+        bar.clear()
+        bar.display()
+        bar.moveto(2)
+        bar.unpause()
+        str(bar)
+        bar.reset(total=20)
+        bar.update(4)
+        for _ in tqdm.std.tqdm(range(3), file=drawn, mininterval=0, leave=True):
+            pass
+        bar.close()
+        return bar.disable, bar.n, bar.total, drawn.getvalue()
+
+    assert start(drive).result(WAIT_S) == (True, 4, 20, "")
+
+
+def test_a_captured_notebook_or_rich_bar_reads_enabled_and_builds_no_display(capsys) -> None:
+    bars = [tqdm.notebook.tqdm]
+    if importlib.util.find_spec("rich") is not None:
+        bars.append(importlib.import_module("tqdm.rich").tqdm)
+
+    def make(_):
+        seen = []
+        for cls in bars:
+            bar = cls(total=4, desc=cls.__module__)
+            bar.update(2)
+            bar.reset(total=5)
+            bar.update(5)
+            seen.append((bar.disable, hasattr(bar, "container"), hasattr(bar, "_prog"), bar.n))
+            bar.close()
+        return seen
+
+    assert start(make).result(WAIT_S) == [(False, False, False, 5)] * len(bars)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
 
 
 # -- what is captured -----------------------------------------------------------------------
