@@ -3,22 +3,28 @@
 Code a stage calls (``trainer.train()``, ``df.progress_apply``, ``thread_map``) draws
 its own tqdm bars. While a stage runs with capture on (the default), every tqdm bar
 created in it is *captured*: it draws nothing (no stderr text, no notebook widget), it
-becomes a level of the stage's progress (desc, count, total, in nesting order), the
-outermost one drives the stage's done/total when the stage reports nothing itself, and
-Cancel raises ``Cancelled`` at the bar's next iteration, or at its next ``update()`` in
-the thread that made it (an update from another thread, e.g. a pool's done-callback as
-in ``thread_map``, only counts: raising there would kill the pool's worker).
+becomes a level of the stage's progress (desc, count, total, unit, in nesting order;
+tqdm's default unit "it" reads None), the outermost one drives the stage's done/total
+(and desc and unit) when the stage reports nothing itself, the numbers it is given by
+``set_postfix`` become the stage's metrics (as ``sw.report``'s), and Cancel raises
+``Cancelled`` at the bar's next iteration, or at its next ``update()`` in the thread
+that made it (an update from another thread, e.g. a pool's done-callback as in
+``thread_map``, only counts: raising there would kill the pool's worker).
 
-How: at the first stage start (never at import) ``tqdm.std.tqdm.__init__`` is wrapped.
-Every bar class derives from ``tqdm.std.tqdm`` and calls that ``__init__``, so bars
-of ``tqdm.auto``, ``tqdm.notebook``, ``tqdm.asyncio``, ``tqdm.rich`` and any subclass
-are seen whatever was imported first. Outside a stage the wrapper calls tqdm's own
-``__init__`` unchanged. Inside one, it builds the bar fully but without drawing
-(``gui=True``), then marks it disabled, so tqdm's own methods and its subclasses'
-``__init__`` (the notebook widget, the rich console) do nothing; and it moves the bar
-to a subclass of its own class (cached per class) whose ``__iter__``, ``update``,
-``close`` and ``n`` count into the stage. Iterating a captured bar takes ``sw.track``'s
-fast path (the sequence's own C iterator, sampled).
+How: at the first stage start (never at import) ``tqdm.std.tqdm.__new__`` and
+``__init__`` are wrapped. Every bar class derives from ``tqdm.std.tqdm`` and goes
+through both, so bars of ``tqdm.auto``, ``tqdm.notebook``, ``tqdm.asyncio``,
+``tqdm.rich`` and any subclass are seen whatever was imported first. Outside a stage
+the wrappers call tqdm's own methods unchanged. Inside one, ``__new__`` moves the bar
+to a subclass of its own class (cached per class), so Python runs that subclass's
+``__init__`` around the bar class's own. tqdm's ``__init__`` builds the bar fully but
+without drawing (``gui=True``) and leaves it disabled while the bar class's ``__init__``
+finishes (so the notebook widget or the rich console is never built); then the bar
+reads ``disable == False``, as its code asked, so libraries that check ``bar.disable``
+before moving it (Lightning's progress bar) move it. The subclass overrides every
+method that draws (``refresh``, ``display``, ``clear``, ``moveto``, ``close``,
+``reset``), and its ``__iter__``, ``update`` and ``n`` count into the stage. Iterating
+a captured bar takes ``sw.track``'s fast path (the sequence's own C iterator, sampled).
 
 Which stage owns a bar (``owner()``, the rule ``engine.output`` shares for printed
 output): the stage of the creating thread's context (the stage's thread, its async
@@ -43,6 +49,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from itertools import chain, compress
+from numbers import Integral, Real
 from operator import length_hint
 from typing import Any
 
@@ -242,6 +249,11 @@ def _capture(bar: Any, owner: StageCapture) -> None:
     owner.progress._enter(loop)
 
 
+def _number(value: Real) -> int | float:
+    """A postfix number as a metric (numpy's and friends' as Python's)."""
+    return int(value) if isinstance(value, Integral) else float(value)
+
+
 def _captured_class(cls: type) -> type:
     """``cls`` with the capture overrides first in its MRO (one class per bar class)."""
     made = _classes.get(cls)
@@ -294,6 +306,24 @@ class _CapturedBar:
         if loop is not None:
             loop.close(self)
             self.disable = True
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True,
+                    **kwargs: Any) -> None:
+        """Set the bar's postfix as tqdm does; its numbers become the stage's metrics.
+
+        Called as often as the code calls it (Lightning: per logged batch); the numbers
+        (not bools, not strings) go through the stage's ``report``, so the views chart
+        them (loss per batch), without its cancel check: a pool thread may call this.
+        """
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)  # type: ignore[misc]
+        loop = self.__dict__.get("_sw_loop")
+        if loop is None:  # tqdm's __init__ sets postfix= before the bar is captured
+            return
+        given = dict(ordered_dict or {}) | kwargs
+        numbers = {str(name): _number(value) for name, value in given.items()
+                   if isinstance(value, Real) and not isinstance(value, bool)}
+        if numbers:
+            loop._progress._record(numbers)
 
     def reset(self, total: float | None = None) -> None:
         """Count from 0 again, with a new total if given (``tqdm.reset`` without drawing)."""
@@ -417,4 +447,14 @@ class _BarLoop(_Loop):
         if desc.endswith(": "):  # set_description() adds the separator
             desc = desc[:-2]
         total = getattr(bar, "total", None)
-        return Level(desc or None, int(self.count()), None if total is None else int(total))
+        return Level(desc or None, int(self.count()), None if total is None else int(total),
+                     _unit_of(bar))
+
+
+def _unit_of(bar: Any) -> str | None:
+    """The bar's unit for the views: None for tqdm's default ``"it"`` (nothing said)."""
+    unit = getattr(bar, "unit", None)
+    if not isinstance(unit, str):
+        return None
+    unit = unit.strip()  # datasets says " examples", for tqdm's "3.2 examples/s"
+    return None if unit in ("", "it") else unit

@@ -256,6 +256,51 @@ def test_a_captured_notebook_or_rich_bar_reads_enabled_and_builds_no_display(cap
     assert out.out == "" and out.err == ""
 
 
+def test_a_bars_unit_is_part_of_its_level_and_the_outer_one_is_the_stages(capsys) -> None:
+    gate, recorder = Gate(), Recorder()
+
+    def train(_):
+        for epoch in tqdm.std.tqdm(range(2), desc="train", unit="epoch"):
+            for _ in tqdm.std.tqdm(range(4), desc="batches", unit=" batch", leave=False):
+                for _ in tqdm.std.tqdm(range(3), desc="steps", leave=False):  # unit "it"
+                    if epoch == 1:
+                        gate.block()
+
+    run = start(train, recorder)
+    live = first(recorder.wait_for(lambda s: first(s).done == 2 and len(first(s).inner) == 2))
+    assert (live.desc, live.unit) == ("train", "epoch")
+    assert live.inner == (Level("batches", 1, 4, "batch"), Level("steps", 1, 3, None))
+    gate.open()
+    run.result(WAIT_S)
+    final = first(run.status())
+    assert (final.desc, final.done, final.total, final.unit) == ("train", 2, 2, "epoch")
+    assert capsys.readouterr().err == ""
+
+
+def test_set_postfix_numbers_become_the_stages_metrics() -> None:
+    gate, recorder = Gate(), Recorder()
+
+    def fit(_):
+        bar = tqdm.std.tqdm(total=3, desc="fit", postfix={"ignored": 1.0})
+        for step in range(3):
+            bar.set_postfix(loss=1.0 / (step + 1), v_num="a1", ok=True, step=step)
+            bar.update()
+            if step == 1:
+                gate.block()
+        bar.set_postfix_str("lr=0.1")
+        bar.close()
+        return bar.postfix
+
+    run = start(fit, recorder)
+    live = first(recorder.wait_for(lambda s: first(s).done == 2))
+    assert dict(live.metrics) == {"loss": 0.5, "step": 1}
+    gate.open()
+    assert run.result(WAIT_S) == "lr=0.1"  # tqdm's own postfix text is kept
+    final = first(run.status())
+    assert dict(final.metrics) == {"loss": 1 / 3, "step": 2}
+    assert final.history["loss"] == (1.0, 0.5, 1 / 3)
+
+
 # -- what is captured -----------------------------------------------------------------------
 
 
