@@ -618,8 +618,8 @@ def test_cancel_stops_a_library_loop_that_never_calls_stagewidget(stage) -> None
 
 
 def nested_in_worker(_):
-    for _ in tqdm.auto.tqdm(range(3), desc="epochs"):
-        for _ in tqdm.auto.tqdm(range(400), desc="steps", leave=False):
+    for _ in tqdm.auto.tqdm(range(3), desc="epochs", unit="epoch"):
+        for _ in tqdm.auto.tqdm(range(400), desc="steps", leave=False, unit="step"):
             time.sleep(0.001)
     return "done"
 
@@ -631,6 +631,7 @@ def test_process_executor_sends_library_levels_back_and_draws_nothing(capfd) -> 
         lambda s: first(s).desc == "epochs" and len(first(s).inner) == 1
         and 0 < first(s).inner[0].done < 400))
     assert live.total == 3 and live.inner[0].desc == "steps" and live.inner[0].total == 400
+    assert (live.unit, live.inner[0].unit) == ("epoch", "step")
     assert run.result(WAIT_S) == "done"
     assert (first(run.status()).done, first(run.status()).total) == (3, 3)
     out = capfd.readouterr()  # the worker writes to the inherited file descriptors
@@ -782,6 +783,7 @@ def test_dask_worker_sends_library_levels_back_and_draws_nothing(capfd) -> None:
                 lambda s: first(s).desc == "epochs" and len(first(s).inner) == 1
                 and 0 < first(s).inner[0].done < 400))
             assert live.total == 3 and live.inner[0].desc == "steps"
+            assert (live.unit, live.inner[0].unit) == ("epoch", "step")
             assert run.result(WAIT_S) == "done"
     finally:
         cluster.close()
