@@ -135,11 +135,16 @@ def _fraction(done: int, total: int | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Level:
-    """One level of progress inside a stage (a ``track()`` loop, possibly nested)."""
+    """One level of progress inside a stage (a ``track()`` loop or a library's tqdm bar).
+
+    ``unit`` names what is counted (``"epoch"``, ``"B"``), or None when unsaid (tqdm's
+    default ``"it"`` included); views show it beside the count and the rate.
+    """
 
     desc: str | None
     done: int
     total: int | None = None
+    unit: str | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -149,7 +154,8 @@ class Level:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data (never raises; see ``json_safe``)."""
         return {"desc": json_safe(self.desc), "done": json_safe(self.done),
-                "total": json_safe(self.total), "fraction": json_safe(self.fraction)}
+                "total": json_safe(self.total), "fraction": json_safe(self.fraction),
+                "unit": json_safe(self.unit)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +202,9 @@ class StageStatus:
     """A snapshot of one stage.
 
     ``done``/``total`` are the stage's own progress (its declared total and
-    ``advance()`` calls, or else its outermost ``track()`` loop); ``inner`` holds the
-    nested ``track()`` levels below that. ``history`` keeps a bounded series of every
-    numeric metric reported, for charts.
+    ``advance()`` calls, or else its outermost ``track()`` loop or library bar, whose
+    ``desc`` and ``unit`` it then takes); ``inner`` holds the nested levels below that.
+    ``history`` keeps a bounded series of every numeric metric reported, for charts.
     """
 
     name: str
@@ -213,6 +219,7 @@ class StageStatus:
     history: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: _EMPTY)
     message: str | None = None
     inner: tuple[Level, ...] = ()
+    unit: str | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -263,6 +270,7 @@ class StageStatus:
                         for k, vs in self.history.items()},
             "message": json_safe(self.message),
             "inner": [level.to_dict() for level in self.inner],
+            "unit": json_safe(self.unit),
         }
 
 

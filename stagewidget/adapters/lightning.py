@@ -9,9 +9,9 @@
         return model
 
 Epochs (out of ``max_epochs``) and the current epoch's batches are two levels of the
-stage's progress. Lightning's own bar: its ``TQDMProgressBar`` is captured as one more
-level, but Lightning moves it only while the bar is not ``disable``d (as captured bars
-are), so ``enable_progress_bar=False`` is the tidy choice; its ``RichProgressBar`` (its
+stage's progress. Lightning's own bar: its ``TQDMProgressBar`` ("Epoch N", batches, its
+postfix numbers as metrics) is captured as one more level, which repeats the batches
+level, so ``enable_progress_bar=False`` is the tidy choice; its ``RichProgressBar`` (its
 default when rich is installed) is not tqdm and still draws on the console. ``trainer.
 callback_metrics`` (what ``self.log`` recorded) go to ``report`` after every training
 batch, epoch and validation run, so the view draws their curves.

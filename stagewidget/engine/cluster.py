@@ -69,15 +69,15 @@ class _Outbox:
 
 def _encode(progress: StageProgress, outbox: _Outbox | None = None) -> list[Any]:
     """The stage's progress (and new log lines) as msgpack-able lists (Dask events must be)."""
-    done, total, desc, inner = progress.sample()
-    return [done, total, desc, [[lv.desc, lv.done, lv.total] for lv in inner],
+    done, total, desc, unit, inner = progress.sample()
+    return [done, total, desc, unit, [[lv.desc, lv.done, lv.total, lv.unit] for lv in inner],
             dict(progress.metrics()), {k: list(v) for k, v in progress.history().items()},
             progress.message, *(outbox.take() if outbox is not None else ([], []))]
 
 
 def _mirror(progress: StageProgress, message: list[Any]) -> None:
-    done, total, desc, inner, metrics, history, text, *log = message
-    progress.mirror(done, total, desc, tuple(Level(*level) for level in inner), metrics,
+    done, total, desc, unit, inner, metrics, history, text, *log = message
+    progress.mirror(done, total, desc, unit, tuple(Level(*level) for level in inner), metrics,
                     {k: tuple(v) for k, v in history.items()}, text)
     if log and progress.log_sink is not None:
         lines, open_lines = log

@@ -3,22 +3,28 @@
 Code a stage calls (``trainer.train()``, ``df.progress_apply``, ``thread_map``) draws
 its own tqdm bars. While a stage runs with capture on (the default), every tqdm bar
 created in it is *captured*: it draws nothing (no stderr text, no notebook widget), it
-becomes a level of the stage's progress (desc, count, total, in nesting order), the
-outermost one drives the stage's done/total when the stage reports nothing itself, and
-Cancel raises ``Cancelled`` at the bar's next iteration, or at its next ``update()`` in
-the thread that made it (an update from another thread, e.g. a pool's done-callback as
-in ``thread_map``, only counts: raising there would kill the pool's worker).
+becomes a level of the stage's progress (desc, count, total, unit, in nesting order;
+tqdm's default unit "it" reads None), the outermost one drives the stage's done/total
+(and desc and unit) when the stage reports nothing itself, the numbers it is given by
+``set_postfix`` become the stage's metrics (as ``sw.report``'s), and Cancel raises
+``Cancelled`` at the bar's next iteration, or at its next ``update()`` in the thread
+that made it (an update from another thread, e.g. a pool's done-callback as in
+``thread_map``, only counts: raising there would kill the pool's worker).
 
-How: at the first stage start (never at import) ``tqdm.std.tqdm.__init__`` is wrapped.
-Every bar class derives from ``tqdm.std.tqdm`` and calls that ``__init__``, so bars
-of ``tqdm.auto``, ``tqdm.notebook``, ``tqdm.asyncio``, ``tqdm.rich`` and any subclass
-are seen whatever was imported first. Outside a stage the wrapper calls tqdm's own
-``__init__`` unchanged. Inside one, it builds the bar fully but without drawing
-(``gui=True``), then marks it disabled, so tqdm's own methods and its subclasses'
-``__init__`` (the notebook widget, the rich console) do nothing; and it moves the bar
-to a subclass of its own class (cached per class) whose ``__iter__``, ``update``,
-``close`` and ``n`` count into the stage. Iterating a captured bar takes ``sw.track``'s
-fast path (the sequence's own C iterator, sampled).
+How: at the first stage start (never at import) ``tqdm.std.tqdm.__new__`` and
+``__init__`` are wrapped. Every bar class derives from ``tqdm.std.tqdm`` and goes
+through both, so bars of ``tqdm.auto``, ``tqdm.notebook``, ``tqdm.asyncio``,
+``tqdm.rich`` and any subclass are seen whatever was imported first. Outside a stage
+the wrappers call tqdm's own methods unchanged. Inside one, ``__new__`` moves the bar
+to a subclass of its own class (cached per class), so Python runs that subclass's
+``__init__`` around the bar class's own. tqdm's ``__init__`` builds the bar fully but
+without drawing (``gui=True``) and leaves it disabled while the bar class's ``__init__``
+finishes (so the notebook widget or the rich console is never built); then the bar
+reads ``disable == False``, as its code asked, so libraries that check ``bar.disable``
+before moving it (Lightning's progress bar) move it. The subclass overrides every
+method that draws (``refresh``, ``display``, ``clear``, ``moveto``, ``close``,
+``reset``), and its ``__iter__``, ``update`` and ``n`` count into the stage. Iterating
+a captured bar takes ``sw.track``'s fast path (the sequence's own C iterator, sampled).
 
 Which stage owns a bar (``owner()``, the rule ``engine.output`` shares for printed
 output): the stage of the creating thread's context (the stage's thread, its async
@@ -43,6 +49,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from itertools import chain, compress
+from numbers import Integral, Real
 from operator import length_hint
 from typing import Any
 
@@ -59,7 +66,7 @@ _log = logging.getLogger("stagewidget")
 # and tuple(list) are atomic, so starting and ending stages needs no lock here.
 _running: list[StageCapture] = []
 _hook_lock = threading.Lock()  # installs the hook once, whichever stage starts first
-_hooked: list[Any] = []  # [tqdm.std.tqdm's own __init__] once the hook is in place
+_hooked: list[Any] = []  # [(tqdm.std.tqdm's own __new__, __init__)] once hooked
 _classes: dict[type, type] = {}  # bar class -> its captured subclass
 
 
@@ -82,7 +89,7 @@ class StageCapture:
 
 
 def install() -> bool:
-    """Wrap ``tqdm.std.tqdm.__init__`` once per process; False when tqdm is not installed.
+    """Wrap ``tqdm.std.tqdm.__new__`` and ``__init__`` once per process; False without tqdm.
 
     Called when a capturing stage starts (not at import). Imports ``tqdm.std`` if no
     one has yet, so a library that imports tqdm later, inside the stage, is captured.
@@ -98,14 +105,15 @@ def install() -> bool:
             import tqdm.std
 
             cls = tqdm.std.tqdm
-            original = cls.__dict__["__init__"]
-            hook = _hooked_init(original)
+            original_new, original_init = cls.__dict__["__new__"], cls.__dict__["__init__"]
+            new_hook, init_hook = _hooked_new(original_new), _hooked_init(original_init)
         except Exception:  # a tqdm we do not understand: its bars draw as usual
             _log.warning("cannot capture tqdm bars in stages; they draw as usual",
                          exc_info=True)
             return False
-        cls.__init__ = hook  # type: ignore[method-assign]
-        _hooked.append(original)
+        cls.__new__ = staticmethod(new_hook)  # type: ignore[method-assign,assignment]
+        cls.__init__ = init_hook  # type: ignore[method-assign]
+        _hooked.append((original_new, original_init))
     return True
 
 
@@ -168,6 +176,27 @@ def owner() -> StageCapture | None:
     return capture
 
 
+def _hooked_new(original: Any) -> Any:
+    """The replacement of ``tqdm.std.tqdm.__new__``: a bar made in a stage gets its class.
+
+    The new bar is moved to the captured subclass of the class asked for *before* its
+    ``__init__`` runs: Python then calls that subclass's ``__init__``, which wraps the
+    whole construction (the bar class's own ``__init__`` included) and so can make the
+    finished bar read ``disable == False``. Which stage owns it is decided here, once.
+    """
+    new = getattr(original, "__func__", original)
+
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+        stage = owner()
+        bar = new(cls, *args, **kwargs)
+        if stage is not None and type(bar) is cls:
+            bar.__class__ = _captured_class(cls)
+            bar.__dict__["_sw_owner"] = stage  # taken by tqdm.std.tqdm.__init__
+        return bar
+
+    return __new__
+
+
 def _hooked_init(original: Any) -> Any:
     """The replacement of ``tqdm.std.tqdm.__init__`` (``original`` may be a partialmethod).
 
@@ -182,7 +211,7 @@ def _hooked_init(original: Any) -> Any:
 
     @functools.wraps(func)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        stage = owner()
+        stage = self.__dict__.pop("_sw_owner", None)  # set by __new__ in a stage
         if stage is None:
             func(self, *args, **(env | kwargs if env else kwargs))
             return
@@ -195,6 +224,7 @@ def _hooked_init(original: Any) -> Any:
         merged = env | kwargs
         disable = merged.get("disable", False)
         if disable is not None and disable:  # the code asked for no bar: leave it be
+            self.__class__ = type(self)._sw_base
             func(self, *args, **merged)
             return
         gui = merged.get("gui", False)
@@ -208,24 +238,31 @@ def _hooked_init(original: Any) -> Any:
 
 def _capture(bar: Any, owner: StageCapture) -> None:
     """Turn a freshly built, enabled bar into a level of ``owner``'s stage."""
-    # Disabled to tqdm: its methods and its subclasses' __init__ (notebook widget, rich
-    # console) skip all drawing; the captured subclass's overrides do the counting.
+    # Disabled while the rest of the bar class's __init__ runs, so the notebook widget,
+    # the rich console and the like are never built; _CapturedBar.__init__ then makes
+    # it read enabled, and its overrides keep every method from drawing.
     bar.disable = True
     with bar._lock:
         bar._instances.discard(bar)  # no screen position, no monitor thread visits
     loop = _BarLoop(owner, bar)
     bar.__dict__["_sw_loop"] = loop
-    bar.__class__ = _captured_class(type(bar))
     owner.progress._enter(loop)
+
+
+def _number(value: Real) -> int | float:
+    """A postfix number as a metric (numpy's and friends' as Python's)."""
+    return int(value) if isinstance(value, Integral) else float(value)
 
 
 def _captured_class(cls: type) -> type:
     """``cls`` with the capture overrides first in its MRO (one class per bar class)."""
     made = _classes.get(cls)
     if made is None:
+        if issubclass(cls, _CapturedBar):  # copy.copy() of a captured bar, say
+            return cls
         made = type(cls.__name__, (_CapturedBar, cls),
                     {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                     "__doc__": cls.__doc__})
+                     "__doc__": cls.__doc__, "_sw_base": cls})
         made = _classes.setdefault(cls, made)
     return made
 
@@ -234,13 +271,26 @@ class _CapturedBar:
     """Overrides of a captured bar: count into the stage, never draw.
 
     First in the MRO of the bar's new class, so they win over tqdm's and any subclass's
-    (``tqdm.notebook``'s ``update``/``close``, ``tqdm.rich``'s ``display``...). No
-    ``__slots__``: an empty one would change the layout and forbid the class switch.
+    (``tqdm.notebook``'s ``update``/``close``/``reset``, ``tqdm.rich``'s ``display``...).
+    Every method of tqdm that draws or writes (``refresh``, ``display``, ``clear``,
+    ``moveto``, ``close``, ``reset``; ``set_description``/``set_postfix`` go through
+    ``refresh``) is one here, so the bar reads ``disable == False``, as the code that
+    made it asked, and code that checks ``bar.disable`` before moving it (Lightning's
+    progress bar) moves it. No ``__slots__``: an empty one would change the layout and
+    forbid the class switch.
     """
+
+    _sw_base: type  # the bar class this one captures
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Build the bar as its class does (disabled meanwhile), then read enabled."""
+        super().__init__(*args, **kwargs)
+        if "_sw_loop" in self.__dict__:
+            self.disable = False
 
     def __iter__(self) -> Iterator[Any]:
         """Iterate the bar's iterable through the stage's fast, cancellable loop."""
-        return self.__dict__["_sw_loop"].iterate(self)  # type: ignore[attr-defined]
+        return self.__dict__["_sw_loop"].iterate(self)  # type: ignore[no-any-return]
 
     def update(self, n: float = 1) -> None:
         """Count ``n`` more; raise ``Cancelled`` once the run was cancelled."""
@@ -250,24 +300,68 @@ class _CapturedBar:
         loop._n += n
 
     def close(self) -> None:
-        """Leave the stage's levels (idempotent; ``__del__`` calls it too)."""
-        loop = self.__dict__.get("_sw_loop")  # type: ignore[attr-defined]
+        """Leave the stage's levels and read disabled, as a closed tqdm bar (idempotent;
+        ``__del__`` calls it too)."""
+        loop = self.__dict__.get("_sw_loop")
         if loop is not None:
             loop.close(self)
+            self.disable = True
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True,
+                    **kwargs: Any) -> None:
+        """Set the bar's postfix as tqdm does; its numbers become the stage's metrics.
+
+        Called as often as the code calls it (Lightning: per logged batch); the numbers
+        (not bools, not strings) go through the stage's ``report``, so the views chart
+        them (loss per batch), without its cancel check: a pool thread may call this.
+        """
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)  # type: ignore[misc]
+        loop = self.__dict__.get("_sw_loop")
+        if loop is None:  # tqdm's __init__ sets postfix= before the bar is captured
+            return
+        given = dict(ordered_dict or {}) | kwargs
+        numbers = {str(name): _number(value) for name, value in given.items()
+                   if isinstance(value, Real) and not isinstance(value, bool)}
+        if numbers:
+            loop._progress._record(numbers)
+
+    def reset(self, total: float | None = None) -> None:
+        """Count from 0 again, with a new total if given (``tqdm.reset`` without drawing)."""
+        self.n = 0
+        if total is not None:
+            self.total = None if total == float("inf") else total
+
+    def refresh(self, *_: Any, **__: Any) -> None:
+        """Draw nothing (``set_description`` and ``set_postfix`` call this)."""
+        return None
 
     def display(self, *_: Any, **__: Any) -> None:
         """Draw nothing."""
         return None
 
+    def clear(self, *_: Any, **__: Any) -> None:
+        """Draw nothing."""
+        return None
+
+    def moveto(self, *_: Any, **__: Any) -> None:
+        """Write nothing."""
+        return None
+
     @property
     def n(self) -> float:
         """Units counted so far: updates plus items handed out by the bar's loop."""
-        return self.__dict__["_sw_loop"].count()  # type: ignore[attr-defined,no-any-return]
+        loop = self.__dict__.get("_sw_loop")
+        if loop is None:  # tqdm's __init__ is still building the bar
+            return self.__dict__.get("n", 0)  # type: ignore[no-any-return]
+        return loop.count()  # type: ignore[no-any-return]
 
     @n.setter
     def n(self, value: float) -> None:
-        loop = self.__dict__["_sw_loop"]  # type: ignore[attr-defined]
-        loop._n = value - _Loop.done(loop)
+        loop = self.__dict__.get("_sw_loop")
+        if loop is None:
+            self.__dict__["n"] = value  # the loop takes it over when it is made
+        else:
+            loop._n = value - _Loop.done(loop)
 
 
 class _BarLoop(_Loop):
@@ -353,4 +447,14 @@ class _BarLoop(_Loop):
         if desc.endswith(": "):  # set_description() adds the separator
             desc = desc[:-2]
         total = getattr(bar, "total", None)
-        return Level(desc or None, int(self.count()), None if total is None else int(total))
+        return Level(desc or None, int(self.count()), None if total is None else int(total),
+                     _unit_of(bar))
+
+
+def _unit_of(bar: Any) -> str | None:
+    """The bar's unit for the views: None for tqdm's default ``"it"`` (nothing said)."""
+    unit = getattr(bar, "unit", None)
+    if not isinstance(unit, str):
+        return None
+    unit = unit.strip()  # datasets says " examples", for tqdm's "3.2 examples/s"
+    return None if unit in ("", "it") else unit

@@ -41,7 +41,8 @@ def as_observer(observer: Any) -> Observer:
 def _progress_key(status: RunStatus) -> tuple[Any, ...]:
     """What a view would redraw for; elapsed time alone does not count."""
     return (status.state, status.current, status.logs[-1:], len(status.logs)) + tuple(
-        (s.state, s.done, s.total, s.desc, s.message, s.inner, tuple(s.metrics.items()))
+        (s.state, s.done, s.total, s.desc, s.unit, s.message, s.inner,
+         tuple(s.metrics.items()))
         for s in status.stages
     )
 

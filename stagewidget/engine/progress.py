@@ -42,6 +42,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+# What StageProgress.sample() returns: done, total, desc, unit, inner levels.
+Sample = tuple[int, int | None, str | None, str | None, tuple[Level, ...]]
+
 _CURRENT: contextvars.ContextVar[StageProgress | None] = contextvars.ContextVar(
     "stagewidget_current_stage", default=None
 )
@@ -76,10 +79,10 @@ def _check_count(what: str, value: Any) -> int | None:
     return int(value)
 
 
-def _check_desc(desc: Any) -> None:
+def _check_desc(desc: Any, what: str = "desc") -> None:
     # The notifier compares descs to see what changed: it must be a plain value.
     if desc is not None and not isinstance(desc, str):
-        raise PipelineError(f"track() desc must be a str or None (got {desc!r}, a "
+        raise PipelineError(f"track() {what} must be a str or None (got {desc!r}, a "
                             f"{type(desc).__name__})")
 
 
@@ -120,14 +123,16 @@ class _Loop:
         "_stopped_at",
         "desc",
         "total",
+        "unit",
     )
 
     def __init__(self, progress: StageProgress, source: Any, total: int | None,
-                 desc: str | None) -> None:
+                 desc: str | None, unit: str | None = None) -> None:
         self._progress = progress
         self._source = source
         self.desc = desc
         self.total = total
+        self.unit = unit
         self._seq: Iterator[Any] | None = None
         self._chunk: tuple[int, Iterator[Any]] | None = None
         self._iter: Any = None
@@ -223,7 +228,7 @@ class _Loop:
 
     def level(self) -> Level:
         """The loop's progress now."""
-        return Level(self.desc, self.done(), self.total)
+        return Level(self.desc, self.done(), self.total, self.unit)
 
 
 class _Series:
@@ -268,16 +273,17 @@ class StageProgress:
         self._series: dict[str, _Series] = {}
         self._message: str | None = None
         self._cancel_requested = False
-        self._remote: tuple[int, int | None, str | None, tuple[Level, ...]] | None = None
+        self._remote: Sample | None = None
         self._remote_history: dict[str, tuple[float, ...]] | None = None
         self._library: Any = None  # engine.libprogress.StageCapture while tqdm bars are captured
 
     # -- called by stage code -------------------------------------------------------
     def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
-              desc: str | None = None) -> Any:
+              desc: str | None = None, *, unit: str | None = None) -> Any:
         """Wrap ``iterable`` (sync or async) so each item it yields counts as progress."""
         total = _check_count("track() total", total)
         _check_desc(desc)
+        _check_desc(unit, "unit")
         if total is None and hasattr(iterable, "__len__"):
             try:
                 total = len(iterable)  # type: ignore[arg-type]
@@ -287,7 +293,7 @@ class StageProgress:
                 total = _long_len(iterable)
         if self._cancel_requested:
             raise Cancelled(f"stage {self.name!r} was cancelled")
-        return _Loop(self, iterable, total, desc)
+        return _Loop(self, iterable, total, desc, unit)
 
     def advance(self, n: int = 1) -> None:
         """Count ``n`` more units of the stage's own work done."""
@@ -319,6 +325,10 @@ class StageProgress:
             if not isinstance(message, str):
                 raise PipelineError(f"report() message must be a str (got {message!r})")
             self._message = message
+        self._record(clean)
+
+    def _record(self, clean: dict[str, MetricValue]) -> None:
+        """Publish checked metrics (and chart the numeric ones); never raises ``Cancelled``."""
         self._metrics.update(clean)
         for name, value in clean.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -365,17 +375,20 @@ class StageProgress:
         for loop in tuple(self._loops):
             loop.stop()
 
-    def mirror(self, done: int, total: int | None, desc: str | None, inner: tuple[Level, ...],
-               metrics: dict[str, MetricValue], history: dict[str, tuple[float, ...]],
-               message: str | None) -> None:
+    def mirror(self, done: int, total: int | None, desc: str | None, unit: str | None,
+               inner: tuple[Level, ...], metrics: dict[str, MetricValue],
+               history: dict[str, tuple[float, ...]], message: str | None) -> None:
         """Show progress measured elsewhere (a worker process, a cluster task)."""
-        self._remote = (done, total, desc, tuple(inner))
+        self._remote = (done, total, desc, unit, tuple(inner))
         self._metrics = dict(metrics)
         self._remote_history = dict(history)
         self._message = message
 
-    def sample(self) -> tuple[int, int | None, str | None, tuple[Level, ...]]:
-        """Return (done, total, desc, inner levels) now. Call under the run's lock."""
+    def sample(self) -> Sample:
+        """Return (done, total, desc, unit, inner levels) now. Call under the run's lock.
+
+        desc and unit are the outermost level's when it drives the stage's count.
+        """
         if self._remote is not None:
             return self._remote
         loops = tuple(self._loops)  # only the stage's threads change the list
@@ -384,14 +397,14 @@ class StageProgress:
             while self._extra:
                 self._extra_sum += self._extra.popleft()
             done = _BIG - length_hint(self._ones) + self._extra_sum
-            return done, self._total, None, levels
+            return done, self._total, None, None, levels
         if levels:
             top = levels[0]
-            return top.done, top.total, top.desc, levels[1:]
+            return top.done, top.total, top.desc, top.unit, levels[1:]
         top = loops[0].level() if loops else self._last_top  # the last outer loop, ended
         if top is not None:
-            return top.done, top.total, top.desc, ()
-        return 0, None, None, ()
+            return top.done, top.total, top.desc, top.unit, ()
+        return 0, None, None, None, ()
 
     def metrics(self) -> MappingProxyType[str, MetricValue]:
         """A copy of the latest metrics."""
@@ -415,10 +428,12 @@ class NullProgress:
     name = None
     active = False
 
-    def track(self, iterable: Any, total: int | None = None, desc: str | None = None) -> Any:
+    def track(self, iterable: Any, total: int | None = None, desc: str | None = None, *,
+              unit: str | None = None) -> Any:
         """Return ``iterable`` unchanged."""
         _check_count("track() total", total)
         _check_desc(desc)
+        _check_desc(unit, "unit")
         return iterable
 
     def advance(self, n: int = 1) -> None:
@@ -469,19 +484,21 @@ def current_stage() -> StageProgress | NullProgress:
 
 
 def track(iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
-          desc: str | None = None) -> Any:
+          desc: str | None = None, *, unit: str | None = None) -> Any:
     """Iterate ``iterable`` (``for`` or ``async for``) and report each item as progress.
 
     ``total`` defaults to ``len(iterable)`` when it has one. Nested calls become inner
-    levels of the stage's progress. Outside a run, ``iterable`` is returned unchanged.
-    Raises ``Cancelled`` in the loop once the run is cancelled.
+    levels of the stage's progress. ``unit`` names what an item is (``"batch"``), for
+    the views ("12/100 batch", "3.2 batch/s"). Outside a run, ``iterable`` is returned
+    unchanged. Raises ``Cancelled`` in the loop once the run is cancelled.
     """
     progress = _CURRENT.get()
     if progress is None:
         _check_count("track() total", total)
         _check_desc(desc)
+        _check_desc(unit, "unit")
         return iterable
-    return progress.track(iterable, total, desc)
+    return progress.track(iterable, total, desc, unit=unit)
 
 
 def advance(n: int = 1) -> None:

@@ -363,9 +363,10 @@ class Run:
     @staticmethod
     def _stage_now(stage: StageStatus, progress: StageProgress, now: float,
                    state: StageState | None = None) -> StageStatus:
-        done, total, desc, inner = progress.sample()
+        done, total, desc, unit, inner = progress.sample()
         return replace(
-            stage, state=state or stage.state, done=done, total=total, desc=desc, inner=inner,
+            stage, state=state or stage.state, done=done, total=total, desc=desc, unit=unit,
+            inner=inner,
             metrics=progress.metrics(), history=progress.history(), message=progress.message,
             elapsed_s=max(now - (stage.started_at or now), 0.0),
             finished_at=now if state is not None else stage.finished_at,

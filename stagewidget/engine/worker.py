@@ -38,8 +38,8 @@ Snapshot = tuple[Any, ...]
 
 def progress_message(progress: StageProgress) -> Snapshot:
     """What the run's process needs to mirror the stage's progress."""
-    done, total, desc, inner = progress.sample()
-    return ("progress", done, total, desc, inner, dict(progress.metrics()),
+    done, total, desc, unit, inner = progress.sample()
+    return ("progress", done, total, desc, unit, inner, dict(progress.metrics()),
             dict(progress.history()), progress.message)
 
 

@@ -11,6 +11,9 @@ MAX_OFFSET = 10**9  # more runs than any store keeps; bounds the digits a query 
 
 _NUM = {"type": ["number", "null"]}
 _STR = {"type": ["string", "null"]}
+_UNIT = {"type": ["string", "null"],
+         "description": "what done/total count (\"epoch\", \"B\"); null when unsaid "
+                        "(a tqdm bar's default \"it\" included)"}
 # ints past 4,300 digits come as strings in scientific notation ("1.000000e+5000")
 _COUNT = {"type": ["integer", "string"]}
 _COUNT_OR_NULL = {"type": ["integer", "string", "null"]}
@@ -38,7 +41,7 @@ _SCHEMAS: dict[str, Any] = {
     "Level": {
         "type": "object", "required": ["desc", "done", "total", "fraction"],
         "properties": {"desc": _STR, "done": _COUNT, "total": _COUNT_OR_NULL,
-                       "fraction": _NUM},
+                       "fraction": _NUM, "unit": _UNIT},
     },
     "StageStatus": {
         "type": "object",
@@ -55,6 +58,7 @@ _SCHEMAS: dict[str, Any] = {
                         "additionalProperties": {"type": "array", "items": _NUM}},
             "message": _STR,
             "inner": {"type": "array", "items": {"$ref": "#/components/schemas/Level"}},
+            "unit": _UNIT,
         },
     },
     "RunStatus": {

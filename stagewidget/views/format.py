@@ -66,22 +66,30 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def format_rate(rate: float | None, unit: str = "it") -> str:
+def format_rate(rate: float | None, unit: str | None = "it") -> str:
     """Format a rate as ``12.3 it/s``, ``1.23k it/s``, or ``2.50 s/it`` below one per second.
 
-    None, zero, negative or non-finite rates give an empty string.
+    ``unit`` names what is counted (``3.20 batch/s``); None means ``it``. None, zero,
+    negative or non-finite rates give an empty string.
     """
     if rate is None or not math.isfinite(rate) or rate <= 0:
         return ""
+    unit = _one_line(unit or "") or "it"
     if rate < 1:
         return f"{_si(1 / rate)} s/{unit}"
     return f"{_si(rate)} {unit}/s"
 
 
-def format_count(done: int, total: int | None) -> str:
-    """Format progress as ``42/100`` (or ``42`` without a total); from a million, ``1.23M``."""
+def format_count(done: int, total: int | None, unit: str | None = None) -> str:
+    """Format progress as ``42/100`` (or ``42`` without a total); from a million, ``1.23M``.
+
+    A ``unit`` follows the numbers: ``12/100 epochs``.
+    """
     text = _count(done)
-    return text if total is None else f"{text}/{_count(total)}"
+    if total is not None:
+        text = f"{text}/{_count(total)}"
+    unit = _one_line(unit) if unit else ""
+    return f"{text} {unit}" if unit else text
 
 
 def format_metrics(metrics: Mapping[str, MetricValue]) -> str:
@@ -112,7 +120,8 @@ def state_symbol(state: RunState | StageState) -> str:
 def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_WIDTH) -> str:
     """Describe one stage on one line: state, bar, percent, counts, rate, ETA, metrics.
 
-    The stage's message and its inner ``track()`` levels follow after ``|``.
+    Counts and rate carry the stage's unit when it has one (``12/100 epoch``,
+    ``3.20 epoch/s``). The stage's message and its inner levels follow after ``|``.
 
     Args:
         stage: the stage to describe.
@@ -126,8 +135,8 @@ def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_W
     if fraction is not None:
         parts.append(_percent(fraction))
     if stage.total is not None or stage.done:
-        parts.append(_progress(stage.desc, stage.done, stage.total))
-    parts.append(format_rate(stage.rate))
+        parts.append(_progress(stage.desc, stage.done, stage.total, stage.unit))
+    parts.append(format_rate(stage.rate, stage.unit))
     duration = _stage_duration(stage)
     if stage.state is StageState.RUNNING and stage.eta_s is not None:
         parts.append(f"eta {format_duration(stage.eta_s)}")
@@ -138,7 +147,8 @@ def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_W
     if stage.message:
         segments.append(_one_line(stage.message))
     if stage.inner:
-        segments.append(" > ".join(_progress(lv.desc, lv.done, lv.total) for lv in stage.inner))
+        segments.append(" > ".join(_progress(lv.desc, lv.done, lv.total, lv.unit)
+                                   for lv in stage.inner))
     return " | ".join(segments)
 
 
@@ -151,8 +161,8 @@ def run_line(status: RunStatus, width: int = 20) -> str:
         stage = status.stages[index]
         parts = [f"{index + 1}/{len(status.stages)} {stage.name}"]
         if stage.total is not None or stage.done:
-            parts.append(_progress(stage.desc, stage.done, stage.total))
-        parts.append(format_rate(stage.rate))
+            parts.append(_progress(stage.desc, stage.done, stage.total, stage.unit))
+        parts.append(format_rate(stage.rate, stage.unit))
         segments.append(" ".join(part for part in parts if part))
     if status.state.terminal:
         segments.append(f"in {format_duration(status.elapsed_s)}")
@@ -214,8 +224,8 @@ def _stage_duration(stage: StageStatus) -> float | None:
     return None
 
 
-def _progress(desc: str | None, done: int, total: int | None) -> str:
-    count = format_count(done, total)
+def _progress(desc: str | None, done: int, total: int | None, unit: str | None = None) -> str:
+    count = format_count(done, total, unit)
     return f"{_one_line(desc)} {count}" if desc else count
 
 

@@ -101,10 +101,11 @@ def _stage_info(stage: StageStatus) -> str:
         return "pending"
     if state is StageState.SKIPPED:
         return "skipped"
-    parts = [fmt.format_count(stage.done, stage.total)] if stage.done or stage.total else []
+    parts = [fmt.format_count(stage.done, stage.total, stage.unit)] \
+        if stage.done or stage.total else []
     if state is StageState.RUNNING:
         if stage.rate:
-            parts.append(fmt.format_rate(stage.rate))
+            parts.append(fmt.format_rate(stage.rate, stage.unit))
         if stage.eta_s is not None:
             parts.append(f"eta {fmt.format_duration(round(stage.eta_s))}")
     else:
@@ -244,7 +245,7 @@ class RunView:
         if stage is None or stage.state is not StageState.RUNNING or not stage.inner:
             return ""
         lines = [f"{'  ' * (i + 1)}↳ {level.desc or 'loop'} {fmt.bar(level.fraction, 16)} "
-                 f"{fmt.format_count(level.done, level.total)}"
+                 f"{fmt.format_count(level.done, level.total, level.unit)}"
                  for i, level in enumerate(stage.inner)]
         return f"<pre>{html.escape(chr(10).join(lines))}</pre>"
 

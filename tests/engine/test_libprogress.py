@@ -7,6 +7,8 @@ must be seen mid-loop block on a ``Gate`` the test opens once an observer saw th
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import itertools
 import json
 import subprocess
@@ -145,6 +147,158 @@ def test_bar_n_counts_items_handed_out_and_ends_at_the_total() -> None:
         return seen, bar.n
 
     assert start(count).result(WAIT_S) == ([4, 5, 6, 7, 8, 9, 10], 10)
+
+
+# -- what the code that made a bar sees ----------------------------------------------------------
+
+
+class EpochBar:
+    """The pattern of Lightning's ``TQDMProgressBar``: one bar reset every epoch, moved
+    only ``if not bar.disable`` (by ``n =`` plus ``refresh()``, or by ``update()``)."""
+
+    def __init__(self, by_update: bool) -> None:
+        self.by_update = by_update
+        self.bar = tqdm.auto.tqdm(desc="Training", leave=True, dynamic_ncols=True,
+                                  file=sys.stdout, smoothing=0)
+
+    def on_epoch_start(self, epoch: int, batches: int) -> None:
+        self.bar.reset(total=batches)
+        self.bar.initial = 0
+        self.bar.set_description(f"Epoch {epoch}")
+
+    def on_batch_end(self, batch: int, loss: float) -> None:
+        if not self.bar.disable:
+            if self.by_update:
+                self.bar.update(1)
+            else:
+                self.bar.n = batch + 1
+                self.bar.refresh()
+            self.bar.set_postfix(loss=loss)
+
+    def on_train_end(self) -> None:
+        if not self.bar.disable:
+            self.bar.close()
+
+
+@pytest.mark.parametrize("by_update", [False, True], ids=["n-and-refresh", "update"])
+def test_a_library_that_checks_disable_before_updating_moves_the_captured_bar(
+        by_update, capsys) -> None:
+    gate, recorder = Gate(), Recorder()
+
+    def fit(_):
+        progress = EpochBar(by_update)
+        seen = [progress.bar.disable]
+        for epoch in range(3):
+            progress.on_epoch_start(epoch, batches=8)
+            for batch in range(8):
+                progress.on_batch_end(batch, loss=1 / (batch + 1))
+                if epoch == 1 and batch == 4:
+                    gate.block()
+        progress.on_train_end()
+        return seen + [progress.bar.disable, progress.bar.n]
+
+    run = start(fit, recorder)
+    live = first(recorder.wait_for(lambda s: first(s).desc == "Epoch 1"
+                                   and first(s).done == 5))
+    assert live.total == 8
+    gate.open()
+    assert run.result(WAIT_S) == [False, True, 8]  # False while open, True once closed
+    final = first(run.status())
+    assert (final.desc, final.done, final.total) == ("Epoch 2", 8, 8)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_no_method_of_a_captured_bar_writes_to_its_file() -> None:
+    def drive(_):
+        drawn = _StringIO()
+        bar = tqdm.std.tqdm(total=10, desc="quiet", file=drawn, mininterval=0,
+                            miniters=1, position=2, leave=True)
+        bar.update(3)
+        bar.refresh()
+        bar.set_description("still quiet")
+        bar.set_description_str("quiet again")
+        bar.set_postfix(loss=0.5)
+        bar.set_postfix_str("x=1")
+        bar.clear()
+        bar.display()
+        bar.moveto(2)
+        bar.unpause()
+        str(bar)
+        bar.reset(total=20)
+        bar.update(4)
+        for _ in tqdm.std.tqdm(range(3), file=drawn, mininterval=0, leave=True):
+            pass
+        bar.close()
+        return bar.disable, bar.n, bar.total, drawn.getvalue()
+
+    assert start(drive).result(WAIT_S) == (True, 4, 20, "")
+
+
+def test_a_captured_notebook_or_rich_bar_reads_enabled_and_builds_no_display(capsys) -> None:
+    bars = [tqdm.notebook.tqdm]
+    if importlib.util.find_spec("rich") is not None:
+        bars.append(importlib.import_module("tqdm.rich").tqdm)
+
+    def make(_):
+        seen = []
+        for cls in bars:
+            bar = cls(total=4, desc=cls.__module__)
+            bar.update(2)
+            bar.reset(total=5)
+            bar.update(5)
+            seen.append((bar.disable, hasattr(bar, "container"), hasattr(bar, "_prog"), bar.n))
+            bar.close()
+        return seen
+
+    assert start(make).result(WAIT_S) == [(False, False, False, 5)] * len(bars)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_a_bars_unit_is_part_of_its_level_and_the_outer_one_is_the_stages(capsys) -> None:
+    gate, recorder = Gate(), Recorder()
+
+    def train(_):
+        for epoch in tqdm.std.tqdm(range(2), desc="train", unit="epoch"):
+            for _ in tqdm.std.tqdm(range(4), desc="batches", unit=" batch", leave=False):
+                for _ in tqdm.std.tqdm(range(3), desc="steps", leave=False):  # unit "it"
+                    if epoch == 1:
+                        gate.block()
+
+    run = start(train, recorder)
+    live = first(recorder.wait_for(lambda s: first(s).done == 2 and len(first(s).inner) == 2))
+    assert (live.desc, live.unit) == ("train", "epoch")
+    assert live.inner == (Level("batches", 1, 4, "batch"), Level("steps", 1, 3, None))
+    gate.open()
+    run.result(WAIT_S)
+    final = first(run.status())
+    assert (final.desc, final.done, final.total, final.unit) == ("train", 2, 2, "epoch")
+    assert capsys.readouterr().err == ""
+
+
+def test_set_postfix_numbers_become_the_stages_metrics() -> None:
+    gate, recorder = Gate(), Recorder()
+
+    def fit(_):
+        bar = tqdm.std.tqdm(total=3, desc="fit", postfix={"ignored": 1.0})
+        for step in range(3):
+            bar.set_postfix(loss=1.0 / (step + 1), v_num="a1", ok=True, step=step)
+            bar.update()
+            if step == 1:
+                gate.block()
+        bar.set_postfix_str("lr=0.1")
+        bar.close()
+        return bar.postfix
+
+    run = start(fit, recorder)
+    live = first(recorder.wait_for(lambda s: first(s).done == 2))
+    assert dict(live.metrics) == {"loss": 0.5, "step": 1}
+    gate.open()
+    assert run.result(WAIT_S) == "lr=0.1"  # tqdm's own postfix text is kept
+    final = first(run.status())
+    assert dict(final.metrics) == {"loss": 1 / 3, "step": 2}
+    assert final.history["loss"] == (1.0, 0.5, 1 / 3)
 
 
 # -- what is captured -----------------------------------------------------------------------
@@ -464,8 +618,8 @@ def test_cancel_stops_a_library_loop_that_never_calls_stagewidget(stage) -> None
 
 
 def nested_in_worker(_):
-    for _ in tqdm.auto.tqdm(range(3), desc="epochs"):
-        for _ in tqdm.auto.tqdm(range(400), desc="steps", leave=False):
+    for _ in tqdm.auto.tqdm(range(3), desc="epochs", unit="epoch"):
+        for _ in tqdm.auto.tqdm(range(400), desc="steps", leave=False, unit="step"):
             time.sleep(0.001)
     return "done"
 
@@ -477,6 +631,7 @@ def test_process_executor_sends_library_levels_back_and_draws_nothing(capfd) -> 
         lambda s: first(s).desc == "epochs" and len(first(s).inner) == 1
         and 0 < first(s).inner[0].done < 400))
     assert live.total == 3 and live.inner[0].desc == "steps" and live.inner[0].total == 400
+    assert (live.unit, live.inner[0].unit) == ("epoch", "step")
     assert run.result(WAIT_S) == "done"
     assert (first(run.status()).done, first(run.status()).total) == (3, 3)
     out = capfd.readouterr()  # the worker writes to the inherited file descriptors
@@ -628,6 +783,7 @@ def test_dask_worker_sends_library_levels_back_and_draws_nothing(capfd) -> None:
                 lambda s: first(s).desc == "epochs" and len(first(s).inner) == 1
                 and 0 < first(s).inner[0].done < 400))
             assert live.total == 3 and live.inner[0].desc == "steps"
+            assert (live.unit, live.inner[0].unit) == ("epoch", "step")
             assert run.result(WAIT_S) == "done"
     finally:
         cluster.close()

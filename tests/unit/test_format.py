@@ -110,6 +110,27 @@ def test_count_is_exact_below_a_million_and_abbreviated_above() -> None:
     assert format_count(1_234_567, 10_000_000) == "1.23M/10.0M"
 
 
+def test_count_and_rate_name_their_unit() -> None:
+    assert format_count(12, 100, "epochs") == "12/100 epochs"
+    assert format_count(3_400_000, None, " B ") == "3.40M B"
+    assert format_count(12, 100, None) == format_count(12, 100, "") == "12/100"
+    assert format_rate(3.2, "batch") == "3.20 batch/s"
+    assert format_rate(3.2, None) == "3.20 it/s"
+    assert format_rate(0.5, "line\nbreak") == "2.00 s/line break"
+
+
+def test_stage_and_run_lines_show_the_stage_and_level_units() -> None:
+    stage = replace(running_train(), desc="Epoch", unit="epoch",
+                    inner=(Level("batches", 3, 10, "batch"), Level("step", 7)))
+    assert stage_line(stage, width=10) == (
+        "train      ▶ running   [████▌     ]  45% Epoch 45/100 epoch 12.3 epoch/s eta 4.5s"
+        " loss=0.31 | batches 3/10 batch > step 7"
+    )
+    run = three_stage_run()
+    stages = (run.stages[0], replace(run.stages[1], unit="img"), run.stages[2])
+    assert "45/100 img 12.3 img/s" in run_line(replace(run, stages=stages), width=10)
+
+
 def test_metrics_keep_insertion_order_and_round_floats_to_four_digits() -> None:
     metrics = {"loss": 0.312345, "acc": 0.912, "step": 1200, "phase": "warmup"}
     assert format_metrics(metrics) == "loss=0.3123 acc=0.912 step=1200 phase=warmup"

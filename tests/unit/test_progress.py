@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import stagewidget as sw
-from stagewidget import Cancelled, PipelineError, StageProgress
+from stagewidget import Cancelled, Level, PipelineError, StageProgress
 
 
 def test_outside_a_run_track_returns_the_iterable_itself() -> None:
@@ -30,9 +30,9 @@ def test_track_over_a_list_counts_items_without_wrapping_them() -> None:
     loop = iter(progress.track([10, 20, 30], desc="rows"))
     assert next(loop) == 10
     assert next(loop) == 20
-    assert progress.sample() == (2, 3, "rows", ())
+    assert progress.sample() == (2, 3, "rows", None, ())
     assert list(loop) == [30]
-    assert progress.sample() == (3, 3, "rows", ())
+    assert progress.sample() == (3, 3, "rows", None, ())
 
 
 def test_track_over_a_generator_counts_and_takes_the_given_total() -> None:
@@ -52,10 +52,26 @@ def test_nested_loops_become_inner_levels() -> None:
         for batch in progress.track(["a", "b", "c", "d"], desc="batch"):
             if epoch == 1 and batch == "b":
                 seen = progress.sample()
-    done, total, desc, inner = seen
+    done, total, desc, _, inner = seen
     assert (done, total, desc) == (2, 3, "epoch")
     assert [(lv.desc, lv.done, lv.total) for lv in inner] == [("batch", 2, 4)]
-    assert progress.sample() == (3, 3, "epoch", ())
+    assert progress.sample() == (3, 3, "epoch", None, ())
+
+
+def test_track_unit_names_its_level_and_the_stage_it_drives() -> None:
+    progress = StageProgress("train")
+    for epoch in progress.track(range(2), desc="epochs", unit="epoch"):
+        for _ in progress.track(range(5), desc="batches", unit="batch"):
+            if epoch == 1:
+                seen = progress.sample()
+                break
+    assert seen == (2, 2, "epochs", "epoch", (Level("batches", 1, 5, "batch"),))
+    assert progress.sample() == (2, 2, "epochs", "epoch", ())
+    with pytest.raises(PipelineError, match="track\\(\\) unit must be a str or None"):
+        progress.track([], unit=3)
+    assert sw.track([1], unit="row") == [1]  # outside a run: unchanged, still checked
+    with pytest.raises(PipelineError, match="unit must be a str"):
+        sw.track([1], unit=b"row")
 
 
 def test_a_loop_left_by_break_no_longer_shows_as_inner() -> None:
@@ -64,7 +80,7 @@ def test_a_loop_left_by_break_no_longer_shows_as_inner() -> None:
         for j in progress.track(range(100), desc="inner"):
             if j == 5:
                 break
-        _, _, _, inner = progress.sample()
+        *_, inner = progress.sample()
         assert inner == ()
 
 
@@ -73,7 +89,7 @@ def test_declared_total_makes_advance_the_stage_counter_and_loops_inner() -> Non
     progress.advance()
     progress.advance(2)
     for _ in progress.track(range(4), desc="files"):
-        _, _, _, inner = progress.sample()
+        *_, inner = progress.sample()
     assert progress.sample()[:2] == (3, 3)
     assert [lv.desc for lv in inner] == ["files"]
 
@@ -194,7 +210,7 @@ def test_many_short_inner_loops_do_not_pile_up() -> None:
         for _ in progress.track(range(3), desc="inner"):
             pass
     assert len(progress._loops) <= 2  # ended loops are dropped as new ones start
-    assert progress.sample() == (10_000, 10_000, "outer", ())
+    assert progress.sample() == (10_000, 10_000, "outer", None, ())
 
 
 def test_a_cancelled_list_loop_reports_how_far_it_got_not_its_total() -> None:
@@ -223,13 +239,13 @@ def test_track_over_a_range_past_sys_maxsize_counts_like_any_range(total) -> Non
     progress = StageProgress("s")
     loop = iter(progress.track(range(10**30), total=total, desc="huge"))
     assert [next(loop) for _ in range(3)] == [0, 1, 2]
-    assert progress.sample() == (3, 10**30, "huge", ())
+    assert progress.sample() == (3, 10**30, "huge", None, ())
 
 
 def test_track_over_a_sequence_whose_len_overflows_takes_its_len_and_counts() -> None:
     progress = StageProgress("s")
     assert list(progress.track(HugeSequence())) == [0, 1, 2, 3, 4]
-    assert progress.sample() == (5, 10**30, None, ())
+    assert progress.sample() == (5, 10**30, None, None, ())
 
 
 def test_cancel_stops_a_loop_over_a_range_past_sys_maxsize() -> None:

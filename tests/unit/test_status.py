@@ -135,6 +135,18 @@ def test_level_fraction() -> None:
     assert Level("empty", 0, 0).fraction == 1.0
 
 
+def test_a_level_and_a_stage_carry_their_unit_into_json() -> None:
+    assert Level("batch", 3, 4).unit is None and StageStatus("s").unit is None
+    level = Level("download", 3, 4, "B")
+    stage = StageStatus("train", StageState.RUNNING, done=2, total=5, desc="epochs",
+                        inner=(level,), unit="epoch")
+    data = json.loads(json.dumps(stage.to_dict(), allow_nan=False))
+    assert data["unit"] == "epoch"
+    assert data["inner"] == [{"desc": "download", "done": 3, "total": 4, "fraction": 0.75,
+                              "unit": "B"}]
+    assert Level("x", 1).to_dict()["unit"] is None
+
+
 def test_snapshots_are_frozen() -> None:
     status = RunStatus("id", "p")
     with pytest.raises(AttributeError):
