@@ -4,6 +4,7 @@ while it prints, and the cells' own prints are untouched."""
 
 from __future__ import annotations
 
+import ast
 import time
 
 import kernel as harness
@@ -52,7 +53,7 @@ def test_a_stages_prints_land_in_its_log_and_in_no_cell(kernel: Kernel) -> None:
     assert (second.stdout, second.stderr) == ("cell two\n", "")
     assert (third.stdout, third.stderr) == ("chatted\n", "")
     assert (later.stdout, later.stderr) == ("a later cell\n", "")
-    lines = eval(logs.stdout)  # noqa: S307  (our own cell's repr of a list of str)
+    lines = ast.literal_eval(logs.stdout)  # our own cell's repr of a list of str
     assert lines[:4] == ["stage line 0", "stage line 1", "stage line 2", "stage line 5"]
     assert any(line.endswith("UserWarning: stage warning") for line in lines)
     streams = kernel.messages_since(since, "stream")
