@@ -8,6 +8,7 @@ the CLI logs one line per request without the token.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -126,14 +127,24 @@ def test_head_of_a_running_runs_events_answers_the_headers_at_once(client) -> No
         svc_pipelines.gate(gate).set()
 
 
-# -- item 15: request heads bounded in size and time --------------------------------------
+# -- item 15: request heads bounded in size and time, with either parser ------------------
+
+# Every head test runs on both parsers the service can pick (httptools when installed).
+PARSERS = [pytest.param("h11"), pytest.param("httptools", marks=pytest.mark.skipif(
+    importlib.util.find_spec("httptools") is None, reason="httptools is not installed"))]
+
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-@pytest.mark.parametrize("how", ["whole", "trickled"])
-def test_a_100_kb_request_head_is_refused_while_another_connection_works(service, how
-                                                                           ) -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("how", ["whole", "trickled", "pipelined"])
+def test_a_100_kb_request_head_is_refused_while_another_connection_works(
+        make_service, store_kind, parser, how) -> None:
+    service = make_service(store_kind, http=parser)
+    assert service.http == parser
     head = (b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000
             + b"\r\n\r\n")
+    if how == "pipelined":  # after a small request, in the same write
+        head = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + head
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as big, \
             httpx.Client(base_url=service.url, timeout=WAIT_S) as other:
         try:
@@ -146,13 +157,18 @@ def test_a_100_kb_request_head_is_refused_while_another_connection_works(service
             pass  # refused before all was sent
         assert other.get("/api/health").status_code == 200
         answer = reply_or_close(big)
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-    assert b"ok" not in answer
+    if how == "pipelined":  # the first request is answered, the big head is not
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        assert answer.count(b"HTTP/1.1 ") == 1 + answer.count(b"HTTP/1.1 431 "), answer
+    else:
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b"ok" not in answer
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-def test_the_head_limit_is_configurable(make_service, store_kind) -> None:
-    service = make_service(store_kind, max_head_bytes=4096)
+@pytest.mark.parametrize("parser", PARSERS)
+def test_the_head_limit_is_configurable(make_service, store_kind, parser) -> None:
+    service = make_service(store_kind, max_head_bytes=4096, http=parser)
     with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         assert client.get("/api/runs", headers={"X-Pad": "a" * 3000}).status_code == 200
         try:
@@ -163,10 +179,11 @@ def test_the_head_limit_is_configurable(make_service, store_kind) -> None:
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize("parser", PARSERS)
 @pytest.mark.parametrize("when", ["first request", "after a kept-alive request"])
-def test_a_slow_request_head_is_closed_after_the_head_timeout(make_service, store_kind, when
-                                                              ) -> None:
-    service = make_service(store_kind, head_timeout_s=0.5)
+def test_a_slow_request_head_is_closed_after_the_head_timeout(make_service, store_kind,
+                                                              parser, when) -> None:
+    service = make_service(store_kind, head_timeout_s=0.5, http=parser)
     stop = threading.Event()
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as slow:
         if when != "first request":
@@ -193,9 +210,10 @@ def test_a_slow_request_head_is_closed_after_the_head_timeout(make_service, stor
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(make_service,
-                                                                           store_kind) -> None:
-    service = make_service(store_kind, head_timeout_s=0.5)
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(
+        make_service, store_kind, parser) -> None:
+    service = make_service(store_kind, head_timeout_s=0.5, http=parser)
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as idle:
         assert reply_or_close(idle).startswith(b"HTTP/1.1 408 ")
 
@@ -457,7 +475,9 @@ def test_the_reply_encoder_escapes_surrogates_and_nulls_non_finite_numbers() -> 
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-def test_a_websocket_upgrade_is_not_served(service) -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_websocket_upgrade_is_not_served(make_service, store_kind, parser) -> None:
+    service = make_service(store_kind, http=parser)
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as sock:
         sock.sendall(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
                      b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
