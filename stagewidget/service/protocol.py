@@ -26,8 +26,9 @@ __all__ = ["PARSERS", "bounded_protocol", "pick_parser"]
 PARSERS = ("httptools", "h11")
 """The HTTP parsers a service can use, fastest first."""
 
-_CRLF2 = b"\r\n\r\n"  # the end of a head for httptools (llhttp takes no bare LF)
-_H11_HEAD_END = re.compile(rb"\n\r?\n")  # h11 takes a bare LF as a line end too
+# Where a head can end: a blank line, CRLF CRLF or with bare LFs, which h11 (and httptools
+# before llhttp) take as line ends too.
+_HEAD_END = re.compile(rb"\n\r?\n")
 
 
 def pick_parser(http: str = "auto") -> str:
@@ -164,7 +165,7 @@ class _H11Head(_HeadBounds):
         if self.conn.their_state is h11.IDLE:
             buffered = self.conn.trailing_data[0]
             limit = self.max_head_bytes
-            if len(buffered) > limit and _H11_HEAD_END.search(buffered, 0, limit) is None:
+            if len(buffered) > limit and _HEAD_END.search(buffered, 0, limit) is None:
                 self._refuse_head_size()
                 return
         super().handle_events()  # type: ignore[misc]
@@ -181,11 +182,12 @@ class _HttpToolsHead(_HeadBounds):
 
     httptools parses what it is fed at once and buffers a head of any size, so the bytes
     are fed in pieces that each end where a head or a body can end: a head piece ends at
-    the first blank line (CRLF CRLF), and no piece goes past ``max_head_bytes`` of the
-    head it belongs to (else 431, before the parser sees it); a body piece ends where the
-    ``Content-Length`` body does, or for a chunked body at the next blank line (its last
-    chunk ends in one). So every head starts at the start of a piece and is counted whole,
-    whether it came in one read with others (pipelined) or over many.
+    the first blank line (CRLF CRLF, or a bare-LF form), and no piece goes past
+    ``max_head_bytes`` of the head it belongs to (else 431, before the parser sees it); a
+    body piece ends where the ``Content-Length`` body does, or for a chunked body at the
+    next blank line (its last chunk ends in one). So every head starts at the start of a
+    piece and is counted whole, whether it came in one read with others (pipelined) or
+    over many. A complete head in one read, the usual case, is fed as it came.
     """
 
     cycle: Any
@@ -194,8 +196,8 @@ class _HttpToolsHead(_HeadBounds):
     _in_head = True  # from a message's end (or the connection's start) to its head's end
     _head_bytes = 0  # of the head in progress
     _body_left: int | None = None  # of a Content-Length body; -1 for chunked
-    _tail = b""  # the last bytes of an unfinished head or chunked body, for a CRLF CRLF
-    # split between reads
+    _tail = b""  # the last bytes of an unfinished head or chunked body: a blank line may
+    # be split between reads
     _refusing = False  # a head over the limit waits for the responses before it
     flow: Any
 
@@ -214,7 +216,7 @@ class _HttpToolsHead(_HeadBounds):
             if self.transport.is_closing():  # a parse error was answered 400
                 return
             unfinished = self._head_bytes if self._in_head else self._body_left == -1
-            self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if unfinished else b""
+            self._tail = (self._tail + data[max(start, end - 2):end])[-2:] if unfinished else b""
             start = end
         self._watch_head()
 
@@ -255,15 +257,16 @@ class _HttpToolsHead(_HeadBounds):
         return end
 
     def _blank_line_end(self, data: bytes, start: int, stop: int) -> int:
-        """The offset just past the first CRLF CRLF that ends in ``data[start:stop]``
-        (one begun in the previous piece included), or -1."""
-        if self._tail:
-            joined = self._tail + data[start:start + 3]
-            at = joined.find(_CRLF2)
-            if at >= 0 and start + at + 4 - len(self._tail) <= stop:
-                return start + at + 4 - len(self._tail)
-        at = data.find(_CRLF2, start, stop)
-        return at + 4 if at >= 0 else -1
+        """The offset just past the first blank line that ends in ``data[start:stop]`` (one
+        begun in the previous piece included), or -1."""
+        tail = self._tail
+        if tail:
+            for match in _HEAD_END.finditer(tail + data[start:start + 2]):
+                if match.end() > len(tail):
+                    end = start + match.end() - len(tail)
+                    return end if end <= stop else -1
+        match = _HEAD_END.search(data, start, stop)
+        return match.end() if match else -1
 
     def _content_length(self) -> int:
         """The body's length from the head (-1 when chunked; llhttp checked the values)."""

@@ -352,6 +352,24 @@ def test_heads_pipelined_after_bodies_in_one_read_are_each_bounded(parser, last_
                                           b"200 OK | POST /c 5004", last]
 
 
+@pytest.mark.parametrize("store_kind", ["memory"])
+def test_a_service_serves_with_httptools_when_installed_unless_told_h11(make_service,
+                                                                        store_kind) -> None:
+    fastest = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    auto, h11 = make_service(store_kind), make_service(store_kind, http="h11")
+    assert auto.http == fastest and f"{fastest} parser" in repr(auto)
+    assert h11.http == "h11" and "h11 parser" in repr(h11)
+    with pytest.raises(sw.PipelineError, match="http must be one of auto, httptools, h11"):
+        make_service(store_kind, http="uvloop")
+
+
+def test_serve_says_which_parser_serves(serve_cli) -> None:
+    served = serve_cli("--http", "h11")
+    line = served.read_until(lambda line: line.startswith("serving "))
+    assert line.rstrip().endswith("(memory store, h11 parser)"), line
+    served.stop()
+
+
 # -- item 16: the token before routing, the API document included -------------------------
 
 @pytest.mark.parametrize("store_kind", ["memory"])
