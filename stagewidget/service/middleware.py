@@ -86,14 +86,16 @@ class AccessLog:
             path = (scope.get("raw_path") or scope["path"].encode("utf-8", "backslashreplace")
                     ).decode("latin-1")
             query = scope.get("query_string", b"").decode("latin-1")
-            here = sys._getframe()
             logger.handle(logger.makeRecord(
-                logger.name, logging.INFO, here.f_code.co_filename, here.f_lineno,
+                logger.name, logging.INFO, _CODE.co_filename, sys._getframe().f_lineno,
                 '%s "%s %s%s%s HTTP/%s" %s %.1f ms',
                 (f"{client[0]}:{client[1]}" if client else "-", scope["method"], path,
                  "?" if query else "", query, scope.get("http_version", "1.1"), noted.status,
                  took_ms),
-                None, here.f_code.co_name))
+                None, _CODE.co_name))
+
+
+_CODE = AccessLog.__call__.__code__  # the origin of its records (a frame would be a cycle)
 
 
 class _StatusNote:
