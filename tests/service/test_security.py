@@ -247,7 +247,7 @@ def converse(parser: str, reads: list[bytes], replies: int, max_head_bytes: int 
 
     async def talk() -> bytes:
         loop = asyncio.get_running_loop()
-        config = uvicorn.Config(_echo, lifespan="off", log_level="warning",
+        config = uvicorn.Config(_echo, lifespan="off", log_level="warning", ws="none",
                                 h11_max_incomplete_event_size=max_head_bytes)
         protocol = bounded_protocol(parser, max_head_bytes=max_head_bytes,
                                     head_timeout_s=WAIT_S)(
