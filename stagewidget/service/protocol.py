@@ -74,15 +74,22 @@ class _HeadBounds:
     awaited and begun. Everything runs on the server's event loop.
     """
 
+    # Slots, not instance attributes: uvicorn's protocols have 25-28 of those already, and
+    # past 30 an instance dict stops sharing its keys, which slows every attribute access.
+    __slots__ = ("_head_timer",)
+
     max_head_bytes: int = 64 * 1024
     head_timeout_s: float = 10.0
-    _head_timer: asyncio.TimerHandle | None = None
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     client: tuple[str, int] | None
     logger: Any
     timeout_keep_alive_task: asyncio.TimerHandle | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._head_timer: asyncio.TimerHandle | None = None
+        super().__init__(*args, **kwargs)
 
     def _head_awaited(self) -> bool:
         """Whether the client is to send a request head (no response is being written)."""
@@ -106,7 +113,8 @@ class _HeadBounds:
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
-        self._watch_head()  # part of the next head may have come during the response
+        if self._head_begun():  # part of the next head came during the response
+            self._watch_head()
 
     def _watch_head(self) -> None:
         """Time the head while one is awaited; stop timing once it is in."""
@@ -155,6 +163,8 @@ class _H11Head(_HeadBounds):
     whenever a head is awaited: the end of the head must come within the limit.
     """
 
+    __slots__ = ()
+
     conn: Any
 
     def data_received(self, data: bytes) -> None:
@@ -190,18 +200,33 @@ class _HttpToolsHead(_HeadBounds):
     over many. A complete head in one read, the usual case, is fed as it came.
     """
 
+    __slots__ = ("_body_left", "_head_bytes", "_in_head", "_refusing", "_tail")
+
     cycle: Any
     headers: list[tuple[bytes, bytes]]
-
-    _in_head = True  # from a message's end (or the connection's start) to its head's end
-    _head_bytes = 0  # of the head in progress
-    _body_left: int | None = None  # of a Content-Length body; -1 for chunked
-    _tail = b""  # the last bytes of an unfinished head or chunked body: a blank line may
-    # be split between reads
-    _refusing = False  # a head over the limit waits for the responses before it
     flow: Any
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._in_head = True  # from a message's end (or the connection's start) to its head's
+        self._head_bytes = 0  # end; the bytes of the head in progress
+        self._body_left: int | None = None  # of a Content-Length body; -1 for chunked
+        self._tail = b""  # the last bytes of an unfinished head or chunked body: a blank
+        # line may be split between reads
+        self._refusing = False  # a head over the limit waits for the responses before it
+        super().__init__(*args, **kwargs)
+
     def data_received(self, data: bytes) -> None:
+        if self._in_head and not self._head_bytes and len(data) <= self.max_head_bytes:
+            end = _HEAD_END.search(data)
+            if end is not None and end.end() == len(data) and not self._refusing:
+                # One whole head, as a read usually brings it: fed as it came.
+                super().data_received(data)  # type: ignore[misc]
+                self._tail = b""
+                self._watch_head()  # stops timing, unless it was only blank lines
+                return
+        self._feed_in_pieces(data)
+
+    def _feed_in_pieces(self, data: bytes) -> None:
         if self._refusing:
             return
         start, size = 0, len(data)

@@ -211,6 +211,32 @@ def test_a_slow_request_head_is_closed_after_the_head_timeout(make_service, stor
 
 @pytest.mark.parametrize("store_kind", ["memory"])
 @pytest.mark.parametrize("parser", PARSERS)
+def test_blank_lines_do_not_hold_a_connection_past_the_head_timeout(make_service, store_kind,
+                                                                    parser) -> None:
+    service = make_service(store_kind, head_timeout_s=0.5, http=parser)
+    stop = threading.Event()
+    with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as idle:
+
+        def blank_lines() -> None:  # each a whole "head" in one read, none a request
+            try:
+                while not stop.wait(0.1):
+                    idle.sendall(b"\r\n\r\n")
+            except OSError:
+                pass  # closed by the server: what this test waits for
+
+        sender = threading.Thread(target=blank_lines, name="blank-lines")
+        sender.start()
+        try:
+            answer = reply_or_close(idle)
+        finally:
+            stop.set()
+            sender.join(WAIT_S)
+    # h11 takes a blank line for a malformed request line; httptools skips them
+    assert answer.startswith(b"HTTP/1.1 400 " if parser == "h11" else b"HTTP/1.1 408 "), answer
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize("parser", PARSERS)
 def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(
         make_service, store_kind, parser) -> None:
     service = make_service(store_kind, head_timeout_s=0.5, http=parser)
