@@ -222,7 +222,10 @@ class _HttpToolsHead(_HeadBounds):
                 # One whole head, as a read usually brings it: fed as it came.
                 super().data_received(data)  # type: ignore[misc]
                 self._tail = b""
-                self._watch_head()  # stops timing, unless it was only blank lines
+                if self._in_head and not self._responding():  # only blank lines came
+                    self._watch_head()
+                elif self._head_timer is not None:
+                    self._stop_head_timer()
                 return
         self._feed_in_pieces(data)
 
