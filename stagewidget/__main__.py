@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_security_flags(serve: argparse.ArgumentParser) -> None:
-    """The serve flags for the token, request-head limits, tracebacks and the access log."""
+    """The serve flags for the token, request heads (limits, parser), tracebacks and the
+    access log."""
     tokens = serve.add_mutually_exclusive_group()
     tokens.add_argument("--token", default=os.environ.get("STAGEWIDGET_TOKEN") or None,
                         help="bearer token clients must send (default: $STAGEWIDGET_TOKEN, "
@@ -74,6 +75,9 @@ def _add_security_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--head-timeout-s", type=float, default=10.0,
                        help="close a connection that has not sent a complete request head "
                        "this long after it opened, with 408 (default: 10)")
+    serve.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto",
+                       help="HTTP parser (default auto: httptools when installed, as it is "
+                       "faster, else h11; both keep the head limits)")
     serve.add_argument("--expose-tracebacks", action="store_true",
                        help="show failed runs' tracebacks to HTTP clients (default: type, "
                        "message and stage only; tracebacks stay in this terminal's log)")
@@ -116,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
                           executor=args.executor, cors_origins=tuple(args.cors_origin),
                           token="" if args.no_token else args.token,
                           max_head_bytes=args.max_head_bytes,
-                          head_timeout_s=args.head_timeout_s,
+                          head_timeout_s=args.head_timeout_s, http=args.http,
                           expose_tracebacks=args.expose_tracebacks,
                           expose_logs=args.expose_logs,
                           access_log=not args.no_access_log)
@@ -124,8 +128,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"stagewidget serve: {exc}", file=sys.stderr)
         return 2
     names = ", ".join(sorted(service.registry.pipelines))
-    print(f"serving {names} on {service.url} ({service.registry.store.name} store)",
-          file=sys.stderr, flush=True)
+    print(f"serving {names} on {service.url} ({service.registry.store.name} store, "
+          f"{service.http} parser)", file=sys.stderr, flush=True)
     print(_token_banner(service.token, given=args.token is not None), file=sys.stderr,
           flush=True)
     try:

@@ -81,6 +81,9 @@ class Service:
             answered 431 before anything else is read.
         head_timeout_s: how long a client may take to send a request head once it
             connected (or began its next request); then 408 and the connection is closed.
+        http: the HTTP parser: ``"auto"`` (httptools when installed, as it is faster;
+            else h11), ``"h11"`` or ``"httptools"``. Both keep the head limits above;
+            ``service.http`` says which one serves.
         expose_tracebacks: show failed runs' tracebacks to HTTP clients (default: the
             error's type, message and stage only; the traceback stays in this process).
         expose_logs: show runs' logs (what their stages printed, warned and logged) to
@@ -95,9 +98,9 @@ class Service:
                  redis: str | None = None, token: str | None = None,
                  cors_origins: tuple[str, ...] = (), max_body_bytes: int = 1 << 20,
                  max_head_bytes: int = MAX_HEAD_BYTES, head_timeout_s: float = HEAD_TIMEOUT_S,
-                 expose_tracebacks: bool = False, expose_logs: bool = False,
-                 access_log: bool = False, prefix: str = "stagewidget",
-                 **registry_options: Any) -> None:
+                 http: str = "auto", expose_tracebacks: bool = False,
+                 expose_logs: bool = False, access_log: bool = False,
+                 prefix: str = "stagewidget", **registry_options: Any) -> None:
         try:
             import uvicorn
         except ImportError:
@@ -112,7 +115,10 @@ class Service:
             raise PipelineError(f"head_timeout_s must be a positive number of seconds "
                                 f"(got {head_timeout_s!r})")
         from .http import create_app
-        from .protocol import bounded_h11
+        from .protocol import bounded_protocol, pick_parser
+
+        self.http: str = pick_parser(http)
+        """The HTTP parser serving: ``"httptools"`` or ``"h11"``."""
 
         self.token: str = token
         """The bearer token clients send (``Authorization: Bearer <token>``); "" for none."""
@@ -123,14 +129,15 @@ class Service:
             expose_logs=expose_logs,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None)
         self.host = host
-        # h11, always: uvicorn's "auto" would pick httptools when installed, whose heads are
-        # unbounded; h11 bounds them (max_head_bytes) and bounded_h11 times them. No
-        # WebSocket upgrades: the API has none, and an upgrade would pass the token check.
+        # The parser picked above, never uvicorn's own choice: bounded_protocol bounds and
+        # times request heads with either. No WebSocket upgrades: the API has none, and an
+        # upgrade would pass the token check.
         self._config = uvicorn.Config(
             self.app, host=host, port=port, log_level="warning", access_log=False,
             lifespan="off", server_header=False, timeout_graceful_shutdown=2,
-            http=bounded_h11(head_timeout_s), h11_max_incomplete_event_size=max_head_bytes,
-            ws="none")
+            http=bounded_protocol(self.http, max_head_bytes=max_head_bytes,
+                                  head_timeout_s=head_timeout_s),
+            h11_max_incomplete_event_size=max_head_bytes, ws="none")
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self._handover: threading.Thread | None = None
@@ -157,7 +164,7 @@ class Service:
         # The token is shown while it is of use, so a notebook user can copy it.
         token = (f" token: {self.token}" if self.token else " no token") if serving else ""
         return (f"<Service {self.url} ({'serving' if serving else 'stopped'}, "
-                f"{self.registry.store.name} store, pipelines: "
+                f"{self.registry.store.name} store, {self.http} parser, pipelines: "
                 f"{', '.join(sorted(self.registry.pipelines)) or 'none'}){token}>")
 
     def run(self, run_id: str) -> Run:

@@ -8,6 +8,7 @@ the CLI logs one line per request without the token.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -126,14 +127,24 @@ def test_head_of_a_running_runs_events_answers_the_headers_at_once(client) -> No
         svc_pipelines.gate(gate).set()
 
 
-# -- item 15: request heads bounded in size and time --------------------------------------
+# -- item 15: request heads bounded in size and time, with either parser ------------------
+
+# Every head test runs on both parsers the service can pick (httptools when installed).
+PARSERS = [pytest.param("h11"), pytest.param("httptools", marks=pytest.mark.skipif(
+    importlib.util.find_spec("httptools") is None, reason="httptools is not installed"))]
+
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-@pytest.mark.parametrize("how", ["whole", "trickled"])
-def test_a_100_kb_request_head_is_refused_while_another_connection_works(service, how
-                                                                           ) -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("how", ["whole", "trickled", "pipelined"])
+def test_a_100_kb_request_head_is_refused_while_another_connection_works(
+        make_service, store_kind, parser, how) -> None:
+    service = make_service(store_kind, http=parser)
+    assert service.http == parser
     head = (b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000
             + b"\r\n\r\n")
+    if how == "pipelined":  # after a small request, in the same write
+        head = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + head
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as big, \
             httpx.Client(base_url=service.url, timeout=WAIT_S) as other:
         try:
@@ -146,13 +157,18 @@ def test_a_100_kb_request_head_is_refused_while_another_connection_works(service
             pass  # refused before all was sent
         assert other.get("/api/health").status_code == 200
         answer = reply_or_close(big)
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-    assert b"ok" not in answer
+    if how == "pipelined":  # the first request is answered, the big head is not
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        assert answer.count(b"HTTP/1.1 ") == 1 + answer.count(b"HTTP/1.1 431 "), answer
+    else:
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b"ok" not in answer
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-def test_the_head_limit_is_configurable(make_service, store_kind) -> None:
-    service = make_service(store_kind, max_head_bytes=4096)
+@pytest.mark.parametrize("parser", PARSERS)
+def test_the_head_limit_is_configurable(make_service, store_kind, parser) -> None:
+    service = make_service(store_kind, max_head_bytes=4096, http=parser)
     with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
         assert client.get("/api/runs", headers={"X-Pad": "a" * 3000}).status_code == 200
         try:
@@ -163,10 +179,11 @@ def test_the_head_limit_is_configurable(make_service, store_kind) -> None:
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize("parser", PARSERS)
 @pytest.mark.parametrize("when", ["first request", "after a kept-alive request"])
-def test_a_slow_request_head_is_closed_after_the_head_timeout(make_service, store_kind, when
-                                                              ) -> None:
-    service = make_service(store_kind, head_timeout_s=0.5)
+def test_a_slow_request_head_is_closed_after_the_head_timeout(make_service, store_kind,
+                                                              parser, when) -> None:
+    service = make_service(store_kind, head_timeout_s=0.5, http=parser)
     stop = threading.Event()
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as slow:
         if when != "first request":
@@ -193,11 +210,190 @@ def test_a_slow_request_head_is_closed_after_the_head_timeout(make_service, stor
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(make_service,
-                                                                           store_kind) -> None:
-    service = make_service(store_kind, head_timeout_s=0.5)
+@pytest.mark.parametrize("parser", PARSERS)
+def test_blank_lines_do_not_hold_a_connection_past_the_head_timeout(make_service, store_kind,
+                                                                    parser) -> None:
+    service = make_service(store_kind, head_timeout_s=0.5, http=parser)
+    stop = threading.Event()
+    with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as idle:
+
+        def blank_lines() -> None:  # each a whole "head" in one read, none a request
+            try:
+                while not stop.wait(0.1):
+                    idle.sendall(b"\r\n\r\n")
+            except OSError:
+                pass  # closed by the server: what this test waits for
+
+        sender = threading.Thread(target=blank_lines, name="blank-lines")
+        sender.start()
+        try:
+            answer = reply_or_close(idle)
+        finally:
+            stop.set()
+            sender.join(WAIT_S)
+    # h11 takes a blank line for a malformed request line; httptools skips them
+    assert answer.startswith(b"HTTP/1.1 400 " if parser == "h11" else b"HTTP/1.1 408 "), answer
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(
+        make_service, store_kind, parser) -> None:
+    service = make_service(store_kind, head_timeout_s=0.5, http=parser)
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as idle:
         assert reply_or_close(idle).startswith(b"HTTP/1.1 408 ")
+
+
+# Read boundaries are the network's to choose, so these drive a bounded protocol directly
+# through an in-memory transport: each bytes object below is one read.
+
+async def _echo(scope, receive, send) -> None:
+    """An ASGI app answering ``METHOD /path <body length>``."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    reply = f"{scope['method']} {scope['path']} {size}".encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(reply)).encode())]})
+    await send({"type": "http.response.body", "body": reply})
+
+
+def converse(parser: str, reads: list[bytes], replies: int, max_head_bytes: int = 4096
+             ) -> list[bytes]:
+    """Feed ``reads`` to a bounded ``parser`` connection; return its replies' first line and
+    body once it wrote ``replies`` of them or closed."""
+    import asyncio
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from stagewidget.service.protocol import bounded_protocol
+
+    async def talk() -> bytes:
+        loop = asyncio.get_running_loop()
+        config = uvicorn.Config(_echo, lifespan="off", log_level="warning", ws="none",
+                                h11_max_incomplete_event_size=max_head_bytes)
+        protocol = bounded_protocol(parser, max_head_bytes=max_head_bytes,
+                                    head_timeout_s=WAIT_S)(
+            config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        done = asyncio.Event()
+
+        class Transport(asyncio.Transport):
+            out, closing = bytearray(), False
+
+            def write(self, data) -> None:
+                self.out += data
+                if self.out.count(b"HTTP/1.1 ") >= replies:
+                    done.set()
+
+            def close(self) -> None:
+                if not self.closing:
+                    self.closing = True
+                    done.set()
+                    loop.call_soon(protocol.connection_lost, None)
+
+            def is_closing(self) -> bool:
+                return self.closing
+
+            def pause_reading(self) -> None:
+                pass
+
+            def resume_reading(self) -> None:
+                pass
+
+            def get_extra_info(self, name, default=None):
+                return {"peername": ("127.0.0.1", 40000),
+                        "sockname": ("127.0.0.1", 8750)}.get(name, default)
+
+        transport = Transport()
+        protocol.connection_made(transport)
+        for data in reads:
+            if not transport.closing:
+                protocol.data_received(data)
+        await asyncio.wait_for(done.wait(), WAIT_S)
+        await asyncio.sleep(0)  # let a reply written in the same turn (431 after 200) land
+        transport.close()
+        return bytes(transport.out)
+
+    out = asyncio.run(talk())
+    return [part.split(b"\r\n", 1)[0] + b" | " + part.rpartition(b"\r\n\r\n")[2]
+            for part in out.split(b"HTTP/1.1 ")[1:]]
+
+
+def request(path: str, head_bytes: int = 0, body: bytes = b"", chunked: bool = False) -> bytes:
+    """A request for ``path``, padded with an X-Pad header to ``head_bytes`` when given."""
+    method = "POST" if body or chunked else "GET"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if chunked:
+        head += "Transfer-Encoding: chunked\r\n"
+        body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body, b"\r\n\r\n")
+                        ) + b"0\r\n\r\n"
+    elif body:
+        head += f"Content-Length: {len(body)}\r\n"
+    if head_bytes:
+        head += "X-Pad: " + "a" * (head_bytes - len(head) - len("X-Pad: \r\n\r\n")) + "\r\n"
+    encoded = (head + "\r\n").encode()
+    assert not head_bytes or len(encoded) == head_bytes
+    return encoded + body
+
+
+OK_431 = b"431 Request Header Fields Too Large | the request head may be at most 4096 bytes"
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("reads", ["whole", "bytewise", "after a request"])
+def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_refused(parser, reads
+                                                                            ) -> None:
+    def split(data: bytes) -> list[bytes]:
+        if reads == "bytewise":
+            return [data[i:i + 1] for i in range(len(data))]
+        return [request("/first") + data] if reads == "after a request" else [data]
+
+    first = [b"200 OK | GET /first 0"] if reads == "after a request" else []
+    assert converse(parser, split(request("/limit", 4096)), 1 + len(first)) == [
+        *first, b"200 OK | GET /limit 0"]
+    assert converse(parser, split(request("/over", 4097)), 1 + len(first)) == [*first, OK_431]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_blank_line_split_between_reads_ends_the_head_there(parser, cut) -> None:
+    # 3,000 + 3,500 bytes is over the 4,096-byte limit only if the heads were counted as one
+    first, second = request("/first", 3000), request("/second", 3500)
+    reads = [first[:-cut], first[-cut:] + second]
+    assert converse(parser, reads, 2) == [b"200 OK | GET /first 0", b"200 OK | GET /second 0"]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("last_head", [4096, 4097])
+def test_heads_pipelined_after_bodies_in_one_read_are_each_bounded(parser, last_head) -> None:
+    # Bodies of any size may come between heads; only the heads count, each on its own.
+    reads = [request("/a", 4000, body=b"x" * 10_000) + request("/b", 4000)
+             + request("/c", 4000, body=b"y\r\n\r\n" * 1000, chunked=True)
+             + request("/d", last_head)]
+    last = b"200 OK | GET /d 0" if last_head == 4096 else OK_431
+    assert converse(parser, reads, 4) == [b"200 OK | POST /a 10000", b"200 OK | GET /b 0",
+                                          b"200 OK | POST /c 5004", last]
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+def test_a_service_serves_with_httptools_when_installed_unless_told_h11(make_service,
+                                                                        store_kind) -> None:
+    fastest = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    auto, h11 = make_service(store_kind), make_service(store_kind, http="h11")
+    assert auto.http == fastest and f"{fastest} parser" in repr(auto)
+    assert h11.http == "h11" and "h11 parser" in repr(h11)
+    with pytest.raises(sw.PipelineError, match="http must be one of auto, httptools, h11"):
+        make_service(store_kind, http="uvloop")
+
+
+def test_serve_says_which_parser_serves(serve_cli) -> None:
+    served = serve_cli("--http", "h11")
+    line = served.read_until(lambda line: line.startswith("serving "))
+    assert line.rstrip().endswith("(memory store, h11 parser)"), line
+    served.stop()
 
 
 # -- item 16: the token before routing, the API document included -------------------------
@@ -492,7 +688,9 @@ def test_the_reply_encoder_escapes_surrogates_and_nulls_non_finite_numbers() -> 
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-def test_a_websocket_upgrade_is_not_served(service) -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_websocket_upgrade_is_not_served(make_service, store_kind, parser) -> None:
+    service = make_service(store_kind, http=parser)
     with socket.create_connection(("127.0.0.1", service.port), WAIT_S) as sock:
         sock.sendall(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
                      b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
