@@ -267,8 +267,9 @@ def test_runs_beyond_max_running_wait_in_order_and_show_their_queue_position(
             assert "queue_position" not in replies[0]
             assert [r.get("queue_position") for r in replies[1:]] == [1, 2]
             wait_until(lambda: status(client, a)["state"] == "running", what="a to run")
-            assert status(client, b).get("queue_position") == 1
-            assert status(client, c).get("queue_position") == 2
+            # the store gets the positions from the writer thread, soon after the replies
+            wait_until(lambda: [status(client, r).get("queue_position") for r in (b, c)]
+                       == [1, 2], what="the queue positions in the store")
             svc_pipelines.gate(gates[2]).set()  # c may go, but b is first in line
             svc_pipelines.gate(gates[0]).set()
             wait_until(lambda: status(client, b)["state"] == "running", what="b to run")
