@@ -53,7 +53,8 @@ class Server:
             args = [sys.executable, "-m", "bench.flask_origin", str(self.port)]
         else:
             args = [sys.executable, "-m", "stagewidget", "serve",
-                    "bench.service_pipelines:PIPELINES", "--port", str(self.port)]
+                    "bench.service_pipelines:PIPELINES", "--port", str(self.port),
+                    "--drain-s", "0"]  # the watched run is cancelled at once on stop()
             if redis_url:
                 args += ["--redis", redis_url]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -91,7 +92,7 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(10)
+        self.proc.wait(30)
 
 
 async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
