@@ -31,8 +31,8 @@ output): the stage of the creating thread's context (the stage's thread, its asy
 tasks, threads run with ``contextvars.copy_context()`` or after
 ``progress.activate()``). A thread without a stage context (one the stage started with
 ``threading.Thread`` or a thread pool) is attributed to a stage only when that is
-unambiguous: exactly one stage is running in this process, the thread did not exist
-yet when it started, and it is not one of stagewidget's own threads (named
+unambiguous: exactly one stage is running in this process and none other was when it
+started, the thread did not exist yet then, and it is not one of stagewidget's own threads (named
 ``stagewidget-...``: views, notifiers, reporters). Anything else (the notebook's own
 cells, two stages at once) is left alone and tqdm draws as usual.
 """
@@ -85,7 +85,11 @@ class StageCapture:
         self.over = False
         # Threads alive when the stage started: a bar made in one of them (the notebook's
         # main thread, a pool made earlier) never falls to this stage by elimination.
-        self.threads = frozenset(threading.enumerate())
+        # Taken only when no other stage runs: elimination needs this stage to be the only
+        # one from its start, and a copy of every thread per stage start would cost time
+        # and memory quadratic in the runs going at once (1,000 runs: 2,000 threads each).
+        self.threads: frozenset[threading.Thread] | None = (
+            None if _running else frozenset(threading.enumerate()))
 
 
 def install() -> bool:
@@ -167,10 +171,11 @@ def owner() -> StageCapture | None:
         running = tuple(_running)
         if len(running) != 1:
             return None
-        thread = threading.current_thread()
-        if thread in running[0].threads or thread.name.startswith("stagewidget-"):
+        thread, only = threading.current_thread(), running[0]
+        if only.threads is None or thread in only.threads \
+                or thread.name.startswith("stagewidget-"):
             return None
-        capture = running[0]
+        capture = only
     if capture is None or not capture.enabled or capture.over:
         return None
     return capture

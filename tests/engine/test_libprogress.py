@@ -788,3 +788,20 @@ def test_dask_worker_sends_library_levels_back_and_draws_nothing(capfd) -> None:
     finally:
         cluster.close()
     assert "epochs" not in capfd.readouterr().err  # the worker logs there; no bar did
+
+
+def test_a_stage_starting_beside_another_keeps_no_copy_of_every_thread() -> None:
+    """Only a stage that starts alone can own context-less threads by elimination, so
+    only it notes the threads alive at its start (1,000 runs at once: no 2,000-thread
+    copy per stage)."""
+    from stagewidget.engine import libprogress
+    from stagewidget.engine.progress import StageProgress
+
+    first = libprogress.begin(StageProgress("first"), enabled=True)
+    try:
+        second = libprogress.begin(StageProgress("second"), enabled=True)
+        libprogress.end(second)
+        assert first.threads is not None and threading.current_thread() in first.threads
+        assert second.threads is None
+    finally:
+        libprogress.end(first)
