@@ -37,6 +37,7 @@ EXIT_TIMEOUT_ENV = "STAGEWIDGET_EXIT_TIMEOUT_S"
 DEFAULT_EXIT_TIMEOUT_S = 300.0
 CANCEL_GRACE_S = 5.0  # after a cancel at exit: time for runs to record "cancelled"
 _FLUSH_S = 2.0  # time for a finished run's views to get its final status
+_NAMED = 3  # runs named in the one-line notice; more are counted
 
 # The process's unfinished background runs. Process-wide by nature (the interpreter has
 # one exit); the lock guards the set and the flag, and is never held while calling out.
@@ -156,13 +157,18 @@ def _cancel(runs: list[Run], stream: TextIO, why: str) -> None:
 
 
 def _describe(runs: list[Run]) -> str:
-    """``1 unfinished run (train-model, running 'train')`` and the like."""
+    """``1 unfinished run (train-model, running 'train')`` and the like, on one line.
+
+    At most ``_NAMED`` runs are named; the rest are counted ("and 890 more").
+    """
     parts = []
-    for run in runs:
+    for run in runs[:_NAMED]:
         status = run.status()
         stage = status.current_stage
         where = f" {stage.name!r}" if stage is not None else ""
         parts.append(f"{status.pipeline}, {status.state.value}{where}")
+    if len(runs) > _NAMED:
+        parts.append(f"and {len(runs) - _NAMED} more")
     noun = "run" if len(runs) == 1 else "runs"
     return f"{len(runs)} unfinished {noun} ({'; '.join(parts)})"
 

@@ -162,3 +162,14 @@ def test_exit_hook_is_registered_at_the_first_run_not_at_import(script) -> None:
 def test_exit_timeout_comes_from_the_environment(monkeypatch, text, seconds) -> None:
     monkeypatch.setenv(shutdown.EXIT_TIMEOUT_ENV, text)
     assert shutdown.exit_timeout_s() == seconds
+
+
+def test_the_exit_notice_names_a_few_runs_and_counts_the_rest(script) -> None:
+    proc = script(ENDLESS.replace('.start(None)', '.start(None)\n'
+                                  'for _ in range(4):\n'
+                                  '    sw.Pipeline("endless", [train]).start(None)'),
+                  STAGEWIDGET_EXIT_TIMEOUT_S="0")
+    line = proc.wait_for_line("stagewidget: not waiting")
+    assert line.startswith("stagewidget: not waiting for 5 unfinished runs (")
+    assert line.count("endless, ") == 3 and "; and 2 more)" in line
+    assert proc.finish() == 0
