@@ -48,6 +48,25 @@ class FakeClock:
         self.now += seconds
 
 
+class Gate:
+    """Code under test blocks in ``block()`` until the test calls ``open()``."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.released = threading.Event()
+
+    def block(self) -> None:
+        self.reached.set()
+        if not self.released.wait(WAIT_S):
+            raise TimeoutError("the test never opened the gate")
+
+    def wait_reached(self) -> None:
+        assert self.reached.wait(WAIT_S), "the code under test never reached the gate"
+
+    def open(self) -> None:
+        self.released.set()
+
+
 class Recorder:
     """An observer keeping every snapshot it gets; lets tests wait for a condition."""
 

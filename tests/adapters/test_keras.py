@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-from adapter_support import Gate, start, then
-from conftest import WAIT_S, Recorder
+from adapter_support import start, then
+from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
 from stagewidget import Level, RunState, StageState

@@ -7,8 +7,8 @@ run them where torch and lightning are (``pytest --run-torch tests/adapters``).
 from __future__ import annotations
 
 import pytest
-from adapter_support import Gate, start, then
-from conftest import WAIT_S, Recorder
+from adapter_support import start, then
+from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
 from stagewidget import Level, RunState, StageState

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from adapter_support import Gate, start, then
-from conftest import WAIT_S, Recorder
+from adapter_support import start, then
+from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
 from stagewidget import RunState, StageState

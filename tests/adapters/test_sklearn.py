@@ -5,8 +5,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from adapter_support import Gate, start
-from conftest import WAIT_S, Recorder
+from adapter_support import start
+from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
 from stagewidget import Level, RunState, StageState

@@ -24,27 +24,11 @@ import tqdm.auto
 import tqdm.contrib.concurrent
 import tqdm.notebook
 import tqdm.std
-from conftest import WAIT_S, Recorder
+from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
 from stagewidget import Level, PipelineError, RunState, StageState
 from stagewidget.engine.process import ProcessExecutor
-
-
-class Gate:
-    """The stage blocks in ``block()`` until the test calls ``open()``."""
-
-    def __init__(self) -> None:
-        self.reached = threading.Event()
-        self.released = threading.Event()
-
-    def block(self) -> None:
-        self.reached.set()
-        if not self.released.wait(WAIT_S):
-            raise TimeoutError("the test never opened the gate")
-
-    def open(self) -> None:
-        self.released.set()
 
 
 def start(stage, recorder: Recorder | None = None, **options):
