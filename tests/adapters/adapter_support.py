@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import Recorder
+from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
+from stagewidget import RunState, StageState
 
 
 def start(stages, recorder: Recorder, data=None) -> sw.Run:
@@ -17,3 +18,17 @@ def start(stages, recorder: Recorder, data=None) -> sw.Run:
 def then(result):
     """A second stage: a cancel honoured after the first stage is seen before it."""
     return result
+
+
+def cancel_at_the_gate(stages, recorder: Recorder, gate: Gate) -> sw.Run:
+    """Start ``stages`` (a training stage, then ``then``), cancel once the library reached
+    ``gate``, let it go on; check the clean stop kept the first stage's result."""
+    run = start(stages, recorder)
+    gate.wait_reached()
+    run.cancel()
+    gate.open()
+    assert run.wait(WAIT_S)
+    status = run.status()
+    assert status.state is RunState.CANCELLED
+    assert [s.state for s in status.stages] == [StageState.SUCCEEDED, StageState.CANCELLED]
+    return run

@@ -7,11 +7,11 @@ run them where torch and transformers are (``pytest --run-torch tests/adapters``
 from __future__ import annotations
 
 import pytest
-from adapter_support import start, then
+from adapter_support import cancel_at_the_gate, start, then
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
-from stagewidget import RunState, StageState
+from stagewidget import StageState
 
 pytestmark = pytest.mark.torch
 
@@ -102,14 +102,7 @@ def test_cancel_stops_training_cleanly(tmp_path, recorder: Recorder) -> None:
                                        callbacks=[block, callback])
         return trainer.train()  # returns normally after the clean stop
 
-    run = start([train, then], recorder)
-    gate.wait_reached()
-    run.cancel()
-    gate.open()
-    assert run.wait(WAIT_S)
-    status = run.status()
-    assert status.state is RunState.CANCELLED
-    assert [s.state for s in status.stages] == [StageState.SUCCEEDED, StageState.CANCELLED]
+    run = cancel_at_the_gate([train, then], recorder, gate)
     assert callback.stopped
     assert run.retry().result(timeout=WAIT_S).global_step == 4  # stopped at step 4
     assert not model.linear.weight.detach().equal(initial)

@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
-from adapter_support import start, then
+from adapter_support import cancel_at_the_gate, start, then
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
-from stagewidget import Level, RunState, StageState
+from stagewidget import Level, StageState
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # read when keras is first imported
 keras = pytest.importorskip("keras")
@@ -82,14 +82,7 @@ def test_cancel_stops_fit_at_the_next_batch_keeping_the_weights(recorder: Record
         seen["history"] = history.history
         return net  # fit returned normally: the trained model is the stage's result
 
-    run = start([train, then], recorder)
-    gate.wait_reached()
-    run.cancel()
-    gate.open()
-    assert run.wait(WAIT_S)
-    status = run.status()
-    assert status.state is RunState.CANCELLED
-    assert [s.state for s in status.stages] == [StageState.SUCCEEDED, StageState.CANCELLED]
+    run = cancel_at_the_gate([train, then], recorder, gate)
     assert seen["callback"].stopped
     assert len(seen["history"]["loss"]) == 2  # epoch 1 ended at its 4th batch, no epoch 2
     assert not np.allclose(seen["net"].get_weights()[0], seen["initial"][0])

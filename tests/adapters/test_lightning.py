@@ -7,11 +7,11 @@ run them where torch and lightning are (``pytest --run-torch tests/adapters``).
 from __future__ import annotations
 
 import pytest
-from adapter_support import start, then
+from adapter_support import cancel_at_the_gate, start, then
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
-from stagewidget import Level, RunState, StageState
+from stagewidget import Level
 
 pytestmark = pytest.mark.torch
 
@@ -96,14 +96,7 @@ def test_cancel_sets_should_stop_and_fit_returns(recorder: Recorder) -> None:
         fit.fit(model, data)  # returns normally after the clean stop
         return fit.global_step
 
-    run = start([train, then], recorder)
-    gate.wait_reached()
-    run.cancel()
-    gate.open()
-    assert run.wait(WAIT_S)
-    status = run.status()
-    assert status.state is RunState.CANCELLED
-    assert [s.state for s in status.stages] == [StageState.SUCCEEDED, StageState.CANCELLED]
+    run = cancel_at_the_gate([train, then], recorder, gate)
     assert callback.stopped
     assert run.retry().result(timeout=WAIT_S) == STEPS + 3  # stopped at epoch 1, batch 2
     assert not model.linear.weight.detach().equal(initial)

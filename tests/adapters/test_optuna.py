@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from adapter_support import start, then
+from adapter_support import cancel_at_the_gate, start, then
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
@@ -68,14 +68,7 @@ def test_cancel_stops_the_study_after_the_running_trial(recorder: Recorder) -> N
         study.optimize(objective, n_trials=50, callbacks=[callback])
         return study  # optimize returned normally: the study is the stage's result
 
-    run = start([tune, then], recorder)
-    gate.wait_reached()
-    run.cancel()
-    gate.open()
-    assert run.wait(WAIT_S)
-    status = run.status()
-    assert status.state is RunState.CANCELLED
-    assert [s.state for s in status.stages] == [StageState.SUCCEEDED, StageState.CANCELLED]
+    cancel_at_the_gate([tune, then], recorder, gate)
     study = seen["study"]
     assert len(study.trials) == 4  # trial 3 finished, no trial started after the Cancel
     assert all(t.state is optuna.trial.TrialState.COMPLETE for t in study.trials)
