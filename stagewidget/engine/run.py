@@ -39,14 +39,20 @@ __all__ = ["Run", "on_run_start", "recent_runs"]
 _log = logging.getLogger("stagewidget")
 
 RECENT_RUNS = 100
+KEPT_RUNS = 5
 # The process's latest runs, for sw.runs(): a kernel's runs are process-wide by nature.
+# The last 5 are held (a notebook's "the run I just started" outlives its cell); the
+# last 100 only weakly, so an old run nobody else holds is freed with its result.
 # deque.append is atomic, so starting runs from several threads needs no lock.
-_recent: deque[Run] = deque(maxlen=RECENT_RUNS)
+_kept: deque[Run] = deque(maxlen=KEPT_RUNS)
+_recent: deque[weakref.ref[Run]] = deque(maxlen=RECENT_RUNS)
 
 
 def recent_runs() -> list[Run]:
-    """The runs this process started most recently (at most 100), oldest first."""
-    return list(_recent)
+    """The runs this process started most recently and still alive (at most 100), oldest
+    first: the last 5 always, older ones while something else holds them."""
+    runs = (ref() for ref in tuple(_recent))
+    return [run for run in runs if run is not None]
 
 
 # Who wants to hear of every new run of this process (a status service serving a
@@ -131,8 +137,8 @@ class Run:
                                   f"stagewidget-notify-{short}", refresh_hz)
         self._thread: threading.Thread | None = None
         if executor.background:
-            self._thread = threading.Thread(target=self._drive, name=f"stagewidget-run-{short}",
-                                            daemon=True)
+            self._thread = threading.Thread(target=_drive_thread, args=(self,),
+                                            name=f"stagewidget-run-{short}", daemon=True)
 
     @classmethod
     def start(cls, pipeline: Pipeline, data: Any, *, executor: Any = None, display: Any = None,
@@ -158,7 +164,8 @@ class Run:
         """Start a run prepared with ``Run.start(..., launch=False)``; call it once."""
         if self._notifier.thread.ident is not None:
             raise InvalidTransition(f"run {self.run_id} was already launched")
-        _recent.append(self)
+        _kept.append(self)
+        _recent.append(weakref.ref(self))
         for listener in tuple(_start_listeners):
             call_isolated("run-start listener", listener, self, run_id=self.run_id)
         self._notifier.start()
@@ -471,6 +478,7 @@ class Run:
                 if outcome is not StageState.SUCCEEDED:
                     if outcome is StageState.CANCELLED and isinstance(data, KeyboardInterrupt):
                         interrupted = data
+                    _unpin(data)
                     data = None  # the exception lives on in the run's Outcome
                     self._move_to(RunState.FAILED if outcome is StageState.FAILED
                                   else RunState.CANCELLED, others=_SKIP)
@@ -560,3 +568,36 @@ class Run:
         error = ErrorInfo.from_exception(exc, None)
         self._move_to(RunState.FAILED, error=error, others={
             StageState.RUNNING: StageState.FAILED, StageState.PENDING: StageState.SKIPPED})
+
+
+def _drive_thread(run: Run) -> None:
+    """The driver thread: run the stages, then let go of the run (see ``_unpin``)."""
+    run._drive()
+    outcome = run._outcome
+    del run  # this frame outlives the thread if a stage's traceback keeps its callers
+    _unpin(outcome.exception)
+
+
+def _unpin(exc: BaseException | None) -> None:
+    """Clear our own finished frames that ``exc``'s traceback keeps alive.
+
+    A traceback's frames keep their callers (``f_back``): here ``_run_stage`` and
+    ``_drive``, whose ``self`` is the Run. The Run's Outcome box holds the exception, so
+    without this a kept snapshot would keep the Run, hence the box, hence the exception
+    and every frame's locals, for ever. The stage's own frames are left as they are.
+    Frames still running are cleared by a later call (the driver thread's last one);
+    an inline run's callers are the user's frames, and keep it as long as they live.
+    """
+    tb = exc.__traceback__ if exc is not None else None
+    frame = tb.tb_frame if tb is not None else None
+    while frame is not None:
+        if frame.f_code in _ENGINE_CODES:
+            try:
+                frame.clear()
+            except RuntimeError:  # still running: cleared later
+                pass
+        frame = frame.f_back
+
+
+_ENGINE_CODES = frozenset({Run._drive.__code__, Run._run_stage.__code__,
+                           _drive_thread.__code__})
