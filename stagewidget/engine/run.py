@@ -133,7 +133,7 @@ class Run:
         self._loops = LoopOwner()
         self._logs = RunLog(LOG_LINES)
         short = self.run_id[:8]
-        self._notifier = Notifier(self._cond, self._snapshot_locked,
+        self._notifier = Notifier(self._cond, _weak_sampler(self),
                                   f"stagewidget-notify-{short}", refresh_hz)
         self._thread: threading.Thread | None = None
         if executor.background:
@@ -568,6 +568,25 @@ class Run:
         error = ErrorInfo.from_exception(exc, None)
         self._move_to(RunState.FAILED, error=error, others={
             StageState.RUNNING: StageState.FAILED, StageState.PENDING: StageState.SKIPPED})
+
+
+def _weak_sampler(run: Run) -> Callable[[], RunStatus]:
+    """``run._snapshot_locked`` for its notifier, without a strong reference to ``run``.
+
+    A Run and its notifier referring to each other would leave a finished run (and its
+    result) to the cyclic garbage collector, which may take many runs to come by; so
+    the notifier reaches its run weakly (it samples only while someone holds the run:
+    its driver thread, or a subscriber's caller).
+    """
+    ref = weakref.ref(run)
+
+    def sample() -> RunStatus:
+        alive = ref()
+        if alive is None:  # pragma: no cover - nobody can ask a collected run
+            raise RuntimeError("the run was garbage-collected")
+        return alive._snapshot_locked()
+
+    return sample
 
 
 def _drive_thread(run: Run) -> None:
