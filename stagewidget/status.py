@@ -224,8 +224,9 @@ class ErrorInfo:
 
     ``exception`` is the exception object itself, kept in the run's ``Outcome`` box: it
     reads as None once the run that raised it has been garbage-collected (the text
-    fields stay). ``traceback`` starts at the user's code: stagewidget's own frames
-    before it are left out, as pytest and IPython do (the exception is untouched).
+    fields stay). A stage's ``traceback`` starts at the user's code: stagewidget's own
+    frames before it are left out, as pytest and IPython do (the exception is
+    untouched); an error of the engine itself (no ``stage``) keeps every frame.
     """
 
     type: str
@@ -254,7 +255,8 @@ class ErrorInfo:
             _reraise_interrupt(err)
             name = kind.__name__
         try:
-            text = "".join(traceback.format_exception(kind, exc, _user_frames(exc.__traceback__)))
+            tb = exc.__traceback__ if stage is None else _user_frames(exc.__traceback__)
+            text = "".join(traceback.format_exception(kind, exc, tb))
         except BaseException as err:
             _reraise_interrupt(err)
             text = f"<traceback unavailable: {_failure(err)}>"

@@ -121,6 +121,7 @@ def test_an_engine_error_fails_the_running_stage_with_checked_moves(monkeypatch)
     assert final.state is RunState.FAILED
     assert [s.state.value for s in final.stages] == ["failed", "skipped"]
     assert final.error.message == "engine bug" and final.error.stage is None
+    assert "stagewidget" in final.error.traceback  # all frames are ours: all are shown
     assert all(s.finished_at is not None for s in final.stages)
 
 
