@@ -516,10 +516,10 @@ _RELEASED = "released: the run was garbage-collected, and its result with it"
 
 
 def _short(name: str, limit: int = 40) -> str:
-    """A name for a one-line repr: quoted if it has spaces, cut to ``limit``."""
-    text = safe_repr(name, limit) if not isinstance(name, str) or not name.isprintable() \
-        or " " in name or len(name) > limit else name
-    return text
+    """A name for a one-line repr: as is when plain, else quoted and cut to ``limit``."""
+    plain = isinstance(name, str) and name.isprintable() and " " not in name \
+        and len(name) <= limit
+    return name if plain else safe_repr(name, limit)
 
 
 def _percent(fraction: float | None) -> str:

@@ -107,7 +107,8 @@ class Run:
         # The live result and exception; snapshots reach them through this box, which
         # is emptied when the Run is collected (so kept snapshots do not pin them).
         self._outcome = Outcome()
-        weakref.finalize(self, self._outcome.release)
+        # not at exit: a status service's last writes (atexit) still read the result
+        weakref.finalize(self, self._outcome.release).atexit = False
         now = clock()
         statuses = done_stages + tuple(
             StageStatus(name=s.name, total=s.total) for s in stages[start_index:]
