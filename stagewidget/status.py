@@ -12,15 +12,17 @@ JSON cannot hold), so every final status reaches the views and the status store.
 from __future__ import annotations
 
 import builtins
+import html
 import math
+import os
 import reprlib
 import sys
 import threading
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from enum import Enum
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from .errors import InvalidTransition
@@ -29,6 +31,7 @@ __all__ = [
     "ErrorInfo",
     "Level",
     "MetricValue",
+    "Outcome",
     "RunState",
     "RunStatus",
     "StageState",
@@ -51,10 +54,16 @@ class RunState(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    LOST = "lost"
 
     @property
     def terminal(self) -> bool:
-        """True for the final states (succeeded, failed, cancelled)."""
+        """True for the final states (succeeded, failed, cancelled, lost).
+
+        ``LOST`` means the process that ran the run died before it ended, so its end is
+        unknown. The engine never moves a live run there: readers (the status service,
+        a run history) do, for a record nobody writes any more. It is final for them.
+        """
         return self in _RUN_TERMINAL
 
     def __str__(self) -> str:
@@ -62,11 +71,18 @@ class RunState(str, Enum):
 
 
 class StageState(str, Enum):
-    """Where one stage of a run stands."""
+    """Where one stage of a run stands.
+
+    ``CACHED`` is a success whose output came from a cache instead of running the stage
+    (a pending stage goes there directly, or a running one that found its output
+    cached): it is final, counts as done (fraction 1.0) and, like ``SUCCEEDED``, is not
+    run again by ``retry()``.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    CACHED = "cached"
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
@@ -76,34 +92,40 @@ class StageState(str, Enum):
         """True once the stage will not change any more."""
         return self not in (StageState.PENDING, StageState.RUNNING)
 
+    @property
+    def succeeded(self) -> bool:
+        """True when the stage has its output (it ran, or its output was cached)."""
+        return self in (StageState.SUCCEEDED, StageState.CACHED)
+
     def __str__(self) -> str:
         return self.value
 
 
-_RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+_RUN_TERMINAL = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST}
+)
 
+# The one transition table. Terminal states allow nothing; LOST is reached only by
+# readers of a record whose owner died (see RunState.terminal).
 RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = MappingProxyType(
     {
-        RunState.PENDING: frozenset({RunState.RUNNING, RunState.FAILED, RunState.CANCELLED}),
+        RunState.PENDING: frozenset(
+            {RunState.RUNNING, RunState.FAILED, RunState.CANCELLED, RunState.LOST}
+        ),
         RunState.RUNNING: _RUN_TERMINAL,
-        RunState.SUCCEEDED: frozenset(),
-        RunState.FAILED: frozenset(),
-        RunState.CANCELLED: frozenset(),
+        **{state: frozenset() for state in _RUN_TERMINAL},
     }
 )
 
 STAGE_TRANSITIONS: Mapping[StageState, frozenset[StageState]] = MappingProxyType(
     {
         StageState.PENDING: frozenset(
-            {StageState.RUNNING, StageState.SKIPPED, StageState.CANCELLED}
+            {StageState.RUNNING, StageState.CACHED, StageState.SKIPPED, StageState.CANCELLED}
         ),
         StageState.RUNNING: frozenset(
-            {StageState.SUCCEEDED, StageState.FAILED, StageState.CANCELLED}
+            {StageState.SUCCEEDED, StageState.CACHED, StageState.FAILED, StageState.CANCELLED}
         ),
-        StageState.SUCCEEDED: frozenset(),
-        StageState.FAILED: frozenset(),
-        StageState.CANCELLED: frozenset(),
-        StageState.SKIPPED: frozenset(),
+        **{state: frozenset() for state in StageState if state.terminal},
     }
 )
 
@@ -158,15 +180,64 @@ class Level:
                 "unit": json_safe(self.unit)}
 
 
+class Outcome:
+    """The live result and exception of a run: the box its snapshots reach them through.
+
+    A ``Run`` owns one and empties it (``release()``) when the ``Run`` itself is
+    garbage-collected, so the snapshots observers and views keep do not keep a run's
+    result or exception (and the frames and data it holds) alive: like a
+    ``concurrent.futures.Future``, the run holds them. Once released, ``result`` and
+    ``exception`` read as None and ``released`` is True. A box built by hand (a
+    ``RunStatus(result=...)``) is never released.
+    """
+
+    __slots__ = ("exception", "released", "result")
+
+    def __init__(self, result: Any = None, exception: BaseException | None = None) -> None:
+        self.result = result
+        self.exception = exception
+        self.released = False
+
+    def release(self) -> None:
+        """Drop the result and the exception (called when the owning run is collected)."""
+        self.result = self.exception = None
+        self.released = True
+
+    def __repr__(self) -> str:
+        return "<Outcome released>" if self.released else "<Outcome>"
+
+
+_NO_OUTCOME = Outcome()  # shared by snapshots without result or exception; never filled
+_UNSET: Any = object()
+
+
+def _boxed(outcome: Outcome, name: str, value: Any) -> Outcome:
+    """``outcome`` if it holds ``value`` as ``name`` already, else a new box holding it."""
+    if value is _UNSET or value is getattr(outcome, name):
+        return outcome
+    return Outcome(**{name: value})
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """What went wrong in a run: the exception's type, message, traceback and stage."""
+    """What went wrong in a run: the exception's type, message, traceback and stage.
+
+    ``exception`` is the exception object itself, kept in the run's ``Outcome`` box: it
+    reads as None once the run that raised it has been garbage-collected (the text
+    fields stay). A stage's ``traceback`` starts at the user's code: stagewidget's own
+    frames before it are left out, as pytest and IPython do (the exception is
+    untouched); an error of the engine itself (no ``stage``) keeps every frame.
+    """
 
     type: str
     message: str
     traceback: str
     stage: str | None = None
-    exception: BaseException | None = field(default=None, compare=False, repr=False)
+    outcome: Outcome = field(default=_NO_OUTCOME, compare=False, repr=False)
+    exception: InitVar[BaseException | None] = _UNSET
+
+    def __post_init__(self, exception: BaseException | None) -> None:
+        object.__setattr__(self, "outcome", _boxed(self.outcome, "exception", exception))
 
     @classmethod
     def from_exception(cls, exc: BaseException, stage: str | None = None) -> ErrorInfo:
@@ -184,7 +255,8 @@ class ErrorInfo:
             _reraise_interrupt(err)
             name = kind.__name__
         try:
-            text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+            tb = exc.__traceback__ if stage is None else _user_frames(exc.__traceback__)
+            text = "".join(traceback.format_exception(kind, exc, tb))
         except BaseException as err:
             _reraise_interrupt(err)
             text = f"<traceback unavailable: {_failure(err)}>"
@@ -195,6 +267,28 @@ class ErrorInfo:
         """Plain JSON-serialisable data (the exception object itself is left out)."""
         return {"type": json_safe(self.type), "message": json_safe(self.message),
                 "traceback": json_safe(self.traceback), "stage": json_safe(self.stage)}
+
+
+def _exception(self: ErrorInfo) -> BaseException | None:
+    """The exception itself; None once the run that raised it was garbage-collected."""
+    return self.outcome.exception
+
+
+# Set after the class is built: the name is also the constructor's keyword (an InitVar).
+ErrorInfo.exception = property(_exception)  # type: ignore[assignment,method-assign]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without its leading stagewidget frames (the engine calling the stage).
+
+    When every frame is stagewidget's own (an error in the engine itself), all are kept.
+    """
+    first = tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return first if tb is None else tb
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +317,8 @@ class StageStatus:
 
     @property
     def fraction(self) -> float | None:
-        """Share of the stage done in [0, 1]; 1.0 once succeeded; None if unknown."""
-        if self.state is StageState.SUCCEEDED:
+        """Share of the stage done in [0, 1]; 1.0 once succeeded (or cached); None if unknown."""
+        if self.state.succeeded:
             return 1.0
         return _fraction(self.done, self.total)
 
@@ -273,10 +367,19 @@ class StageStatus:
             "unit": json_safe(self.unit),
         }
 
+    def __repr__(self) -> str:
+        return f"<StageStatus {_short(self.name)} {self.state.value}{_percent(self.fraction)}>"
+
 
 @dataclass(frozen=True, slots=True)
 class RunStatus:
     """An immutable snapshot of a run, safe to hand to any thread.
+
+    ``result`` is the last stage's output once the run succeeded. It lives in the run's
+    ``Outcome`` box, not in the snapshot: a snapshot kept after its ``Run`` was
+    garbage-collected reads ``result`` as None, and ``result_released`` is True (hold
+    the ``Run``, or the result itself, to keep it). ``RunStatus(..., result=x)`` and
+    ``replace(status, result=x)`` put ``x`` in a box of their own.
 
     ``current`` is the index of the stage running now (or the one where the run
     stopped); ``elapsed_s`` is measured at the time the snapshot was taken; ``logs``
@@ -297,12 +400,21 @@ class RunStatus:
     finished_at: float | None = None
     updated_at: float = 0.0
     elapsed_s: float = 0.0
-    result: Any = field(default=None, compare=False)
     error: ErrorInfo | None = None
     retry_of: str | None = None
     logs: tuple[str, ...] = ()
     logs_total: int = 0
     logs_open: int = 0
+    outcome: Outcome = field(default=_NO_OUTCOME, compare=False, repr=False)
+    result: InitVar[Any] = _UNSET
+
+    def __post_init__(self, result: Any) -> None:
+        object.__setattr__(self, "outcome", _boxed(self.outcome, "result", result))
+
+    @property
+    def result_released(self) -> bool:
+        """True once the run was garbage-collected and its result dropped (see Outcome)."""
+        return self.outcome.released
 
     def done(self) -> bool:
         """True once the run has reached a final state."""
@@ -342,7 +454,10 @@ class RunStatus:
         that fails, ``result`` is None and ``result_unavailable`` says why (else it is
         None). Everything else goes through ``json_safe``.
         """
-        result, is_repr, unavailable = _json_result(self.result)
+        if self.outcome.released:
+            result, is_repr, unavailable = None, False, _RELEASED
+        else:
+            result, is_repr, unavailable = _json_result(self.outcome.result)
         current = self.current_stage
         return {
             "run_id": json_safe(self.run_id),
@@ -365,6 +480,54 @@ class RunStatus:
             "logs": [json_safe(line) for line in self.logs],
             "stages": [stage.to_dict() for stage in self.stages],
         }
+
+    def __repr__(self) -> str:
+        stage = self.current_stage
+        where = f" {safe_repr(stage.name, 40)}" if stage is not None and \
+            self.state is RunState.RUNNING else ""
+        return f"<RunStatus {_short(self.pipeline)} {self.state.value}{where}" \
+               f"{_percent(self.fraction)}>"
+
+    def _repr_html_(self) -> str:
+        """A small HTML table (one row a stage) for a notebook; no widgets needed."""
+        rows = "".join(
+            f"<tr><td>{_html(s.name)}</td><td>{s.state.value}</td>"
+            f"<td>{_html(_percent(s.fraction).strip())}</td>"
+            f"<td>{s.elapsed_s:.1f} s</td></tr>"
+            for s in self.stages
+        )
+        error = "" if self.error is None else \
+            f"<p><b>{_html(self.error.type)}</b>: {_html(self.error.message)}</p>"
+        return (f"<div><b>{_html(self.pipeline)}</b> {self.state.value}"
+                f"{_html(_percent(self.fraction))} <code>{_html(self.run_id[:8])}</code>"
+                f"<table><tr><th>stage</th><th>state</th><th>done</th><th>time</th></tr>"
+                f"{rows}</table>{error}</div>")
+
+
+def _result(self: RunStatus) -> Any:
+    """The last stage's output; None before the end and once released (see the class)."""
+    return self.outcome.result
+
+
+# Set after the class is built: the name is also the constructor's keyword (an InitVar).
+RunStatus.result = property(_result)  # type: ignore[assignment,method-assign]
+
+_RELEASED = "released: the run was garbage-collected, and its result with it"
+
+
+def _short(name: str, limit: int = 40) -> str:
+    """A name for a one-line repr: as is when plain, else quoted and cut to ``limit``."""
+    plain = isinstance(name, str) and name.isprintable() and " " not in name \
+        and len(name) <= limit
+    return name if plain else safe_repr(name, limit)
+
+
+def _percent(fraction: float | None) -> str:
+    return "" if fraction is None else f" {fraction:.0%}"
+
+
+def _html(text: Any) -> str:
+    return html.escape(text if isinstance(text, str) else safe_repr(text))
 
 
 # -- JSON safety ------------------------------------------------------------------------

@@ -7,14 +7,16 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Cancelled, InvalidTransition, PipelineError
 from ..status import (
     ErrorInfo,
+    Outcome,
     RunState,
     RunStatus,
     StageState,
@@ -37,14 +39,20 @@ __all__ = ["Run", "on_run_start", "recent_runs"]
 _log = logging.getLogger("stagewidget")
 
 RECENT_RUNS = 100
+KEPT_RUNS = 5
 # The process's latest runs, for sw.runs(): a kernel's runs are process-wide by nature.
+# The last 5 are held (a notebook's "the run I just started" outlives its cell); the
+# last 100 only weakly, so an old run nobody else holds is freed with its result.
 # deque.append is atomic, so starting runs from several threads needs no lock.
-_recent: deque[Run] = deque(maxlen=RECENT_RUNS)
+_kept: deque[Run] = deque(maxlen=KEPT_RUNS)
+_recent: deque[weakref.ref[Run]] = deque(maxlen=RECENT_RUNS)
 
 
 def recent_runs() -> list[Run]:
-    """The runs this process started most recently (at most 100), oldest first."""
-    return list(_recent)
+    """The runs this process started most recently and still alive (at most 100), oldest
+    first: the last 5 always, older ones while something else holds them."""
+    runs = (ref() for ref in tuple(_recent))
+    return [run for run in runs if run is not None]
 
 
 # Who wants to hear of every new run of this process (a status service serving a
@@ -66,6 +74,7 @@ def on_run_start(listener: Callable[[Run], None]) -> Callable[[], None]:
 
     return remove
 
+_SKIP: Mapping[StageState, StageState] = {StageState.PENDING: StageState.SKIPPED}
 _DELIVERY_GRACE_S = 5.0  # wait() lets observers this long to receive the final status
 
 
@@ -95,17 +104,26 @@ class Run:
         )
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
+        # The live result and exception; snapshots reach them through this box, which
+        # is emptied when the Run is collected (so kept snapshots do not pin them).
+        self._outcome = Outcome()
+        # not at exit: a status service's last writes (atexit) still read the result
+        weakref.finalize(self, self._outcome.release).atexit = False
         now = clock()
         statuses = done_stages + tuple(
             StageStatus(name=s.name, total=s.total) for s in stages[start_index:]
         )
         self._status = RunStatus(run_id=self.run_id, pipeline=pipeline.name, stages=statuses,
-                                 created_at=now, updated_at=now, retry_of=retry_of)
+                                 created_at=now, updated_at=now, retry_of=retry_of,
+                                 outcome=self._outcome)
         self._start_index = start_index
         self._input = data  # the input of the stage at self._input_index, kept for retry()
         self._input_index = start_index
+        # The running stage's live parts (not status): set when it starts, dropped by
+        # _move_to when it ends. cancel() reaches the stage through them.
         self._progress: StageProgress | None = None
         self._context: StageContext | None = None
+        self._stage_executor: Executor | None = None
         self._cancel_requested = False
         self._done_callbacks: list[Callable[[], None]] = []
         # Released once the run has ended. _join() waits on it with a timed acquire, a
@@ -116,12 +134,12 @@ class Run:
         self._loops = LoopOwner()
         self._logs = RunLog(LOG_LINES)
         short = self.run_id[:8]
-        self._notifier = Notifier(self._cond, self._snapshot_locked,
+        self._notifier = Notifier(self._cond, _weak_sampler(self),
                                   f"stagewidget-notify-{short}", refresh_hz)
         self._thread: threading.Thread | None = None
         if executor.background:
-            self._thread = threading.Thread(target=self._drive, name=f"stagewidget-run-{short}",
-                                            daemon=True)
+            self._thread = threading.Thread(target=_drive_thread, args=(self,),
+                                            name=f"stagewidget-run-{short}", daemon=True)
 
     @classmethod
     def start(cls, pipeline: Pipeline, data: Any, *, executor: Any = None, display: Any = None,
@@ -147,7 +165,8 @@ class Run:
         """Start a run prepared with ``Run.start(..., launch=False)``; call it once."""
         if self._notifier.thread.ident is not None:
             raise InvalidTransition(f"run {self.run_id} was already launched")
-        _recent.append(self)
+        _kept.append(self)
+        _recent.append(weakref.ref(self))
         for listener in tuple(_start_listeners):
             call_isolated("run-start listener", listener, self, run_id=self.run_id)
         self._notifier.start()
@@ -238,10 +257,10 @@ class Run:
                 return False
             self._cancel_requested = True
             progress, context = self._progress, self._context
-            stage_executor = self._executor_for(self._status.current)
+            stage_executor = self._stage_executor
         if progress is not None:
             progress.request_cancel()
-        if context is not None:
+        if context is not None and stage_executor is not None:
             stage_executor.cancel(context)
         return True
 
@@ -372,79 +391,103 @@ class Run:
             finished_at=now if state is not None else stage.finished_at,
         )
 
-    def _transition(self, run_state: RunState | None = None, *, stage: int | None = None,
-                    stage_state: StageState | None = None, final: bool = False,
-                    **changes: Any) -> None:
-        """Record a transition under the lock and queue its snapshot for the observers."""
+    def _move_to(self, state: RunState | None = None, *,
+                 stages: Mapping[int, StageState] | None = None,
+                 others: Mapping[StageState, StageState] | None = None,
+                 **changes: Any) -> None:
+        """Make one checked change of the run and its stages; queue its snapshot.
+
+        The only place the run's status changes. ``stages`` moves the stages at those
+        indexes; ``others`` moves every other unfinished stage by its state (``{PENDING:
+        SKIPPED}``). Every move is checked against the transition table before anything
+        is written, so an observer never sees a half-made change; ``result=`` goes into
+        the run's ``Outcome`` box, and ``error=`` (an ``ErrorInfo``) has its exception
+        moved there, in the same snapshot as the stage's FAILED. A stage leaving RUNNING
+        takes its final progress and drops its live progress handle. Done-callbacks run
+        after the lock is released, each isolated.
+
+        Raises:
+            InvalidTransition: a move the table does not allow (nothing was changed).
+        """
         with self._cond:
             now = self._clock()
             status = self._status
-            if stage is not None and stage_state is not None:
-                old = status.stages[stage]
-                check_stage_transition(old.name, old.state, stage_state)
-                if stage_state is StageState.RUNNING:
-                    new = replace(old, state=stage_state, started_at=now)
-                elif old.state is StageState.RUNNING and self._progress is not None:
-                    new = self._stage_now(old, self._progress, now, stage_state)
-                else:
-                    new = replace(old, state=stage_state, finished_at=now)
-                stages = status.stages[:stage] + (new,) + status.stages[stage + 1:]
-                changes.setdefault("stages", stages)
-            if run_state is not None and run_state is not status.state:
-                check_run_transition(status.state, run_state)
-                changes["state"] = run_state
-                if run_state is RunState.RUNNING:
+            moves = dict(stages or {})
+            if others:
+                moves.update((i, others[s.state]) for i, s in enumerate(status.stages)
+                             if i not in moves and s.state in others)
+            new_stages = list(status.stages)
+            for index, stage_state in moves.items():
+                new_stages[index] = self._stage_moved_locked(new_stages[index], stage_state, now)
+            error = changes.get("error")
+            if any(s is StageState.FAILED for s in moves.values()) and error is None:
+                raise InvalidTransition("a stage cannot fail without an error")
+            if state is not None:
+                check_run_transition(status.state, state)
+                changes["state"] = state
+                if state is RunState.RUNNING:
                     changes["started_at"] = now
-                if run_state.terminal:
+                if state.terminal:
                     changes["finished_at"] = now
                     changes["elapsed_s"] = max(now - (status.started_at or now), 0.0)
+            if "result" in changes:
+                self._outcome.result = changes.pop("result")
+            if error is not None:
+                self._outcome.exception = error.exception
+                changes["error"] = replace(error, outcome=self._outcome)
+            if moves:
+                changes["stages"] = tuple(new_stages)
+            if any(status.stages[i].state is StageState.RUNNING for i in moves):
+                self._progress = self._context = self._stage_executor = None
             logs, logs_total, logs_open = self._logs.snapshot()
             self._status = replace(status, updated_at=now, logs=logs, logs_total=logs_total,
                                    logs_open=logs_open, **changes)
-            snapshot = self._snapshot_locked()
+            final = self._status.state.terminal
             sampling = self._status.state is RunState.RUNNING and any(
                 s.state is StageState.RUNNING for s in self._status.stages)
-            self._notifier.post(snapshot, sampling=sampling, final=final)
+            self._notifier.post(self._snapshot_locked(), sampling=sampling, final=final)
             self._cond.notify_all()
-            callbacks = self._done_callbacks if final else []
+            callbacks: list[Callable[[], None]] = []
             if final:
-                self._done_callbacks = []
+                callbacks, self._done_callbacks = self._done_callbacks, []
                 self._ended.release()
         for callback in callbacks:  # each isolated: one raising must not stop the others
             call_isolated("done-callback", callback, run_id=self.run_id)
 
-    def _skip_rest(self, index: int, first: StageState) -> tuple[StageStatus, ...]:
-        """Stage ``index`` ends as ``first``; the ones after it as skipped."""
-        now = self._clock()
-        stages = list(self._status.stages)
-        for i in range(index, len(stages)):
-            old = stages[i]
-            if old.state.terminal:
-                continue
-            state = first if i == index else StageState.SKIPPED
-            check_stage_transition(old.name, old.state, state)
-            stages[i] = replace(old, state=state, finished_at=now)
-        return tuple(stages)
+    def _stage_moved_locked(self, old: StageStatus, state: StageState,
+                            now: float) -> StageStatus:
+        """``old`` moved to ``state`` (checked), with its times and final progress."""
+        check_stage_transition(old.name, old.state, state)
+        if state is StageState.RUNNING:
+            return replace(old, state=state, started_at=now)
+        if old.state is StageState.RUNNING and self._progress is not None:
+            return self._stage_now(old, self._progress, now, state)
+        return replace(old, state=state, finished_at=now)
 
     def _drive(self) -> None:
         """Run the stages in order. Runs on the driver thread (or inline in the caller)."""
         interrupted: BaseException | None = None
         try:
-            self._transition(RunState.RUNNING)
+            self._move_to(RunState.RUNNING)
             data = self._input
             for index in range(self._start_index, len(self._stages)):
-                if self._cancelled_before(index):
-                    break
+                if self._cancel_asked():  # before the stage starts: it never runs
+                    self._move_to(RunState.CANCELLED, current=index,
+                                  stages={index: StageState.CANCELLED}, others=_SKIP)
+                    return
                 outcome, data = self._run_stage(index, data)
                 if outcome is not StageState.SUCCEEDED:
                     if outcome is StageState.CANCELLED and isinstance(data, KeyboardInterrupt):
                         interrupted = data
+                    _unpin(data)
+                    data = None  # the exception lives on in the run's Outcome
+                    self._move_to(RunState.FAILED if outcome is StageState.FAILED
+                                  else RunState.CANCELLED, others=_SKIP)
                     break
             else:
                 self._input = None  # nothing left to retry; let the data go
-                self._transition(RunState.SUCCEEDED, result=data, final=True)
+                self._move_to(RunState.SUCCEEDED, result=data)
                 return
-            self._finish_stopped()
         except BaseException as exc:  # a bug of ours must still end the run
             self._fail_internal(exc)
         finally:
@@ -462,13 +505,12 @@ class Run:
             getattr(self.pipeline, "capture", True)
         context = StageContext(self.run_id, progress, self._loops,
                                last=index == len(self._stages) - 1, capture=capture)
-        with self._cond:
-            self._progress, self._context = progress, context
-            self._status = replace(self._status, current=index)
+        with self._cond:  # not status: what cancel() needs to reach the stage
+            self._progress, self._context, self._stage_executor = progress, context, executor
             cancel_now = self._cancel_requested
         if cancel_now:
             progress.request_cancel()
-        self._transition(stage=index, stage_state=StageState.RUNNING)
+        self._move_to(current=index, stages={index: StageState.RUNNING})
         token = _CURRENT.set(progress)
         # tqdm and the output streams are hooked at the first stage start, not at import;
         # remote executors capture in (or around) their worker instead
@@ -479,30 +521,23 @@ class Run:
             output = executor.call(stage, data, context)
         except (Cancelled, asyncio.CancelledError, KeyboardInterrupt) as exc:
             if self._asked_to_stop(exc):
-                self._end_stage(index, StageState.CANCELLED)
+                self._move_to(stages={index: StageState.CANCELLED})
                 return StageState.CANCELLED, exc
-            error = ErrorInfo.from_exception(exc, stage.name)
-            self._end_stage(index, StageState.FAILED, error=error)
+            self._move_to(stages={index: StageState.FAILED},
+                          error=ErrorInfo.from_exception(exc, stage.name))
             return StageState.FAILED, exc
         except BaseException as exc:
-            error = ErrorInfo.from_exception(exc, stage.name)
-            self._end_stage(index, StageState.FAILED, error=error)
+            self._move_to(stages={index: StageState.FAILED},
+                          error=ErrorInfo.from_exception(exc, stage.name))
             return StageState.FAILED, exc
         finally:
             _CURRENT.reset(token)
             stage_output.end(library)  # its open lines are finished lines now
             libprogress.end(library)
-        self._end_stage(index, StageState.SUCCEEDED)
+        self._move_to(stages={index: StageState.SUCCEEDED})
         with self._cond:
             self._input, self._input_index = output, index + 1
         return StageState.SUCCEEDED, output
-
-    def _end_stage(self, index: int, state: StageState, *, error: ErrorInfo | None = None) -> None:
-        self._transition(stage=index, stage_state=state)
-        with self._cond:
-            self._progress, self._context = None, None
-            if error is not None:
-                self._status = replace(self._status, error=error)
 
     def _asked_to_stop(self, exc: BaseException) -> bool:
         """Whether a stage's cancel-like exception is a cancel someone asked for.
@@ -520,33 +555,69 @@ class Run:
         return isinstance(exc, KeyboardInterrupt) and (
             self._thread is None or threading.current_thread() is threading.main_thread())
 
-    def _cancelled_before(self, index: int) -> bool:
-        """If cancel() came before stage ``index`` started, mark it cancelled; say so."""
+    def _cancel_asked(self) -> bool:
         with self._cond:
-            if not self._cancel_requested:
-                return False
-            self._status = replace(self._status, current=index,
-                                   stages=self._skip_rest(index, StageState.CANCELLED))
-            return True
-
-    def _finish_stopped(self) -> None:
-        """End a run that failed or was cancelled: later stages skipped, final state posted."""
-        with self._cond:
-            failed = self._status.error is not None
-            stages = self._skip_rest((self._status.current or 0) + 1, StageState.SKIPPED)
-        self._transition(RunState.FAILED if failed else RunState.CANCELLED, stages=stages,
-                         final=True)
+            return self._cancel_requested
 
     def _fail_internal(self, exc: BaseException) -> None:
-        """End the run failed after an error in the engine itself (not in a stage)."""
-        with self._cond:
-            if self._status.state.terminal:
-                return
-            error = ErrorInfo.from_exception(exc, None)
-            stages = tuple(
-                replace(s, state=StageState.FAILED if s.state is StageState.RUNNING
-                        else StageState.SKIPPED)
-                if not s.state.terminal else s
-                for s in self._status.stages
-            )
-        self._transition(RunState.FAILED, stages=stages, error=error, final=True)
+        """End the run failed after an error in the engine itself (not in a stage).
+
+        Its running stage fails, the pending ones are skipped; all checked as usual.
+        """
+        if self.done():
+            return
+        error = ErrorInfo.from_exception(exc, None)
+        self._move_to(RunState.FAILED, error=error, others={
+            StageState.RUNNING: StageState.FAILED, StageState.PENDING: StageState.SKIPPED})
+
+
+def _weak_sampler(run: Run) -> Callable[[], RunStatus]:
+    """``run._snapshot_locked`` for its notifier, without a strong reference to ``run``.
+
+    A Run and its notifier referring to each other would leave a finished run (and its
+    result) to the cyclic garbage collector, which may take many runs to come by; so
+    the notifier reaches its run weakly (it samples only while someone holds the run:
+    its driver thread, or a subscriber's caller).
+    """
+    ref = weakref.ref(run)
+
+    def sample() -> RunStatus:
+        alive = ref()
+        if alive is None:  # pragma: no cover - nobody can ask a collected run
+            raise RuntimeError("the run was garbage-collected")
+        return alive._snapshot_locked()
+
+    return sample
+
+
+def _drive_thread(run: Run) -> None:
+    """The driver thread: run the stages, then let go of the run (see ``_unpin``)."""
+    run._drive()
+    outcome = run._outcome
+    del run  # this frame outlives the thread if a stage's traceback keeps its callers
+    _unpin(outcome.exception)
+
+
+def _unpin(exc: BaseException | None) -> None:
+    """Clear our own finished frames that ``exc``'s traceback keeps alive.
+
+    A traceback's frames keep their callers (``f_back``): here ``_run_stage`` and
+    ``_drive``, whose ``self`` is the Run. The Run's Outcome box holds the exception, so
+    without this a kept snapshot would keep the Run, hence the box, hence the exception
+    and every frame's locals, for ever. The stage's own frames are left as they are.
+    Frames still running are cleared by a later call (the driver thread's last one);
+    an inline run's callers are the user's frames, and keep it as long as they live.
+    """
+    tb = exc.__traceback__ if exc is not None else None
+    frame = tb.tb_frame if tb is not None else None
+    while frame is not None:
+        if frame.f_code in _ENGINE_CODES:
+            try:
+                frame.clear()
+            except RuntimeError:  # still running: cleared later
+                pass
+        frame = frame.f_back
+
+
+_ENGINE_CODES = frozenset({Run._drive.__code__, Run._run_stage.__code__,
+                           _drive_thread.__code__})

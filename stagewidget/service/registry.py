@@ -36,8 +36,8 @@ __all__ = ["IdempotencyConflict", "PipelineNotFound", "RunRegistry", "RunsPage",
 
 _log = logging.getLogger("stagewidget.service")
 
-LOST = "lost"  # the state the service reports for a run whose process stopped writing
-STATES = ("pending", "running", "succeeded", "failed", "cancelled", LOST)
+LOST = RunState.LOST.value  # what the service reports for a run whose process stopped writing
+STATES = tuple(state.value for state in RunState)  # what GET /api/runs?state= accepts
 HEARTBEAT_S = 1.0  # an unfinished local run is written at least this often
 STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
 _CLAIM_ATTEMPTS = 3

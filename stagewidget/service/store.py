@@ -19,14 +19,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from ..errors import StageWidgetError
+from ..status import RunState
 
 __all__ = ["DamagedRecord", "MemoryStore", "Record", "Store", "StoreUnavailable", "Watchers",
            "claim_owner"]
 
 _log = logging.getLogger("stagewidget.service")
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-RECORD_STATES = frozenset({"pending", "running"}) | TERMINAL
+TERMINAL = frozenset(state.value for state in RunState if state.terminal)  # lost included
+RECORD_STATES = frozenset(state.value for state in RunState)
 
 
 class StoreUnavailable(RuntimeError):
@@ -67,7 +68,7 @@ class Record:
 
     @property
     def terminal(self) -> bool:
-        """True once the run ended (succeeded, failed or cancelled)."""
+        """True once the run ended (succeeded, failed, cancelled, or lost)."""
         return self.state in TERMINAL
 
     def fields(self) -> dict[str, str]:

@@ -38,9 +38,11 @@ STATE_SYMBOLS: Mapping[str, str] = MappingProxyType({
     "pending": "·",
     "running": "▶",
     "succeeded": "✓",
+    "cached": "✓",
     "failed": "✗",
     "cancelled": "■",
     "skipped": "↷",
+    "lost": "?",
 })
 
 _FULL = "█"

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stagewidget import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
+from stagewidget.views import format as fmt
 from stagewidget.views.format import (
     bar,
     format_count,
@@ -199,6 +200,7 @@ def test_running_stage_line_shows_progress_rate_eta_metrics_message_and_levels()
     (StageState.FAILED, "✗ failed"),
     (StageState.CANCELLED, "■ cancelled"),
     (StageState.SKIPPED, "↷ skipped"),
+    (StageState.CACHED, "✓ cached"),
 ])
 def test_stage_line_shows_state_symbol_and_name(state: StageState, label: str) -> None:
     assert label in stage_line(StageStatus("prep", state))
@@ -281,3 +283,8 @@ def test_counts_and_metrics_past_the_int_digit_limit_are_formatted() -> None:
     assert format_count(10**5000, 10**6000) == "1.000000e+5000/1.000000e+6000"
     assert format_count(3, 10**30) == "3/1.000000e+30"
     assert format_metrics({"big": 10**5000, "n": 7}) == "big=1.000000e+5000 n=7"
+
+
+def test_every_state_has_a_symbol() -> None:
+    for state in (*RunState, *StageState):
+        assert fmt.state_symbol(state)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import traceback
+from dataclasses import replace
 
 import pytest
 
@@ -151,3 +154,86 @@ def test_snapshots_are_frozen() -> None:
     status = RunStatus("id", "p")
     with pytest.raises(AttributeError):
         status.state = RunState.RUNNING  # type: ignore[misc]
+
+
+# -- states the next issues need: lost runs and cached stages ---------------------------
+
+def test_lost_is_a_terminal_run_state_only_readers_reach() -> None:
+    assert RunState.LOST.value == "lost" and RunState.LOST.terminal
+    check_run_transition(RunState.RUNNING, RunState.LOST)
+    check_run_transition(RunState.PENDING, RunState.LOST)
+    with pytest.raises(InvalidTransition, match="from 'lost' to 'running'"):
+        check_run_transition(RunState.LOST, RunState.RUNNING)
+    assert RunStatus("id", "p", RunState.LOST).to_dict()["state"] == "lost"
+
+
+def test_service_state_names_derive_from_the_enum() -> None:
+    from stagewidget.service import registry, store
+
+    assert tuple(s.value for s in RunState) == registry.STATES
+    assert registry.LOST == "lost"
+    assert {"succeeded", "failed", "cancelled", "lost"} == store.TERMINAL
+
+
+@pytest.mark.parametrize("before", [StageState.PENDING, StageState.RUNNING])
+def test_a_cached_stage_is_a_final_success(before: StageState) -> None:
+    check_stage_transition("s", before, StageState.CACHED)
+    for new in StageState:
+        with pytest.raises(InvalidTransition):
+            check_stage_transition("s", StageState.CACHED, new)
+    stage = StageStatus("s", StageState.CACHED)
+    assert stage.state.terminal and stage.state.succeeded
+    assert stage.fraction == 1.0 and stage.eta_s == 0.0
+    assert stage.to_dict()["state"] == "cached"
+    status = RunStatus("id", "p", RunState.RUNNING, (stage, StageStatus("t")))
+    assert status.fraction == 0.5
+
+
+# -- short reprs and a small HTML table ----------------------------------------------
+
+def test_run_status_repr_is_one_short_line() -> None:
+    stages = (StageStatus("load", StageState.SUCCEEDED),
+              StageStatus("train", StageState.RUNNING, done=42, total=50))
+    status = RunStatus("5f2c" * 9, "train-model", RunState.RUNNING, stages, current=1,
+                       result=list(range(10_000)))
+    assert repr(status) == "<RunStatus train-model running 'train' 92%>"
+    assert repr(stages[1]) == "<StageStatus train running 84%>"
+    assert repr(RunStatus("x", "p")) == "<RunStatus p pending 0%>"
+
+
+def test_run_status_html_is_a_small_escaped_table() -> None:
+    stages = (StageStatus("<load>", StageState.SUCCEEDED, elapsed_s=1.25),)
+    try:
+        raise ValueError("bad <input>")
+    except ValueError as exc:
+        error = ErrorInfo.from_exception(exc, "<load>")
+    html = RunStatus("id", "a&b", RunState.FAILED, stages, error=error)._repr_html_()
+    assert "<table>" in html and "a&amp;b" in html and "&lt;load&gt;" in html
+    assert "1.2 s" in html and "bad &lt;input&gt;" in html
+    assert "<load>" not in html
+
+
+# -- tracebacks start at the user's code ---------------------------------------------
+
+def test_a_stage_error_traceback_starts_at_the_user_code() -> None:
+    import stagewidget as sw
+
+    def broken_stage(x):
+        raise ValueError("user bug")
+
+    run = sw.Pipeline("p", [broken_stage]).start(None, display=False)
+    run.wait(5)
+    error = run.status().error
+    files = [line for line in error.traceback.splitlines() if line.startswith("  File")]
+    assert "test_status.py" in files[0] and "broken_stage" in files[0]
+    assert not any("stagewidget" in line for line in files)
+    # the exception itself is untouched: its traceback still has the engine's frames
+    frames = traceback.extract_tb(run.exception().__traceback__)
+    assert frames[0].filename.endswith(os.path.join("stagewidget", "engine", "run.py"))
+
+
+def test_error_info_built_by_hand_keeps_its_exception() -> None:
+    exc = KeyError("k")
+    info = ErrorInfo("KeyError", "k", "", exception=exc)
+    assert info.exception is exc and replace(info, stage="s").exception is exc
+    assert RunStatus("id", "p", RunState.FAILED, error=info).error.exception is exc
