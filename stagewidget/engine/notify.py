@@ -91,7 +91,8 @@ class Notifier:
         self.busy: threading.Thread | None = None  # the thread delivering for this run
         self.ready = False  # in the ticker's ready queue
         self.timer_key = -1  # the key of this run's live sampling timer (-1: none)
-        self._restart_period = False
+        self._just = "first"  # what was delivered last: "sample", "transition", "first"
+        self._due = 0.0  # when the latest sample was due (time.monotonic())
         # only the thread delivering for this run (``busy``) touches these
         self._last_key: tuple[Any, ...] | None = None
         self._last_sent = 0.0
@@ -182,10 +183,10 @@ class Notifier:
     def take(self, sample: bool) -> tuple[Any, ...]:
         """With the ticker's lock held: the next job (a queued item, or a sample)."""
         if sample:
-            self._restart_period = True
+            self._just = "sample"
             return (None, tuple(self._observers), self._posts)
         item = self._queue.popleft()
-        self._restart_period = item[2]
+        self._just = "transition" if item[2] else "first"
         return item
 
     def deliver(self, job: tuple[Any, ...]) -> None:
@@ -216,9 +217,17 @@ class Notifier:
             if not self._closed.is_set():
                 self._close()
             return
-        if self._sampling and self._observers and (self._restart_period
-                                                   or self.timer_key == -1):
-            ticker_.set_due(self, time.monotonic() + self._period_s)
+        if not (self._sampling and self._observers):
+            return
+        now = time.monotonic()
+        if self._just == "sample":  # a steady rate: the next sample one period after this
+            due = self._due + self._period_s
+            self._due = due if due > now else now + self._period_s
+        elif self._just == "transition" or self.timer_key == -1:
+            self._due = now + self._period_s  # a transition was just delivered
+        else:
+            return  # the sampling timer runs on
+        ticker_.set_due(self, self._due)
 
     def _close(self) -> None:
         """With the ticker's lock held: the final snapshot was handed out."""

@@ -11,7 +11,8 @@ Observers must be quick. Still, one slow observer must not stall everybody: a
 watchdog thread notices a delivery running longer than ``STALL_S``, leaves that thread
 to finish it, and hands the ticking to a fresh thread. The stuck run's later
 deliveries wait for the stuck one (its order is kept); other runs go on at once. So
-the process has one ticker thread, one watchdog, and one thread per stuck observer.
+the process has one ticker thread, one watchdog (only while two or more runs are
+active: with one, there is nobody else to hold up), and one thread per stuck observer.
 
 Locking: the ticker's own lock guards every notifier's observers and queue. A run
 posts with its lock held and then takes the ticker's (run, then ticker); the ticker
@@ -89,6 +90,8 @@ class Ticker:
     def opened(self) -> None:
         """A notifier started."""
         self._active += 1
+        if self._current is not None:
+            self._guard_if_needed()
 
     def closed(self) -> None:
         """A notifier delivered its final snapshot."""
@@ -120,7 +123,15 @@ class Ticker:
         worker.thread.run = lambda: self._tick(worker)  # type: ignore[method-assign]
         self._current = worker
         worker.thread.start()
-        if self._watcher is None:
+        self._guard_if_needed()
+
+    def _guard_if_needed(self) -> None:
+        """Start the watchdog when a stall could hold up another run; lock held.
+
+        With one run, a stuck observer can only hold up its own run's deliveries, which
+        wait for it anyway: no watchdog, no wake-ups (a view costs one thread's ticks).
+        """
+        if self._watcher is None and self._active >= 2:
             self._watcher = threading.Thread(target=self._guard,
                                              name="stagewidget-ticker-watchdog", daemon=True)
             self._watcher.start()
@@ -179,7 +190,7 @@ class Ticker:
     def _guard(self) -> None:
         """The watchdog: hand the ticking to a new thread when a delivery stalls."""
         with self.lock:
-            while self._current is not None:
+            while self._current is not None and self._active >= 2:
                 worker = self._current
                 since = worker.since
                 now = time.monotonic()
