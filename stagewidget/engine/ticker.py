@@ -145,8 +145,9 @@ class Ticker:
                 now = time.monotonic()
                 job = self._pick(now)
                 if job is None:
-                    if self._active == 0 or (idle_since is not None
-                                             and now - idle_since >= LINGER_S):
+                    # (a live sampling timer keeps it: _pick dropped the stale ones)
+                    if not self._timers and (self._active == 0 or (
+                            idle_since is not None and now - idle_since >= LINGER_S)):
                         self._current = None
                         self._watch.notify()
                         return

@@ -237,3 +237,15 @@ def test_progress_is_sampled_while_a_stage_runs(recorder: Recorder) -> None:
     recorder.wait_for(lambda s: s.stages[1].done > first)  # a later sample, not a transition
     gate.set()
     assert run.result(WAIT_S) == 2
+
+
+def test_a_refresh_period_longer_than_the_idle_linger_keeps_sampling(recorder: Recorder
+                                                                     ) -> None:
+    gate = threading.Event()
+    run = held_pipeline(gate).start(1, display=recorder, refresh_hz=0.5)  # every 2 s
+    try:
+        first = recorder.wait_for(lambda s: s.stages[1].state.value == "running")
+        recorder.wait_for(lambda s: s.stages[1].done > first.stages[1].done)
+    finally:
+        gate.set()
+    assert run.result(WAIT_S) == 2
