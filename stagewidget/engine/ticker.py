@@ -102,12 +102,6 @@ class Ticker:
         return notifier.busy is threading.current_thread()
 
     # -- threads ----------------------------------------------------------------------
-    @property
-    def threads(self) -> list[threading.Thread]:
-        """The ticker's live threads (current, stuck and watchdog), for diagnostics."""
-        prefix = "stagewidget-ticker"
-        return [t for t in threading.enumerate() if t.name.startswith(prefix)]
-
     def _wake(self) -> None:
         if self._current is None:
             self._spawn()
