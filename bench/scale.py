@@ -1,7 +1,10 @@
 """Scale: 1,000 runs started at once in one process: threads, memory per run, all finish,
 thread count back to baseline; memory per finished run kept for its status.
 
-Run: ``.venv/bin/python -m bench.scale [--runs 1000]``
+``--observed`` subscribes an observer (as a view would) to every run, so their snapshots
+are delivered and sampled (by one ticker thread for all runs; before it, one notifier
+thread per run).
+Run: ``.venv/bin/python -m bench.scale [--runs 1000] [--observed]``
 """
 
 from __future__ import annotations
@@ -29,9 +32,15 @@ def rss_kib() -> int:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--observed", action="store_true",
+                        help="subscribe an observer to every run (as a view would)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     gate = threading.Event()
+    delivered = [0]
+
+    def observer(status: sw.RunStatus) -> None:
+        delivered[0] += 1  # a figure for the report (exact when one thread delivers)
 
     def hold(x: int) -> int:
         gate.wait()
@@ -45,7 +54,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gc.collect()
     base_threads, base_rss = threading.active_count(), rss_kib()
     start = time.perf_counter()
-    runs = [pipe.start(i, display=False) for i in range(args.runs)]
+    display = observer if args.observed else False
+    runs = [pipe.start(i, display=display) for i in range(args.runs)]
     started_s = time.perf_counter() - start
     peak_threads, live_rss = threading.active_count(), rss_kib()
     gate.set()
@@ -58,6 +68,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     after_threads, done_rss = threading.active_count(), rss_kib()
     figures = {
         "runs": args.runs,
+        "observed": args.observed,
+        "deliveries": delivered[0],
         "all_succeeded": all(r == 499500 for r in results),
         "start_all_s": round(started_s, 3),
         "finish_all_s": round(all_s, 3),
@@ -67,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "kib_per_live_run": round((live_rss - base_rss) / args.runs, 1),
         "kib_per_finished_run": round((done_rss - base_rss) / args.runs, 1),
     }
-    print(f"scale: {args.runs} runs started at once")
+    print(f"scale: {args.runs} runs started at once"
+          + (", each with an observer" if args.observed else ""))
     for key, value in figures.items():
         print(f"  {key:22s} {value}")
     write_json(args.json, figures)

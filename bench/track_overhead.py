@@ -2,7 +2,7 @@
 tqdm.notebook, rich.progress.track and fastprogress, all measured in the same run.
 
 stagewidget's loops run inside a running stage of a real pipeline with an observer
-subscribed, so the run's notifier samples them at 10 Hz as it does under a live view.
+subscribed, so the ticker samples them at 10 Hz as it does under a live view.
 Variants are interleaved (each repeat runs every variant once, in a shuffled order) and
 the medians are compared. Other bars write to os.devnull (enabled, as in a terminal).
 Run: ``.venv/bin/python -m bench.track_overhead [--n 2000000] [--repeats 7]``

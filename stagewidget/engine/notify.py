@@ -1,9 +1,15 @@
-"""Deliver a run's snapshots to its observers from one thread, in order.
+"""A run's observers and the queue of snapshots the process's ticker delivers to them.
 
 The run's driver thread only queues transition snapshots (run start, stage start and
-end, final) under the run's lock; this thread delivers them, and between transitions
-samples the running stage's progress at most ``refresh_hz`` times a second. So a slow
-or raising observer never holds up the stages, and a fast loop never floods the views.
+end, final) under the run's lock; the ticker (``ticker.py``, one thread for every run
+of the process) delivers them in order, and between transitions samples the running
+stage's progress at most ``refresh_hz`` times a second. So a slow or raising observer
+never holds up the stages, and a fast loop never floods the views.
+
+Observers must be quick (as ``concurrent.futures`` asks of done-callbacks): they share
+the ticker's thread with every other run's observers. One that blocks for long does not
+stall the other runs (the ticker leaves it its thread and goes on in a new one), but
+its own run's later snapshots wait for it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..status import RunStatus
+from .ticker import Ticker, ticker
 
 __all__ = ["Notifier", "Observer", "call_isolated"]
 
@@ -47,111 +54,186 @@ def _progress_key(status: RunStatus) -> tuple[Any, ...]:
     )
 
 
+# A queued snapshot: (snapshot, observers to call, for everyone?). Observers get the
+# snapshots queued after they subscribed; "everyone" marks a transition (not the first
+# snapshot of one new subscriber), which also restarts the sampling period.
+_Item = tuple[RunStatus, tuple[Observer, ...], bool]
+
+
 class Notifier:
-    """The observer list of one run and the thread that calls it.
+    """The observer list of one run and its queue for the process's ticker.
 
     Args:
-        cond: the run's condition; its lock guards everything here too.
-        sample: builds a fresh snapshot of the run; called with the lock held.
-        name: the thread's name.
+        cond: the run's condition; held to take a snapshot (``sample``) and by the run
+            when it calls ``post``, so samples and transitions keep their order.
+        sample: builds a fresh snapshot of the run; called with the run's lock held.
+        name: names the run in diagnostics.
         refresh_hz: most progress deliveries per second.
+
+    The ticker's lock (not the run's) guards the observers and the queue.
     """
 
     def __init__(self, cond: threading.Condition, sample: Callable[[], RunStatus],
                  name: str, refresh_hz: float) -> None:
+        self.name = name
         self._cond = cond
         self._sample = sample
         self._period_s = 1.0 / refresh_hz
+        self._ticker: Ticker = ticker()
         self._observers: list[Observer] = []
-        # (snapshot, observers to call: those subscribed when it was queued, for everyone?)
-        self._queue: deque[tuple[RunStatus, tuple[Observer, ...], bool]] = deque()
+        self._queue: deque[_Item] = deque()
         self._sampling = False
         self._closing = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._closed = threading.Event()
+        self._started = False
+        self._posts = 0  # transitions posted; a sample older than the latest is dropped
+        # the ticker's bookkeeping, under its lock
+        self.busy: threading.Thread | None = None  # the thread delivering for this run
+        self.ready = False  # in the ticker's ready queue
+        self.timer_key = -1  # the key of this run's live sampling timer (-1: none)
+        self._just = "first"  # what was delivered last: "sample", "transition", "first"
+        self._due = 0.0  # when the latest sample was due (time.monotonic())
+        # only the thread delivering for this run (``busy``) touches these
+        self._last_key: tuple[Any, ...] | None = None
+        self._last_sent = 0.0
 
     def start(self) -> None:
-        """Start the delivery thread."""
-        self._thread.start()
+        """Let the ticker deliver this run's snapshots (the run was launched)."""
+        with self._ticker.lock:
+            if self._started:
+                return
+            self._started = True
+            self._ticker.opened()
+            if self._closing and not self._queue:
+                self._close()
+            elif self._queue:
+                self._ticker.schedule(self)
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start()`` was called."""
+        return self._started
 
     # -- called with the run's lock held ---------------------------------------------
     def post(self, snapshot: RunStatus, *, sampling: bool, final: bool = False) -> None:
-        """Queue a transition snapshot for every observer; say whether to sample progress."""
-        self._queue.append((snapshot, tuple(self._observers), True))
-        self._sampling = sampling
-        self._closing = self._closing or final
-        self._cond.notify_all()
+        """Queue a transition snapshot for every observer; say whether to sample progress.
+
+        Call it with the run's lock held, once per transition, ``final=True`` last.
+        Never blocks on observers.
+        """
+        ticker_ = self._ticker
+        with ticker_.lock:
+            self._posts += 1
+            self._sampling = sampling
+            self._closing = self._closing or final
+            if not sampling:
+                ticker_.set_due(self, None)
+            if not self._observers and not self._queue and self.busy is None:
+                # nobody to tell: a run without views costs the ticker nothing
+                if final and self._started:
+                    self._close()
+                return
+            self._queue.append((snapshot, tuple(self._observers), True))
+            if self._started:
+                ticker_.schedule(self)
 
     # -- called from any thread -------------------------------------------------------
     def subscribe(self, observer: Any) -> Callable[[], None]:
-        """Add an observer; it first gets the current snapshot. Returns an unsubscribe."""
+        """Add an observer; it first gets the current snapshot. Returns an unsubscribe.
+
+        The observer is called on the ticker's thread (see the module docstring: it
+        must be quick); subscribing to a finished run calls it once, at once, here.
+        """
         fn = as_observer(observer)
-        with self._cond:
-            closed = self._closed
-            if not closed:
-                self._observers.append(fn)
-                self._queue.append((self._sample(), (fn,), False))
-                self._cond.notify_all()
-            else:
-                final = self._sample()
+        ticker_ = self._ticker
+        with self._cond:  # no transition can come between the snapshot and the queue
+            snapshot = self._sample()
+            with ticker_.lock:
+                closed = self._closed.is_set()
+                if not closed:
+                    self._observers.append(fn)
+                    self._queue.append((snapshot, (fn,), False))
+                    if self._started:
+                        ticker_.schedule(self)
         if closed:
-            _deliver(final, (fn,))
+            _deliver(snapshot, (fn,))
 
         def unsubscribe() -> None:
-            with self._cond:
+            with ticker_.lock:
                 if fn in self._observers:
                     self._observers.remove(fn)
 
         return unsubscribe
 
     def flush(self, timeout: float | None) -> bool:
-        """Wait until the final snapshot was delivered; False at timeout."""
-        if threading.current_thread() is self._thread:
-            return False  # an observer waiting for its own delivery would deadlock
-        with self._cond:
-            return self._cond.wait_for(lambda: self._closed, timeout)
+        """Wait until the final snapshot was delivered; False at timeout.
 
-    @property
-    def thread(self) -> threading.Thread:
-        """The delivery thread (for tests and diagnostics)."""
-        return self._thread
+        Called by an observer of this run (on the ticker's thread, delivering for
+        it), it returns False at once: waiting for its own delivery would deadlock.
+        """
+        if self._ticker.is_delivering(self):
+            return False
+        return self._closed.wait(timeout)
 
-    # -- the delivery thread ----------------------------------------------------------
-    def _loop(self) -> None:
-        last_key: tuple[Any, ...] | None = None
-        last_sent = next_sample = 0.0
-        while True:
+    # -- the ticker's side ---------------------------------------------------------------
+    def has_queue(self) -> bool:
+        """Whether snapshots wait for delivery (ticker lock held)."""
+        return bool(self._queue)
+
+    def take(self, sample: bool) -> tuple[Any, ...]:
+        """With the ticker's lock held: the next job (a queued item, or a sample)."""
+        if sample:
+            self._just = "sample"
+            return (None, tuple(self._observers), self._posts)
+        item = self._queue.popleft()
+        self._just = "transition" if item[2] else "first"
+        return item
+
+    def deliver(self, job: tuple[Any, ...]) -> None:
+        """Deliver a job from ``take`` (on a ticker thread, no lock held)."""
+        snapshot, targets, third = job
+        if snapshot is None:  # a progress sample
+            if not targets:
+                return
             with self._cond:
-                item = self._next_item(next_sample)
-                if item is None:
-                    self._closed = True
-                    self._cond.notify_all()
-                    return
-                snapshot, targets, everyone, is_sample = item
+                if self._posts != third:
+                    return  # a transition came meanwhile; it goes first
+                snapshot = self._sample()
             now = time.monotonic()
-            if everyone:
-                key = _progress_key(snapshot)
-                if is_sample and key == last_key and now - last_sent < HEARTBEAT_S:
-                    next_sample = now + self._period_s
-                    continue
-                last_key, last_sent, next_sample = key, now, now + self._period_s
-            _deliver(snapshot, targets)
+            key = _progress_key(snapshot)
+            if key == self._last_key and now - self._last_sent < HEARTBEAT_S:
+                return  # nothing a view would redraw for
+            self._last_key, self._last_sent = key, now
+        elif third:  # a transition, for every observer
+            self._last_key, self._last_sent = _progress_key(snapshot), time.monotonic()
+        _deliver(snapshot, targets)
 
-    def _next_item(self, next_sample: float
-                   ) -> tuple[RunStatus, tuple[Observer, ...], bool, bool] | None:
-        """With the lock held: a queued item, a progress sample, or None at the end."""
-        while True:
-            if self._queue:
-                return (*self._queue.popleft(), False)
-            if self._closing:
-                return None
-            if not self._sampling:
-                self._cond.wait()
-                continue
-            wait_s = next_sample - time.monotonic()
-            if wait_s <= 0:
-                return self._sample(), tuple(self._observers), True, True
-            self._cond.wait(wait_s)
+    def after_delivery(self, ticker_: Ticker) -> None:
+        """With the ticker's lock held: schedule what comes next for this run."""
+        if self._queue:
+            ticker_.schedule(self)
+            return
+        if self._closing:
+            if not self._closed.is_set():
+                self._close()
+            return
+        if not (self._sampling and self._observers):
+            return
+        now = time.monotonic()
+        if self._just == "sample":  # a steady rate: the next sample one period after this
+            due = self._due + self._period_s
+            self._due = due if due > now else now + self._period_s
+        elif self._just == "transition" or self.timer_key == -1:
+            self._due = now + self._period_s  # a transition was just delivered
+        else:
+            return  # the sampling timer runs on
+        ticker_.set_due(self, self._due)
+
+    def _close(self) -> None:
+        """With the ticker's lock held: the final snapshot was handed out."""
+        self._ticker.set_due(self, None)
+        self._ticker.closed()
+        self._closed.set()
 
 
 def _deliver(snapshot: RunStatus, observers: tuple[Observer, ...]) -> None:

@@ -83,7 +83,7 @@ class Run:
 
     All methods may be called from any thread. One lock guards the run's state; the
     stages run in the driver thread (or the caller's, inline) and observers are called
-    from the run's notifier thread with immutable ``RunStatus`` snapshots.
+    from the process's ticker thread with immutable ``RunStatus`` snapshots.
     """
 
     def __init__(self, pipeline: Pipeline, stages: tuple[Stage, ...], data: Any, *,
@@ -163,7 +163,7 @@ class Run:
 
     def launch(self) -> None:
         """Start a run prepared with ``Run.start(..., launch=False)``; call it once."""
-        if self._notifier.thread.ident is not None:
+        if self._notifier.started:
             raise InvalidTransition(f"run {self.run_id} was already launched")
         _kept.append(self)
         _recent.append(weakref.ref(self))
@@ -268,8 +268,10 @@ class Run:
         """Call ``observer(snapshot)`` on every change; return a function that unsubscribes.
 
         The observer (a callable, or an object with ``on_status``) is called from the
-        run's notifier thread, never with the lock held, first with the current status.
+        process's ticker thread, never with the lock held, first with the current status.
         Subscribing to a finished run calls it once, at once, with the final status.
+        Observers must be quick: they share that thread with every run's observers (one
+        blocking for long is left its own thread, but its run's later snapshots wait).
         """
         return self._notifier.subscribe(observer)
 

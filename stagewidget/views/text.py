@@ -55,8 +55,9 @@ class TextView:
         # run_id -> (last snapshot seen, clock time of the last line written for it)
         self._runs: dict[str, tuple[RunStatus, float]] = {}
         self._logged: dict[str, int] = {}  # run_id -> its finished log lines written
-        # Several runs may share this view, each calling from its own notifier thread;
-        # the lock keeps their lines whole and the dict consistent.
+        # Several runs may share this view. The ticker calls it from one thread, but not
+        # always the same one (a stuck observer keeps its thread; a subscriber to a
+        # finished run calls it itself): the lock keeps lines whole and the dict consistent.
         self._lock = threading.Lock()
 
     @property
@@ -67,9 +68,11 @@ class TextView:
     def __call__(self, status: RunStatus) -> None:
         """Show the snapshot ``status``.
 
-        Called on the run's notifier thread, in order for each run (or once on the
-        subscriber's thread when subscribing to a finished run). Blocks only on the
-        stream; write errors propagate.
+        Called on the process's ticker thread, in order for each run, at most the
+        run's ``refresh_hz`` times a second (the ticker is the only rate limiter: this
+        view needs none of its own), or once on the subscriber's thread when
+        subscribing to a finished run. Blocks only on the stream; write errors
+        propagate.
         """
         with self._lock:
             now = self._clock()

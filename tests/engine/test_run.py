@@ -78,7 +78,7 @@ def test_result_times_out_while_running() -> None:
     assert run.result(WAIT_S) == 2
 
 
-def test_observers_see_transitions_in_order_on_the_notifier_thread(recorder: Recorder) -> None:
+def test_observers_see_transitions_in_order_on_the_ticker_thread(recorder: Recorder) -> None:
     gate = threading.Event()
     run = gated_pipeline(gate).start(1, display=recorder)
     gate.set()
@@ -97,7 +97,7 @@ def test_observers_see_transitions_in_order_on_the_notifier_thread(recorder: Rec
     assert [h for h in deduped if h in wanted] == wanted
     assert recorder.last.state is RunState.SUCCEEDED
     assert recorder.last.result == 2
-    assert all(name.startswith("stagewidget-notify-") for name in recorder.threads)
+    assert all(name.startswith("stagewidget-ticker") for name in recorder.threads)
 
 
 def test_observer_is_called_without_the_run_lock_held() -> None:
