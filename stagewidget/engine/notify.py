@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ObserverError
 from ..status import RunStatus
 
 __all__ = ["Notifier", "Observer", "call_isolated"]
@@ -33,7 +34,7 @@ def as_observer(observer: Any) -> Observer:
         return on_status
     if callable(observer):
         return observer
-    raise TypeError(
+    raise ObserverError(
         f"an observer must be callable or have on_status(snapshot) (got {observer!r})"
     )
 

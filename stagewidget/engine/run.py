@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Cancelled, InvalidTransition, PipelineError
+from ..errors import AlreadyStarted, Cancelled, InvalidTransition, PipelineError
 from ..status import (
     ErrorInfo,
     RunState,
@@ -25,6 +25,7 @@ from ..status import (
 from . import libprogress, shutdown
 from . import output as stage_output
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
+from .gil import require_gil
 from .logs import LOG_LINES, RunLog
 from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
@@ -144,9 +145,15 @@ class Run:
         return run
 
     def launch(self) -> None:
-        """Start a run prepared with ``Run.start(..., launch=False)``; call it once."""
+        """Start a run prepared with ``Run.start(..., launch=False)``; call it once.
+
+        Raises:
+            AlreadyStarted: the run was launched before.
+            UnsupportedInterpreter: this Python runs without the GIL (free-threaded).
+        """
+        require_gil()
         if self._notifier.thread.ident is not None:
-            raise InvalidTransition(f"run {self.run_id} was already launched")
+            raise AlreadyStarted(f"run {self.run_id} was already launched")
         _recent.append(self)
         for listener in tuple(_start_listeners):
             call_isolated("run-start listener", listener, self, run_id=self.run_id)

@@ -19,7 +19,7 @@ from typing import Any
 
 import h11
 
-from ..errors import PipelineError
+from ..errors import ConfigError
 
 __all__ = ["PARSERS", "bounded_protocol", "pick_parser"]
 
@@ -34,13 +34,13 @@ _HEAD_END = re.compile(rb"\n\r?\n")
 def pick_parser(http: str = "auto") -> str:
     """The parser to use for ``http``: ``"auto"`` is httptools when importable, else h11."""
     if http not in ("auto", *PARSERS):
-        raise PipelineError(f"http must be one of auto, {', '.join(PARSERS)} (got {http!r})")
+        raise ConfigError(f"http must be one of auto, {', '.join(PARSERS)} (got {http!r})")
     if http == "h11":
         return "h11"
     if importlib.util.find_spec("httptools") is None:
         if http == "httptools":
-            raise PipelineError("http='httptools' needs the httptools package: "
-                                "pip install httptools (or use http='h11')")
+            raise ConfigError("http='httptools' needs the httptools package: "
+                              "pip install httptools (or use http='h11')")
         return "h11"
     return "httptools"
 

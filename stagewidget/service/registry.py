@@ -24,7 +24,12 @@ from dataclasses import replace
 from typing import Any
 
 from ..engine.run import Run, on_run_start
-from ..errors import PipelineError, RunNotFound, StageWidgetError
+from ..errors import (
+    ConfigError,
+    IdempotencyConflict,
+    PipelineNotFound,
+    RunNotFound,
+)
 from ..pipeline import NO_INPUT
 from ..status import ErrorInfo, RunState, RunStatus
 from .admission import RunQueue
@@ -41,14 +46,6 @@ STATES = ("pending", "running", "succeeded", "failed", "cancelled", LOST)
 HEARTBEAT_S = 1.0  # an unfinished local run is written at least this often
 STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
 _CLAIM_ATTEMPTS = 3
-
-
-class PipelineNotFound(RunNotFound):
-    """No pipeline is registered under the given name."""
-
-
-class IdempotencyConflict(StageWidgetError, ValueError):
-    """An ``Idempotency-Key`` was used again with a different request."""
 
 
 class RunsPage:
@@ -138,14 +135,14 @@ class RunRegistry:
                             ("sweep_s", sweep_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not value > 0:
-                raise PipelineError(f"{name} must be a positive number of seconds "
-                                    f"(got {value!r})")
+                raise ConfigError(f"{name} must be a positive number of seconds "
+                                  f"(got {value!r})")
         if isinstance(max_finished, bool) or not isinstance(max_finished, int) \
                 or max_finished < 0:
-            raise PipelineError(f"max_finished must be a non-negative int (got {max_finished!r})")
+            raise ConfigError(f"max_finished must be a non-negative int (got {max_finished!r})")
         if isinstance(max_running, bool) or not isinstance(max_running, int) \
                 or max_running < 1:
-            raise PipelineError(f"max_running must be a positive int (got {max_running!r})")
+            raise ConfigError(f"max_running must be a positive int (got {max_running!r})")
         self.pipelines = pipelines_by_name(pipelines)
         self.store: Store = store if store is not None else MemoryStore(clock=clock)
         self.keep_s = float(keep_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PipelineError
+from ..errors import ObserverError
 
 if TYPE_CHECKING:
     from ..engine.run import Run
@@ -64,7 +64,7 @@ def attach(run: Run, display: Any) -> None:
     if callable(display) or callable(getattr(display, "on_status", None)):
         run.subscribe(display)
         return
-    raise PipelineError(
+    raise ObserverError(
         f"display must be None, True, False or an observer (got {display!r})"
     )
 
