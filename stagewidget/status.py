@@ -19,7 +19,7 @@ import threading
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -43,7 +43,7 @@ __all__ = [
 MetricValue = float | int | str | bool
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     """Where a run stands. Values are lower-case strings, so they serialise unchanged."""
 
     PENDING = "pending"
@@ -61,7 +61,7 @@ class RunState(str, Enum):
         return self.value
 
 
-class StageState(str, Enum):
+class StageState(StrEnum):
     """Where one stage of a run stands."""
 
     PENDING = "pending"

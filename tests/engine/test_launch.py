@@ -30,8 +30,8 @@ def test_refuses_to_start_a_run_without_the_gil(monkeypatch: pytest.MonkeyPatch)
     join_stagewidget_threads()
     before = recent_runs()
     monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
-    with pytest.raises(sw.UnsupportedInterpreter, match="free-threaded Python running without "
-                       "the GIL.*PYTHON_GIL=1"):
+    with pytest.raises(sw.UnsupportedInterpreter, match=r"free-threaded Python running without "
+                       r"the GIL.*PYTHON_GIL=1"):
         sw.Pipeline("p", [double]).start(2, display=False)
     assert recent_runs() == before  # nothing was launched: no run, no thread
     assert not stagewidget_threads()
