@@ -103,7 +103,7 @@ class _HeadBounds:
         """Whether a response is being written (a reply now would garble it)."""
         return False
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._watch_head()
 
@@ -293,8 +293,8 @@ class _HttpToolsHead(_HeadBounds):
                 if match.end() > len(tail):
                     end = start + match.end() - len(tail)
                     return end if end <= stop else -1
-        match = _HEAD_END.search(data, start, stop)
-        return match.end() if match else -1
+        found = _HEAD_END.search(data, start, stop)
+        return found.end() if found else -1
 
     def _content_length(self) -> int:
         """The body's length from the head (-1 when chunked; llhttp checked the values)."""

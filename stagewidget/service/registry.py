@@ -12,6 +12,7 @@ on this host.
 
 from __future__ import annotations
 
+import builtins  # RunRegistry.list shadows list in its class body
 import json
 import logging
 import os
@@ -322,7 +323,7 @@ class RunRegistry:
                     _log.warning("skipping a damaged run record: %s", exc)
         return RunsPage(page, len(chosen) - damaged)
 
-    def _claimed_records(self, pipeline: str, key: str) -> list[Record]:
+    def _claimed_records(self, pipeline: str, key: str) -> builtins.list[Record]:
         value = self.store.claimed(f"idem:{pipeline}:{key}")
         if value is None:
             return []
@@ -364,7 +365,7 @@ class RunRegistry:
         """The ``Run`` object, if this process runs it and it has not finished."""
         return self._writer.local_run(run_id)
 
-    def local_runs(self) -> list[Run]:
+    def local_runs(self) -> builtins.list[Run]:
         """The runs of this process (queued ones too) whose final status is not stored yet."""
         return self._writer.local_runs()
 

@@ -40,14 +40,14 @@ def show(run: Run) -> Any:
         from .widget import RunView
 
         capture_logs()
-        view = RunView(run, refresh_hz=run.refresh_hz)
-        view.show()
-        return view
+        widget_view = RunView(run, refresh_hz=run.refresh_hz)
+        widget_view.show()
+        return widget_view
     from .text import TextView
 
-    view = TextView()
-    run.subscribe(view)
-    return view
+    text_view = TextView()
+    run.subscribe(text_view)
+    return text_view
 
 
 def attach(run: Run, display: Any) -> None:

@@ -314,3 +314,14 @@ def test_a_service_starts_once_and_stops_any_number_of_times() -> None:
     service.registry.close()  # idempotent too, after stop() closed it
     names = {t.name for t in threading.enumerate()}
     assert "stagewidget-service" not in names
+
+
+def test_stop_and_close_are_idempotent_on_both_stores(make_service, store_kind) -> None:
+    service = make_service(store_kind)
+    service.stop()
+    service.stop()
+    service.registry.close()
+    service.registry.store.close()
+    service.registry.store.close()
+    with pytest.raises(sw.AlreadyStarted):  # a stopped service is not started again either
+        service.start()
