@@ -456,10 +456,10 @@ def _json_data(value: Any, depth: int, budget: list[int], path: set[int]) -> Any
             raise _NotJson("an int past the digit limit")
         return number
     if isinstance(value, float):
-        number = float.__float__(value)
-        if not math.isfinite(number):
+        real = float.__float__(value)
+        if not math.isfinite(real):
             raise _NotJson("a non-finite float")
-        return number
+        return real
     if not isinstance(value, (list, tuple, dict)):
         raise _NotJson("not JSON data")
     if depth <= 0:
@@ -487,9 +487,9 @@ def _json_data_key(key: Any) -> str:
         if _int_fits(number):
             return int.__repr__(number)
     elif isinstance(key, float):
-        number = float.__float__(key)
-        if math.isfinite(number):
-            return float.__repr__(number)
+        real = float.__float__(key)
+        if math.isfinite(real):
+            return float.__repr__(real)
     raise _NotJson("a key JSON cannot hold")
 
 
