@@ -161,7 +161,7 @@ async def _sse_watchers(port: int, path: str, watchers: int, duration_s: float
         while time.time() < stop_at:
             try:
                 line = await asyncio.wait_for(reader.readline(), stop_at - time.time())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if line.startswith(b"data: {") and b'"updated_at"' in line:
                 # chunked encoding: the data line arrives whole inside one chunk

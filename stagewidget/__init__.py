@@ -3,58 +3,76 @@
 A ``Pipeline`` is a sequence of stages (plain or ``async def`` functions); ``start()``
 runs it in the background and returns a ``Run`` whose immutable ``RunStatus`` snapshots
 feed the views (a widget in notebooks, a text view elsewhere) and any observer.
+
+The names here (``__all__``) are the public API. Everything else lives in submodules and
+may change; the optional parts (``TextView``, ``ProcessExecutor``, ``DaskExecutor``,
+``adapters``) are imported when first used.
 """
 
 from __future__ import annotations
 
 import typing as _typing
 
-from .engine.executors import Executor, InlineExecutor, StageContext, ThreadExecutor
+from .engine.executors import Executor, InlineExecutor, ThreadExecutor
 from .engine.fanout import map  # sw.map: the builtin, counted as the stage's progress
-from .engine.progress import (
-    NullProgress,
-    StageProgress,
-    advance,
-    cancelled,
-    current_stage,
-    report,
-    set_total,
-    track,
-)
+from .engine.progress import advance, cancelled, current_stage, report, set_total, track
 from .engine.run import Run
-from .errors import Cancelled, InvalidTransition, PipelineError, RunNotFound, StageWidgetError
+from .errors import (
+    AlreadyStarted,
+    Cancelled,
+    ConfigError,
+    DamagedRecord,
+    IdempotencyConflict,
+    InvalidTransition,
+    ObserverError,
+    PipelineError,
+    PipelineNotFound,
+    RunNotFound,
+    StageWidgetError,
+    StoreUnavailable,
+    UnsupportedInterpreter,
+    WorkerDied,
+)
 from .pipeline import Pipeline, Stage
-from .status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
+from .status import ErrorInfo, RunState, RunStatus, StageState, StageStatus
 
 if _typing.TYPE_CHECKING:
     from . import adapters
     from .engine.cluster import DaskExecutor
+    from .engine.process import ProcessExecutor
     from .service.server import Service
     from .views.table import RunList
+    from .views.text import TextView
 
 __all__ = [
+    "AlreadyStarted",
     "Cancelled",
+    "ConfigError",
+    "DamagedRecord",
     "DaskExecutor",
     "ErrorInfo",
     "Executor",
+    "IdempotencyConflict",
     "InlineExecutor",
     "InvalidTransition",
-    "Level",
-    "NullProgress",
+    "ObserverError",
     "Pipeline",
     "PipelineError",
+    "PipelineNotFound",
+    "ProcessExecutor",
     "Run",
     "RunNotFound",
     "RunState",
     "RunStatus",
     "Stage",
-    "StageContext",
-    "StageProgress",
     "StageState",
     "StageStatus",
     "StageWidgetError",
+    "StoreUnavailable",
     "TextView",
     "ThreadExecutor",
+    "UnsupportedInterpreter",
+    "WorkerDied",
     "__version__",
     "adapters",
     "advance",
@@ -69,6 +87,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
 
 def runs() -> RunList:
     """This process's recent runs: a live table with Cancel buttons in a notebook."""
@@ -90,21 +109,58 @@ def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:
     return _serve(pipelines, **options)
 
 
-_LAZY = {"TextView": ("stagewidget.views.text", "TextView"),
-         "DaskExecutor": ("stagewidget.engine.cluster", "DaskExecutor")}
+def _show_public_module(value: object) -> None:
+    """Make a re-exported class say ``stagewidget.X`` (reprs, tracebacks, error types).
+
+    Only for classes reachable as ``stagewidget.<qualname>``, so pickling by reference
+    (process and Dask workers) still finds them.
+    """
+    if isinstance(value, type) and value.__module__.startswith(f"{__name__}."):
+        value.__module__ = __name__
+
+
+for _name in __all__:
+    if _name in globals():
+        _show_public_module(globals()[_name])
+del _name
+
+_LAZY = {
+    "DaskExecutor": ("stagewidget.engine.cluster", "DaskExecutor"),
+    "ProcessExecutor": ("stagewidget.engine.process", "ProcessExecutor"),
+    "TextView": ("stagewidget.views.text", "TextView"),
+}
+
+# Internals that 0.1.0 exported: still served here, with a warning, until 0.2.0.
+_MOVED = {
+    "Level": "stagewidget.status",
+    "NullProgress": "stagewidget.engine.progress",
+    "StageContext": "stagewidget.engine.executors",
+    "StageProgress": "stagewidget.engine.progress",
+}
 
 
 def __getattr__(name: str) -> object:
-    """Import the optional parts (views, training-loop adapters) only when first used."""
-    if name == "adapters":  # sw.adapters.keras & co.; each imports its library on use
-        import importlib
+    """Import the optional parts (views, executors, adapters) only when first used."""
+    import importlib
 
+    if name == "adapters":  # sw.adapters.keras & co.; each imports its library on use
         return importlib.import_module("stagewidget.adapters")
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
+        _show_public_module(value)
         globals()[name] = value
         return value
+    if name in _MOVED:
+        import warnings
+
+        warnings.warn(f"stagewidget.{name} is internal and will be removed from the top-level "
+                      f"namespace in 0.2.0; import it from {_MOVED[name]}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module 'stagewidget' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, for completion (``dir(stagewidget)``)."""
+    return list(__all__)

@@ -108,7 +108,7 @@ def load_object(spec: str) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from .errors import PipelineError
+    from .errors import ConfigError, PipelineError
     from .service.server import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -124,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
                           expose_tracebacks=args.expose_tracebacks,
                           expose_logs=args.expose_logs,
                           access_log=not args.no_access_log)
-    except PipelineError as exc:
+    except (ConfigError, PipelineError) as exc:
         print(f"stagewidget serve: {exc}", file=sys.stderr)
         return 2
     names = ", ".join(sorted(service.registry.pipelines))

@@ -21,7 +21,7 @@ import threading
 import traceback
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType, TracebackType
 from typing import Any
 
@@ -46,7 +46,7 @@ __all__ = [
 MetricValue = float | int | str | bool
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     """Where a run stands. Values are lower-case strings, so they serialise unchanged."""
 
     PENDING = "pending"
@@ -70,7 +70,7 @@ class RunState(str, Enum):
         return self.value
 
 
-class StageState(str, Enum):
+class StageState(StrEnum):
     """Where one stage of a run stands.
 
     ``CACHED`` is a success whose output came from a cache instead of running the stage
@@ -275,7 +275,7 @@ def _exception(self: ErrorInfo) -> BaseException | None:
 
 
 # Set after the class is built: the name is also the constructor's keyword (an InitVar).
-ErrorInfo.exception = property(_exception)  # type: ignore[assignment,method-assign]
+ErrorInfo.exception = property(_exception)  # type: ignore[attr-defined]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -454,6 +454,7 @@ class RunStatus:
         that fails, ``result`` is None and ``result_unavailable`` says why (else it is
         None). Everything else goes through ``json_safe``.
         """
+        unavailable: str | None
         if self.outcome.released:
             result, is_repr, unavailable = None, False, _RELEASED
         else:
@@ -510,7 +511,7 @@ def _result(self: RunStatus) -> Any:
 
 
 # Set after the class is built: the name is also the constructor's keyword (an InitVar).
-RunStatus.result = property(_result)  # type: ignore[assignment,method-assign]
+RunStatus.result = property(_result)  # type: ignore[attr-defined]
 
 _RELEASED = "released: the run was garbage-collected, and its result with it"
 
@@ -619,10 +620,10 @@ def _json_data(value: Any, depth: int, budget: list[int], path: set[int]) -> Any
             raise _NotJson("an int past the digit limit")
         return number
     if isinstance(value, float):
-        number = float.__float__(value)
-        if not math.isfinite(number):
+        real = float.__float__(value)
+        if not math.isfinite(real):
             raise _NotJson("a non-finite float")
-        return number
+        return real
     if not isinstance(value, (list, tuple, dict)):
         raise _NotJson("not JSON data")
     if depth <= 0:
@@ -650,9 +651,9 @@ def _json_data_key(key: Any) -> str:
         if _int_fits(number):
             return int.__repr__(number)
     elif isinstance(key, float):
-        number = float.__float__(key)
-        if math.isfinite(number):
-            return float.__repr__(number)
+        real = float.__float__(key)
+        if math.isfinite(real):
+            return float.__repr__(real)
     raise _NotJson("a key JSON cannot hold")
 
 

@@ -32,7 +32,7 @@ from ._base import Counter, StageLink
 __all__ = ["ProgressCallback"]
 
 
-class ProgressCallback(keras.callbacks.Callback):
+class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras: untyped
     """Feed a Keras ``fit`` to the running stage; stop it cleanly on Cancel."""
 
     def __init__(self, *, stage: StageProgress | None = None) -> None:

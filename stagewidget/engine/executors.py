@@ -108,7 +108,7 @@ def _allow_nested(loop: asyncio.AbstractEventLoop) -> None:
         import nest_asyncio2 as nest
     except ImportError:
         try:
-            import nest_asyncio as nest  # type: ignore[no-redef]
+            import nest_asyncio as nest
         except ImportError:
             raise RuntimeError(
                 "async stages with executor='inline' inside a running event loop (a "

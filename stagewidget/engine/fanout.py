@@ -66,7 +66,7 @@ def map(fn: Callable[[T], R], items: Iterable[T], *, desc: str | None = None) ->
                 raise Cancelled(f"stage {getattr(progress, 'name', '?')!r} was cancelled")
             if future.status == "error":
                 future.result()  # raises the item's exception, remote traceback kept
-        results = client.gather(futures)
+        results: list[R] = client.gather(futures)
     except (Exception, Cancelled):
         # No rejoin here (unlike worker_client): it waits for a free thread, and items
         # already running cannot be interrupted, so it could hold a cancelled stage
@@ -85,8 +85,8 @@ def map(fn: Callable[[T], R], items: Iterable[T], *, desc: str | None = None) ->
 
 def _secede() -> bool:
     """Leave the worker's thread pool if this is a task's thread still in it."""
+    from dask.context import thread_state  # where Dask defines it; distributed.worker's too
     from distributed import secede
-    from distributed.worker import thread_state
 
     if not hasattr(thread_state, "start_time"):  # a thread the stage started itself
         return False

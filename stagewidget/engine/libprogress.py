@@ -115,8 +115,8 @@ def install() -> bool:
             _log.warning("cannot capture tqdm bars in stages; they draw as usual",
                          exc_info=True)
             return False
-        cls.__new__ = staticmethod(new_hook)  # type: ignore[method-assign,assignment]
-        cls.__init__ = init_hook  # type: ignore[method-assign]
+        cls.__new__ = staticmethod(new_hook)
+        cls.__init__ = init_hook
         _hooked.append((original_new, original_init))
     return True
 
@@ -404,7 +404,7 @@ class _BarLoop(_Loop):
             self._iter = compress(source, chain.from_iterable(self._chunks_of(bar)))
         if self._stopped or self._progress._cancel_requested:
             self.stop()
-        return self._iter  # type: ignore[no-any-return]
+        return self._iter
 
     def _closing(self, bar: Any) -> Iterator[Any]:
         yield from self._end()  # raises Cancelled when stopped

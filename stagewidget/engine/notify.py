@@ -19,8 +19,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from ..errors import ObserverError
 from ..status import RunStatus
 from .ticker import Ticker, ticker
 
@@ -37,10 +38,10 @@ def as_observer(observer: Any) -> Observer:
     """Accept a callable or an object with ``on_status(snapshot)``."""
     on_status = getattr(observer, "on_status", None)
     if callable(on_status):
-        return on_status
+        return cast(Observer, on_status)
     if callable(observer):
-        return observer
-    raise TypeError(
+        return cast(Observer, observer)
+    raise ObserverError(
         f"an observer must be callable or have on_status(snapshot) (got {observer!r})"
     )
 

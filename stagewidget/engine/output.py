@@ -100,7 +100,7 @@ class _StreamProxy:
         stage = owner()
         sink = None if stage is None else stage.progress.log_sink
         if sink is None:
-            return self._sw_stream.write(text)  # type: ignore[no-any-return]
+            return self._sw_stream.write(text)
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         # A line per thread: two threads printing at once do not splice their lines

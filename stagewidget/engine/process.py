@@ -34,7 +34,7 @@ import time
 from multiprocessing.connection import Connection, Listener
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Cancelled, StageWidgetError
+from ..errors import Cancelled, WorkerDied
 from ..pipeline import NO_INPUT
 from .executors import Executor, StageContext
 
@@ -42,10 +42,6 @@ if TYPE_CHECKING:
     from ..pipeline import Stage
 
 __all__ = ["ProcessExecutor", "WorkerDied"]
-
-
-class WorkerDied(StageWidgetError, RuntimeError):
-    """The worker process running a stage ended without an answer (killed, crashed)."""
 
 
 class _Call:

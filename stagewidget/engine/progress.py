@@ -21,12 +21,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from itertools import chain, compress, repeat
 from operator import length_hint
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from ..errors import Cancelled, PipelineError
 from ..status import Level, MetricValue
 
 if TYPE_CHECKING:
+    from .libprogress import StageCapture
     from .logs import RunLog
 
 __all__ = [
@@ -50,6 +51,16 @@ _CURRENT: contextvars.ContextVar[StageProgress | None] = contextvars.ContextVar(
 )
 
 _BIG = sys.maxsize
+
+
+class _SeqIterator(Protocol):
+    """A builtin sequence iterator: it says what is left and can be moved (list, range...)."""
+
+    def __iter__(self) -> _SeqIterator: ...
+    def __next__(self) -> Any: ...
+    def __length_hint__(self) -> int: ...
+    def __setstate__(self, index: int, /) -> None: ...
+
 _HISTORY_POINTS = 256
 _CHUNK_MAX = 1 << 16
 _CHUNK_FAST_S = 0.01  # a chunk done faster than this doubles the next one
@@ -66,9 +77,9 @@ class _Probe:
 
 # Builtin iterators that report what is left (__length_hint__) and can be moved to
 # their end (__setstate__): the sampler reads them and cancel() stops them.
-_SEEKABLE = frozenset(
-    type(iter(x)) for x in ([], (), range(0), range(_BIG * 2), "", b"", bytearray(), _Probe())
-)
+_SEEKABLE_EXAMPLES: tuple[Any, ...] = (
+    [], (), range(0), range(_BIG * 2), "", b"", bytearray(), _Probe())
+_SEEKABLE = frozenset(type(iter(x)) for x in _SEEKABLE_EXAMPLES)
 
 
 def _check_count(what: str, value: Any) -> int | None:
@@ -89,7 +100,7 @@ def _check_desc(desc: Any, what: str = "desc") -> None:
 def _long_len(sized: Any) -> int | None:
     """The length of ``sized`` when ``len()`` overflows (past ``sys.maxsize``), or None."""
     if isinstance(sized, range):
-        return iter(sized).__length_hint__()  # exact, as a Python int
+        return cast(_SeqIterator, iter(sized)).__length_hint__()  # exact, as a Python int
     try:
         length = type(sized).__len__(sized)  # a Python __len__ gives its int as it is
     except Exception:
@@ -97,13 +108,13 @@ def _long_len(sized: Any) -> int | None:
     return length if isinstance(length, int) and length >= 0 else None
 
 
-def _left(iterator: Iterator[Any]) -> int | None:
+def _left(iterator: _SeqIterator) -> int | None:
     """Items a sequence iterator has left; None when it cannot say."""
     try:
         return length_hint(iterator)
     except OverflowError:  # a range past sys.maxsize: its own method gives the Python int
         try:
-            return iterator.__length_hint__()  # type: ignore[attr-defined, no-any-return]
+            return iterator.__length_hint__()
         except Exception:
             return None
 
@@ -133,9 +144,9 @@ class _Loop:
         self.desc = desc
         self.total = total
         self.unit = unit
-        self._seq: Iterator[Any] | None = None
+        self._seq: _SeqIterator | None = None
         self._chunk: tuple[int, Iterator[Any]] | None = None
-        self._iter: Any = None
+        self._iter: Iterator[Any] | AsyncIterator[Any] | None = None
         self._adone = 0
         self._finished = False
         self._stopped = False
@@ -146,9 +157,10 @@ class _Loop:
             raise RuntimeError("a track() loop can be iterated only once; call track() again")
         source = iter(self._source)
         self._source = None
-        if type(source) in _SEEKABLE and self.total is not None and self.total == _left(source):
+        if type(source) in _SEEKABLE and self.total is not None \
+                and self.total == _left(seq := cast(_SeqIterator, source)):
             # cancel() moves the sequence iterator to its end; _end() then raises
-            self._seq = source
+            self._seq = seq
             self._iter = chain(source, self._end())
         else:
             # the selector chunks raise on cancel; an ended loop is seen by active()
@@ -275,7 +287,7 @@ class StageProgress:
         self._cancel_requested = False
         self._remote: Sample | None = None
         self._remote_history: dict[str, tuple[float, ...]] | None = None
-        self._library: Any = None  # engine.libprogress.StageCapture while tqdm bars are captured
+        self._library: StageCapture | None = None  # while tqdm bars are captured
 
     # -- called by stage code -------------------------------------------------------
     def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None,
@@ -401,9 +413,9 @@ class StageProgress:
         if levels:
             top = levels[0]
             return top.done, top.total, top.desc, top.unit, levels[1:]
-        top = loops[0].level() if loops else self._last_top  # the last outer loop, ended
-        if top is not None:
-            return top.done, top.total, top.desc, top.unit, ()
+        last = loops[0].level() if loops else self._last_top  # the last outer loop, ended
+        if last is not None:
+            return last.done, last.total, last.desc, last.unit, ()
         return 0, None, None, None, ()
 
     def metrics(self) -> MappingProxyType[str, MetricValue]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Cancelled, InvalidTransition, PipelineError
+from ..errors import AlreadyStarted, Cancelled, InvalidTransition, PipelineError
 from ..status import (
     ErrorInfo,
     Outcome,
@@ -27,6 +27,7 @@ from ..status import (
 from . import libprogress, shutdown
 from . import output as stage_output
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
+from .gil import require_gil
 from .logs import LOG_LINES, RunLog
 from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
@@ -162,9 +163,15 @@ class Run:
         return run
 
     def launch(self) -> None:
-        """Start a run prepared with ``Run.start(..., launch=False)``; call it once."""
+        """Start a run prepared with ``Run.start(..., launch=False)``; call it once.
+
+        Raises:
+            AlreadyStarted: the run was launched before.
+            UnsupportedInterpreter: this Python runs without the GIL (free-threaded).
+        """
+        require_gil()
         if self._notifier.started:
-            raise InvalidTransition(f"run {self.run_id} was already launched")
+            raise AlreadyStarted(f"run {self.run_id} was already launched")
         _kept.append(self)
         _recent.append(weakref.ref(self))
         for listener in tuple(_start_listeners):
@@ -232,7 +239,7 @@ class Run:
         """
         status = self.wait(timeout)
         if status.state is RunState.SUCCEEDED:
-            return status.result
+            return status.outcome.result
         raise self._exception_of(status, timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -347,8 +354,8 @@ class Run:
     def _exception_of(self, status: RunStatus, timeout: float | None) -> BaseException:
         if not status.state.terminal:
             return TimeoutError(f"run {self.run_id} still {status.state.value} after {timeout} s")
-        if status.error is not None and status.error.exception is not None:
-            return status.error.exception
+        if status.error is not None and status.error.outcome.exception is not None:
+            return status.error.outcome.exception
         stage = status.current_stage
         where = f" in stage {stage.name!r}" if stage is not None else ""
         return Cancelled(f"run {self.run_id} of {status.pipeline!r} was cancelled{where}")

@@ -304,7 +304,7 @@ class _Api:
         self.registry.when_recorded_done(run_id, wake)
         try:
             await asyncio.wait_for(done.wait(), wait_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _stream(self, run_id: str, first: Record) -> AsyncIterator[str]:
@@ -340,7 +340,7 @@ class _Api:
                 record = None
                 try:
                     await asyncio.wait_for(changed.wait(), self.ping_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     try:  # nothing published: look, so a silent owner turns lost
                         record = await self.call(self.registry.store.get, run_id)
                     except StoreUnavailable:

@@ -23,7 +23,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 def pipelines_by_name(pipelines: Any) -> dict[str, Pipeline]:
     """Accept a Pipeline, an iterable of them or a mapping name -> Pipeline."""
     if isinstance(pipelines, Pipeline):
-        items: Iterable[tuple[str, Any]] = [(pipelines.name, pipelines)]
+        items: Iterable[tuple[object, Any]] = [(pipelines.name, pipelines)]  # names checked below
     elif isinstance(pipelines, Mapping):
         items = pipelines.items()
     elif isinstance(pipelines, Iterable) and not isinstance(pipelines, (str, bytes)):

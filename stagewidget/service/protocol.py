@@ -19,7 +19,7 @@ from typing import Any
 
 import h11
 
-from ..errors import PipelineError
+from ..errors import ConfigError
 
 __all__ = ["PARSERS", "bounded_protocol", "pick_parser"]
 
@@ -34,13 +34,13 @@ _HEAD_END = re.compile(rb"\n\r?\n")
 def pick_parser(http: str = "auto") -> str:
     """The parser to use for ``http``: ``"auto"`` is httptools when importable, else h11."""
     if http not in ("auto", *PARSERS):
-        raise PipelineError(f"http must be one of auto, {', '.join(PARSERS)} (got {http!r})")
+        raise ConfigError(f"http must be one of auto, {', '.join(PARSERS)} (got {http!r})")
     if http == "h11":
         return "h11"
     if importlib.util.find_spec("httptools") is None:
         if http == "httptools":
-            raise PipelineError("http='httptools' needs the httptools package: "
-                                "pip install httptools (or use http='h11')")
+            raise ConfigError("http='httptools' needs the httptools package: "
+                              "pip install httptools (or use http='h11')")
         return "h11"
     return "httptools"
 
@@ -103,7 +103,7 @@ class _HeadBounds:
         """Whether a response is being written (a reply now would garble it)."""
         return False
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._watch_head()
 
@@ -293,8 +293,8 @@ class _HttpToolsHead(_HeadBounds):
                 if match.end() > len(tail):
                     end = start + match.end() - len(tail)
                     return end if end <= stop else -1
-        match = _HEAD_END.search(data, start, stop)
-        return match.end() if match else -1
+        found = _HEAD_END.search(data, start, stop)
+        return found.end() if found else -1
 
     def _content_length(self) -> int:
         """The body's length from the head (-1 when chunked; llhttp checked the values)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .store import DamagedRecord, Record, StoreUnavailable, Watcher, Watchers
@@ -124,7 +124,8 @@ class RedisStore:
     def put(self, record: Record, *, keep_s: float) -> None:
         """Write the run's hash and index entry with expiries, and publish the record."""
         ttl_ms = max(int(keep_s * 1000), 1)
-        fields = record.fields()
+        # redis types hset's mapping keys invariantly (Mapping[FieldT, ...]): str keys fit.
+        fields: Mapping[Any, Any] = record.fields()
         key = self._key(record.run_id)
         pipe = self._client.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)
@@ -199,13 +200,14 @@ class RedisStore:
         while True:
             if self._call(self._client.set, name, value, nx=True, px=ttl_ms):
                 return None
-            old = self._call(self._client.get, name)
+            old: str | None = self._call(self._client.get, name)  # decode_responses: str
             if old is not None:
                 return old  # else it expired in between: try again
 
     def claimed(self, key: str) -> str | None:
         """The value of claim ``key``, or None if unset or expired."""
-        return self._call(self._client.get, self._claim_key(key))
+        value: str | None = self._call(self._client.get, self._claim_key(key))
+        return value
 
     def release(self, key: str, value: str) -> None:
         """Delete claim ``key`` if it still holds ``value`` (atomically)."""

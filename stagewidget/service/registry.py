@@ -12,6 +12,7 @@ on this host.
 
 from __future__ import annotations
 
+import builtins  # RunRegistry.list shadows list in its class body
 import json
 import logging
 import os
@@ -24,7 +25,12 @@ from dataclasses import replace
 from typing import Any
 
 from ..engine.run import Run, on_run_start
-from ..errors import PipelineError, RunNotFound, StageWidgetError
+from ..errors import (
+    ConfigError,
+    IdempotencyConflict,
+    PipelineNotFound,
+    RunNotFound,
+)
 from ..pipeline import NO_INPUT
 from ..status import ErrorInfo, RunState, RunStatus
 from .admission import RunQueue
@@ -41,14 +47,6 @@ STATES = tuple(state.value for state in RunState)  # what GET /api/runs?state= a
 HEARTBEAT_S = 1.0  # an unfinished local run is written at least this often
 STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
 _CLAIM_ATTEMPTS = 3
-
-
-class PipelineNotFound(RunNotFound):
-    """No pipeline is registered under the given name."""
-
-
-class IdempotencyConflict(StageWidgetError, ValueError):
-    """An ``Idempotency-Key`` was used again with a different request."""
 
 
 class RunsPage:
@@ -138,14 +136,14 @@ class RunRegistry:
                             ("sweep_s", sweep_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not value > 0:
-                raise PipelineError(f"{name} must be a positive number of seconds "
-                                    f"(got {value!r})")
+                raise ConfigError(f"{name} must be a positive number of seconds "
+                                  f"(got {value!r})")
         if isinstance(max_finished, bool) or not isinstance(max_finished, int) \
                 or max_finished < 0:
-            raise PipelineError(f"max_finished must be a non-negative int (got {max_finished!r})")
+            raise ConfigError(f"max_finished must be a non-negative int (got {max_finished!r})")
         if isinstance(max_running, bool) or not isinstance(max_running, int) \
                 or max_running < 1:
-            raise PipelineError(f"max_running must be a positive int (got {max_running!r})")
+            raise ConfigError(f"max_running must be a positive int (got {max_running!r})")
         self.pipelines = pipelines_by_name(pipelines)
         self.store: Store = store if store is not None else MemoryStore(clock=clock)
         self.keep_s = float(keep_s)
@@ -325,7 +323,7 @@ class RunRegistry:
                     _log.warning("skipping a damaged run record: %s", exc)
         return RunsPage(page, len(chosen) - damaged)
 
-    def _claimed_records(self, pipeline: str, key: str) -> list[Record]:
+    def _claimed_records(self, pipeline: str, key: str) -> builtins.list[Record]:
         value = self.store.claimed(f"idem:{pipeline}:{key}")
         if value is None:
             return []
@@ -367,7 +365,7 @@ class RunRegistry:
         """The ``Run`` object, if this process runs it and it has not finished."""
         return self._writer.local_run(run_id)
 
-    def local_runs(self) -> list[Run]:
+    def local_runs(self) -> builtins.list[Run]:
         """The runs of this process (queued ones too) whose final status is not stored yet."""
         return self._writer.local_runs()
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..engine.run import Run, recent_runs
-from ..errors import PipelineError, RunNotFound
+from ..errors import AlreadyStarted, ConfigError, RunNotFound
 from ..status import RunState, RunStatus, StageState
 from .registry import RunRegistry
 from .store import MemoryStore, Store
@@ -43,7 +43,7 @@ CANCEL_WAIT_S = 3.0
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse to listen beyond this machine without a token (``PipelineError``)."""
+    """Refuse to listen beyond this machine without a token (``ConfigError``)."""
     if host == "localhost":
         return
     try:
@@ -51,7 +51,7 @@ def check_bind(host: str, token: str | None) -> None:
     except ValueError:
         loopback = False
     if not loopback and not token:
-        raise PipelineError(
+        raise ConfigError(
             f"refusing to listen on {host!r} without a token: anyone who reaches it could "
             "start and cancel runs; drop --no-token (or token=''), or bind to 127.0.0.1")
 
@@ -110,10 +110,10 @@ class Service:
             token = secrets.token_urlsafe(32)
         check_bind(host, token)
         if not max_head_bytes >= 1024:
-            raise PipelineError(f"max_head_bytes must be at least 1024 (got {max_head_bytes!r})")
+            raise ConfigError(f"max_head_bytes must be at least 1024 (got {max_head_bytes!r})")
         if not head_timeout_s > 0:
-            raise PipelineError(f"head_timeout_s must be a positive number of seconds "
-                                f"(got {head_timeout_s!r})")
+            raise ConfigError(f"head_timeout_s must be a positive number of seconds "
+                              f"(got {head_timeout_s!r})")
         from .http import create_app
         from .protocol import bounded_protocol, pick_parser
 
@@ -182,9 +182,15 @@ class Service:
         return run
 
     def start(self, timeout: float = 30.0) -> Service:
-        """Serve from a background thread; return once it listens. Raises on failure."""
+        """Serve from a background thread; return once it listens.
+
+        Raises:
+            AlreadyStarted: this service was started before (start it once; ``stop()``
+                may be called any number of times).
+            RuntimeError: it could not listen (the port is in use).
+        """
         if self._thread is not None:
-            raise RuntimeError("this service was already started")
+            raise AlreadyStarted(f"this service was already started (on {self.url})")
         self._thread = threading.Thread(target=self._server.run, daemon=True,
                                         name="stagewidget-service")
         self._thread.start()

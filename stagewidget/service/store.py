@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ..errors import StageWidgetError
+from ..errors import DamagedRecord, StoreUnavailable
 from ..status import RunState
 
 __all__ = ["DamagedRecord", "MemoryStore", "Record", "Store", "StoreUnavailable", "Watchers",
@@ -28,17 +28,6 @@ _log = logging.getLogger("stagewidget.service")
 
 TERMINAL = frozenset(state.value for state in RunState if state.terminal)  # lost included
 RECORD_STATES = frozenset(state.value for state in RunState)
-
-
-class StoreUnavailable(RuntimeError):
-    """The store cannot be reached (Redis down); the request may be retried later."""
-
-
-class DamagedRecord(StageWidgetError, ValueError):
-    """A run's record in the store cannot be read (a field is missing or not valid).
-
-    Listings skip such a record (and log it); reading that one run answers 500.
-    """
 
 
 def claim_owner(value: str) -> str:

@@ -144,8 +144,11 @@ class StoreWriter:
         while True:
             with self._cond:
                 idle = not self._local  # nothing to heartbeat: sleep until a run comes
-                self._cond.wait_for(lambda idle=idle: self._pending or self._closed
-                                    or (idle and self._local), None if idle else half)
+
+                def ready(idle: bool = idle) -> bool:
+                    return bool(self._pending or self._closed or (idle and self._local))
+
+                self._cond.wait_for(ready, None if idle else half)
                 if not self._pending and self._closed:
                     return
                 batch, self._pending = self._pending, {}
@@ -268,7 +271,7 @@ def minimal_status(status: RunStatus, exc: BaseException) -> dict[str, Any]:
     return {
         "run_id": status.run_id, "pipeline": status.pipeline, "state": status.state.value,
         "current": safe(lambda: status.current),
-        "current_stage": safe(lambda: status.current_stage.name),
+        "current_stage": safe(lambda: getattr(status.current_stage, "name", None)),
         "fraction": safe(lambda: float(status.fraction), 0.0),
         "created_at": safe(lambda: status.created_at, 0.0),
         "started_at": safe(lambda: status.started_at),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PipelineError
+from ..errors import ObserverError
 
 if TYPE_CHECKING:
     from ..engine.run import Run
@@ -40,14 +40,14 @@ def show(run: Run) -> Any:
         from .widget import RunView
 
         capture_logs()
-        view = RunView(run, refresh_hz=run.refresh_hz)
-        view.show()
-        return view
+        widget_view = RunView(run, refresh_hz=run.refresh_hz)
+        widget_view.show()
+        return widget_view
     from .text import TextView
 
-    view = TextView()
-    run.subscribe(view)
-    return view
+    text_view = TextView()
+    run.subscribe(text_view)
+    return text_view
 
 
 def attach(run: Run, display: Any) -> None:
@@ -64,7 +64,7 @@ def attach(run: Run, display: Any) -> None:
     if callable(display) or callable(getattr(display, "on_status", None)):
         run.subscribe(display)
         return
-    raise PipelineError(
+    raise ObserverError(
         f"display must be None, True, False or an observer (got {display!r})"
     )
 

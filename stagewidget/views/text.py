@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from ..engine.output import original
-from ..errors import PipelineError
+from ..errors import ConfigError
 from ..status import RunState, RunStatus, StageState
 from .format import run_line, stage_line, summary
 
@@ -37,16 +37,16 @@ class TextView:
         clock: monotonic seconds, used to space out progress lines.
 
     Raises:
-        PipelineError: ``heartbeat_s`` is negative or ``width`` is not positive.
+        ConfigError: ``heartbeat_s`` is negative or ``width`` is not positive.
     """
 
     def __init__(self, stream: TextIO | None = None, *, live: bool | None = None,
                  heartbeat_s: float = 10.0, width: int = 20,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if heartbeat_s < 0:
-            raise PipelineError(f"heartbeat_s must be >= 0 (got {heartbeat_s!r})")
+            raise ConfigError(f"heartbeat_s must be >= 0 (got {heartbeat_s!r})")
         if width < 1:
-            raise PipelineError(f"width must be a positive number of characters (got {width!r})")
+            raise ConfigError(f"width must be a positive number of characters (got {width!r})")
         self._stream: TextIO = sys.stderr if stream is None else stream
         self._live = _isatty(self._stream) if live is None else live
         self._heartbeat_s = heartbeat_s

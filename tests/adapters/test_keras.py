@@ -10,7 +10,8 @@ from adapter_support import cancel_at_the_gate, start, then
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
-from stagewidget import Level, StageState
+from stagewidget import StageState
+from stagewidget.status import Level
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # read when keras is first imported
 keras = pytest.importorskip("keras")

@@ -11,7 +11,7 @@ from adapter_support import cancel_at_the_gate, start, then
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
-from stagewidget import Level
+from stagewidget.status import Level
 
 pytestmark = pytest.mark.torch
 

@@ -9,7 +9,8 @@ from adapter_support import start
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
-from stagewidget import Level, RunState, StageState
+from stagewidget import RunState, StageState
+from stagewidget.status import Level
 
 pytest.importorskip("sklearn.callback", reason="scikit-learn without its callback API (< 1.9)")
 from sklearn.datasets import load_digits

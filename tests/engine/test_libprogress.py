@@ -27,8 +27,9 @@ import tqdm.std
 from conftest import WAIT_S, Gate, Recorder
 
 import stagewidget as sw
-from stagewidget import Level, PipelineError, RunState, StageState
+from stagewidget import PipelineError, RunState, StageState
 from stagewidget.engine.process import ProcessExecutor
+from stagewidget.status import Level
 
 
 def start(stage, recorder: Recorder | None = None, **options):

@@ -169,7 +169,7 @@ def test_with_no_retries_a_killed_worker_fails_the_stage_clearly(tmp_path) -> No
     finally:
         cluster.close()
     assert status.state is RunState.FAILED
-    assert status.error.type == "stagewidget.engine.process.WorkerDied"
+    assert status.error.type == "stagewidget.WorkerDied"  # the public name
     assert "Dask workers running it died" in status.error.message
     assert isinstance(status.error.exception, WorkerDied)
 

@@ -15,7 +15,7 @@ from conftest import WAIT_S
 from harness import auth, read_events, wait_until
 
 import stagewidget as sw
-from stagewidget.errors import PipelineError
+from stagewidget.errors import ConfigError
 from stagewidget.service import Service
 
 pytestmark = pytest.mark.integration
@@ -224,7 +224,7 @@ def test_a_token_guards_everything_but_health(make_service, store_kind) -> None:
 
 
 def test_binding_beyond_loopback_needs_a_token() -> None:
-    with pytest.raises(PipelineError, match=r"refusing to listen on '0\.0\.0\.0' without a token"):
+    with pytest.raises(ConfigError, match=r"refusing to listen on '0\.0\.0\.0' without a token"):
         Service(svc_pipelines.PIPELINES, host="0.0.0.0", token="")
     Service(svc_pipelines.PIPELINES, host="0.0.0.0").registry.close()  # a generated token
     Service(svc_pipelines.PIPELINES, host="0.0.0.0", token="t").registry.close()
@@ -299,3 +299,29 @@ def test_stop_closes_the_port_and_ends_the_service_threads() -> None:
     names = {t.name for t in threading.enumerate()}
     assert not names & {"stagewidget-service", "stagewidget-store-writer",
                         "stagewidget-store-sweep"}
+
+
+def test_a_service_starts_once_and_stops_any_number_of_times() -> None:
+    service = sw.serve(port=0)
+    try:
+        with pytest.raises(sw.AlreadyStarted, match="this service was already started"):
+            service.start()
+        with pytest.raises(RuntimeError):  # what it raised before, still caught
+            service.start()
+    finally:
+        service.stop()
+    service.stop()  # idempotent
+    service.registry.close()  # idempotent too, after stop() closed it
+    names = {t.name for t in threading.enumerate()}
+    assert "stagewidget-service" not in names
+
+
+def test_stop_and_close_are_idempotent_on_both_stores(make_service, store_kind) -> None:
+    service = make_service(store_kind)
+    service.stop()
+    service.stop()
+    service.registry.close()
+    service.registry.store.close()
+    service.registry.store.close()
+    with pytest.raises(sw.AlreadyStarted):  # a stopped service is not started again either
+        service.start()

@@ -351,7 +351,7 @@ def test_closing_the_registry_cancels_the_runs_still_queued(registries) -> None:
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "3"])
 def test_max_running_must_be_a_positive_int(value) -> None:
-    with pytest.raises(sw.PipelineError, match="max_running must be a positive int"):
+    with pytest.raises(sw.ConfigError, match="max_running must be a positive int"):
         RunRegistry(svc_pipelines.PIPELINES, max_running=value)
 
 

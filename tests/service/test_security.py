@@ -385,7 +385,7 @@ def test_a_service_serves_with_httptools_when_installed_unless_told_h11(make_ser
     auto, h11 = make_service(store_kind), make_service(store_kind, http="h11")
     assert auto.http == fastest and f"{fastest} parser" in repr(auto)
     assert h11.http == "h11" and "h11 parser" in repr(h11)
-    with pytest.raises(sw.PipelineError, match="http must be one of auto, httptools, h11"):
+    with pytest.raises(sw.ConfigError, match="http must be one of auto, httptools, h11"):
         make_service(store_kind, http="uvloop")
 
 

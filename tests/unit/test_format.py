@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stagewidget import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
+from stagewidget import ErrorInfo, RunState, RunStatus, StageState, StageStatus
+from stagewidget.status import Level
 from stagewidget.views import format as fmt
 from stagewidget.views.format import (
     bar,

@@ -131,7 +131,7 @@ def test_bad_refresh_rate_is_rejected() -> None:
 
 
 def test_bad_display_is_rejected() -> None:
-    with pytest.raises(PipelineError, match="display must be None, True, False or an observer"):
+    with pytest.raises(sw.ObserverError, match="display must be None, True, False or an observer"):
         sw.Pipeline("p", [load]).start(1, display="widget")
 
 

@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 import stagewidget as sw
-from stagewidget import Cancelled, Level, PipelineError, StageProgress
+from stagewidget import Cancelled, PipelineError
+from stagewidget.engine.progress import StageProgress
+from stagewidget.status import Level
 
 
 def test_outside_a_run_track_returns_the_iterable_itself() -> None:

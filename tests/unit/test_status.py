@@ -13,13 +13,17 @@ import pytest
 from stagewidget import (
     ErrorInfo,
     InvalidTransition,
-    Level,
     RunState,
     RunStatus,
     StageState,
     StageStatus,
 )
-from stagewidget.status import RUN_TRANSITIONS, check_run_transition, check_stage_transition
+from stagewidget.status import (
+    RUN_TRANSITIONS,
+    Level,
+    check_run_transition,
+    check_stage_transition,
+)
 
 
 @pytest.mark.parametrize("state", list(RunState))

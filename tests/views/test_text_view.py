@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from stagewidget import ErrorInfo, PipelineError, RunState, RunStatus, StageState, StageStatus
+from stagewidget import ConfigError, ErrorInfo, RunState, RunStatus, StageState, StageStatus
 from stagewidget.views import TextView
 from stagewidget.views.format import run_line, summary
 
@@ -124,7 +124,7 @@ def test_default_stream_is_stderr_at_construction(capsys: pytest.CaptureFixture[
     ({"width": 0}, "width must be a positive"),
 ])
 def test_invalid_settings_are_rejected(changes: dict[str, float], match: str) -> None:
-    with pytest.raises(PipelineError, match=match):
+    with pytest.raises(ConfigError, match=match):
         TextView(io.StringIO(), **changes)  # type: ignore[arg-type]
 
 
