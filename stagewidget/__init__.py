@@ -7,6 +7,7 @@ feed the views (a widget in notebooks, a text view elsewhere) and any observer.
 
 from __future__ import annotations
 
+import importlib
 import typing as _typing
 
 from .engine.executors import Executor, InlineExecutor, StageContext, ThreadExecutor
@@ -22,6 +23,7 @@ from .engine.progress import (
     track,
 )
 from .engine.run import Run
+from .engine.run import recent_runs as _recent_runs
 from .errors import Cancelled, InvalidTransition, PipelineError, RunNotFound, StageWidgetError
 from .pipeline import Pipeline, Stage
 from .status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
@@ -72,10 +74,9 @@ __version__ = "0.1.0"
 
 def runs() -> RunList:
     """This process's recent runs: a live table with Cancel buttons in a notebook."""
-    from .engine.run import recent_runs
     from .views.table import RunList
 
-    return RunList(recent_runs())
+    return RunList(_recent_runs())
 
 
 def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:
@@ -97,12 +98,8 @@ _LAZY = {"TextView": ("stagewidget.views.text", "TextView"),
 def __getattr__(name: str) -> object:
     """Import the optional parts (views, training-loop adapters) only when first used."""
     if name == "adapters":  # sw.adapters.keras & co.; each imports its library on use
-        import importlib
-
         return importlib.import_module("stagewidget.adapters")
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value

@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from ..engine.call import NO_INPUT
 from ..errors import InvalidTransition, PipelineError, RunNotFound
-from ..pipeline import NO_INPUT
 from .middleware import AccessLog, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, openapi_document
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
