@@ -39,9 +39,9 @@ class DisplayHook:
 _hook: list[DisplayHook] = []
 
 
-def set_display_hook(hook: DisplayHook) -> None:
-    """Register ``hook`` (replacing any earlier one); the views layer calls it."""
-    _hook[:] = [hook]
+def set_display_hook(hook: DisplayHook | None) -> None:
+    """Register ``hook`` (replacing any earlier one; None: none); the views layer calls it."""
+    _hook[:] = [] if hook is None else [hook]
 
 
 def display_hook() -> DisplayHook | None:

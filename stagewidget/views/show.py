@@ -51,8 +51,12 @@ _HOOK = hooks.DisplayHook(show=show, redisplay=redisplay)
 
 
 def register() -> None:
-    """Make this module the engine's display hook (idempotent, cheap)."""
-    if hooks.display_hook() is not _HOOK:
+    """Make this module the engine's display hook unless one is registered (cheap).
+
+    A hook registered before (an application embedding stagewidget in its own front
+    end) is kept: the views never take the place of another front end's hook.
+    """
+    if hooks.display_hook() is None:
         hooks.set_display_hook(_HOOK)
 
 
