@@ -70,8 +70,7 @@ class ProgressReport:
 
     def apply_to(self, progress: StageProgress) -> None:
         """Show this report as ``progress`` (the run's mirror of the remote stage)."""
-        progress.mirror(self.done, self.total, self.desc, self.unit, self.inner,
-                        dict(self.metrics), dict(self.history), self.message)
+        progress.mirror(self)
         sink: RunLog | None = progress.log_sink
         if sink is not None and self.open_lines is not None:
             sink.extend(self.lines)

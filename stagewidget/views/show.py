@@ -31,12 +31,12 @@ def show(run: Run) -> Any:
         from .widget import RunView  # imports ipywidgets
 
         capture_logs()
-        view = RunView(run, refresh_hz=run.refresh_hz)
-        view.show()
-        return view
-    view = TextView()
-    run.subscribe(view)
-    return view
+        widget = RunView(run, refresh_hz=run.refresh_hz)
+        widget.show()
+        return widget
+    text = TextView()
+    run.subscribe(text)
+    return text
 
 
 def redisplay(run: Run) -> None:
