@@ -48,16 +48,19 @@ class ProgressReport:
            open_lines: tuple[str, ...] | None = None) -> ProgressReport:
         """Sample ``progress`` now (from any thread: ``sample()`` takes no lock)."""
         done, total, desc, unit, inner = progress.sample()
-        return cls(done, total, desc, unit, tuple(inner), dict(progress.metrics()),
-                   dict(progress.history()), progress.message, tuple(lines),
-                   None if open_lines is None else tuple(open_lines))
+        # metrics() and history() are fresh read-only copies: kept as they are
+        return cls(done, total, desc, unit, inner, progress.metrics(), progress.history(),
+                   progress.message, lines, open_lines)
 
     def to_wire(self) -> list[Any]:
-        """The report as plain lists (Dask events and pickles carry it alike)."""
+        """The report as plain lists, dicts and scalars (Dask events and pickles carry it).
+
+        History series stay tuples: msgpack sends them as arrays, pickle as tuples, and
+        ``from_wire`` takes either.
+        """
         return [self.done, self.total, self.desc, self.unit,
                 [[lv.desc, lv.done, lv.total, lv.unit] for lv in self.inner],
-                dict(self.metrics), {k: list(v) for k, v in self.history.items()},
-                self.message, list(self.lines),
+                dict(self.metrics), dict(self.history), self.message, list(self.lines),
                 None if self.open_lines is None else list(self.open_lines)]
 
     @classmethod
