@@ -11,12 +11,14 @@ may change; the optional parts (``TextView``, ``ProcessExecutor``, ``DaskExecuto
 
 from __future__ import annotations
 
+import importlib
 import typing as _typing
 
 from .engine.executors import Executor, InlineExecutor, ThreadExecutor
 from .engine.fanout import map  # sw.map: the builtin, counted as the stage's progress
 from .engine.progress import advance, cancelled, current_stage, report, set_total, track
 from .engine.run import Run
+from .engine.run import recent_runs as _recent_runs
 from .errors import (
     AlreadyStarted,
     Cancelled,
@@ -91,10 +93,9 @@ __version__ = "0.1.0"
 
 def runs() -> RunList:
     """This process's recent runs: a live table with Cancel buttons in a notebook."""
-    from .engine.run import recent_runs
     from .views.table import RunList
 
-    return RunList(recent_runs())
+    return RunList(_recent_runs())
 
 
 def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:
@@ -141,8 +142,6 @@ _MOVED = {
 
 def __getattr__(name: str) -> object:
     """Import the optional parts (views, executors, adapters) only when first used."""
-    import importlib
-
     if name == "adapters":  # sw.adapters.keras & co.; each imports its library on use
         return importlib.import_module("stagewidget.adapters")
     if name in _LAZY:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from typing import Any
 
 from .demo import build_pipeline
+from .errors import ConfigError, PipelineError
 
 
 def _seconds(text: str) -> float:
@@ -106,9 +108,6 @@ def load_object(spec: str) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
-    from .errors import ConfigError, PipelineError
     from .service.server import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -19,25 +19,23 @@ on that worker (``libprogress.owner``'s rule).
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import operator
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Cancelled
-from ..pipeline import NO_INPUT
-from ..status import Level
+from ..errors import Cancelled, WorkerDied
 from . import output as stage_output
-from .executors import Executor, StageContext
+from .call import call_stage
+from .executors import Executor, StageContext, is_dask_client
 from .libprogress import capturing
 from .logs import RunLog
-from .progress import StageProgress
+from .progress import _CURRENT, StageProgress
+from .report import ProgressReport
 
 if TYPE_CHECKING:
-    from ..pipeline import Stage
+    from .definition import Stage
 
 __all__ = ["DaskExecutor", "is_dask_client", "run_remote_stage"]
 
@@ -45,12 +43,6 @@ __all__ = ["DaskExecutor", "is_dask_client", "run_remote_stage"]
 def _tail(outcome: tuple[Any, list[Any], bool]) -> tuple[list[Any], bool]:
     """(progress, cancelled) of a stage task's outcome: small, pulled without the output."""
     return outcome[1], outcome[2]
-
-
-def is_dask_client(value: Any) -> bool:
-    """True for a ``distributed.Client`` or a subclass, checked without importing Dask."""
-    return any(kind.__name__ == "Client" and kind.__module__.split(".")[0] == "distributed"
-               for kind in type(value).__mro__)
 
 
 class _Outbox:
@@ -61,36 +53,25 @@ class _Outbox:
         self.sent = 0
         self.lock = threading.Lock()  # the reporter and the task's end both take lines
 
-    def take(self) -> list[Any]:
+    def report(self, progress: StageProgress) -> ProgressReport:
+        """``progress`` now, with the lines not sent yet."""
         with self.lock:
             lines, self.sent = self.log.since(self.sent)
-        return [lines, self.log.open_lines()]
+        return ProgressReport.of(progress, tuple(lines), tuple(self.log.open_lines()))
 
 
-def _encode(progress: StageProgress, outbox: _Outbox | None = None) -> list[Any]:
-    """The stage's progress (and new log lines) as msgpack-able lists (Dask events must be)."""
-    done, total, desc, unit, inner = progress.sample()
-    return [done, total, desc, unit, [[lv.desc, lv.done, lv.total, lv.unit] for lv in inner],
-            dict(progress.metrics()), {k: list(v) for k, v in progress.history().items()},
-            progress.message, *(outbox.take() if outbox is not None else ([], []))]
+def _mirror(progress: StageProgress, wire: list[Any]) -> None:
+    ProgressReport.from_wire(wire).apply_to(progress)
 
 
-def _mirror(progress: StageProgress, message: list[Any]) -> None:
-    done, total, desc, unit, inner, metrics, history, text, *log = message
-    progress.mirror(done, total, desc, unit, tuple(Level(*level) for level in inner), metrics,
-                    {k: tuple(v) for k, v in history.items()}, text)
-    if log and progress.log_sink is not None:
-        lines, open_lines = log
-        progress.log_sink.extend(lines)
-        progress.log_sink.show_open(progress, open_lines)
-
-
-def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int | None,
-                     topic: str, cancel_name: str, period_s: float, capture: bool = True
+def run_remote_stage(fn: Any, data: Any, name: str, total: int | None, topic: str,
+                     cancel_name: str, period_s: float, capture: bool = True
                      ) -> tuple[Any, list[Any], bool]:
     """The Dask task of one stage: run ``fn`` and report its progress.
 
-    Runs on a worker. Returns (output, final progress, whether it was cancelled): a
+    Runs on a worker; ``data`` is ``NO_INPUT`` for a first stage without input (it
+    pickles by name). Returns (output, the final ``ProgressReport`` on the wire, whether
+    it was cancelled): a
     cancelled stage is not an error to Dask, so the worker logs nothing. Any exception
     is re-raised with the worker's address as a note.
     """
@@ -111,10 +92,10 @@ def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int 
                     progress.request_cancel()
             except Exception:  # the scheduler is briefly unreachable: look again later
                 pass
-            message = _encode(progress, outbox)
-            if message != last or message[7]:  # new lines go out even if equal to the last
-                worker.log_event(topic, message)
-                last = message
+            report = outbox.report(progress)
+            if report != last or report.lines:  # new lines go out even if equal to the last
+                worker.log_event(topic, report.to_wire())
+                last = report
 
     reporter = threading.Thread(target=report, name="stagewidget-dask-report", daemon=True)
     token = progress.activate()
@@ -123,11 +104,9 @@ def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int 
         stage_output.install()  # prints: lines sent with the progress
     cancelled = False
     try:
-        args = (data,) if has_input else ()
         with capturing(progress, capture) as library:  # tqdm bars: levels sent likewise
             try:
-                output = asyncio.run(fn(*args)) if inspect.iscoroutinefunction(fn) \
-                    else fn(*args)
+                output = call_stage(fn, data)
             finally:
                 stage_output.end(library)
     except Cancelled:
@@ -138,10 +117,8 @@ def run_remote_stage(fn: Any, data: Any, has_input: bool, name: str, total: int 
     finally:
         stop.set()
         reporter.join()
-        from .progress import _CURRENT
-
         _CURRENT.reset(token)
-    return output, _encode(progress, outbox), cancelled
+    return output, outbox.report(progress).to_wire(), cancelled
 
 
 class DaskExecutor(Executor):
@@ -180,10 +157,9 @@ class DaskExecutor(Executor):
         label = f"{stage.name}-{context.run_id[:8]}-{uuid.uuid4().hex[:8]}"
         topic, cancel_name = f"stagewidget-{label}", f"stagewidget-cancel-{label}"
         client.subscribe_topic(topic, lambda event: _mirror(context.progress, event[1]))
-        has_input = data is not NO_INPUT
         future = client.submit(
-            run_remote_stage, stage.fn, data if has_input else None, has_input, stage.name,
-            stage.total, topic, cancel_name, 1.0 / self.refresh_hz, context.capture,
+            run_remote_stage, stage.fn, data, stage.name, stage.total, topic, cancel_name,
+            1.0 / self.refresh_hz, context.capture,
             key=f"stagewidget-{label}", pure=False)
         deadline: list[float] = []  # set by cancel(): when to give up waiting
         self._calls[id(context)] = (future, cancel_name, deadline)
@@ -247,8 +223,6 @@ class DaskExecutor(Executor):
         try:
             future.result()
         except KilledWorker as exc:
-            from .process import WorkerDied
-
             raise WorkerDied(
                 f"stage {stage.name!r}: the Dask workers running it died ({exc}); Dask "
                 "retries a task on another worker up to distributed.scheduler."

@@ -8,17 +8,19 @@ interface, so a ``Run`` never needs to know which one it has.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import importlib
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
-from ..pipeline import NO_INPUT
+from .call import call_stage
 
 if TYPE_CHECKING:
-    from ..pipeline import Stage
+    from .definition import Stage
     from .progress import StageProgress
 
-__all__ = ["Executor", "InlineExecutor", "StageContext", "ThreadExecutor", "resolve_executor"]
+__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "StageContext", "ThreadExecutor",
+           "is_dask_client", "resolve_executor"]
 
 
 class StageContext:
@@ -133,9 +135,7 @@ class Executor:
 
     def call(self, stage: Stage, data: Any, context: StageContext) -> Any:
         """Run ``stage`` on ``data`` and return its output. Called on the driver thread."""
-        if stage.is_async:
-            return context.run_coroutine(stage.fn(data) if data is not NO_INPUT else stage.fn())
-        return stage.fn(data) if data is not NO_INPUT else stage.fn()
+        return call_stage(stage.fn, data, context.run_coroutine)
 
     def cancel(self, context: StageContext) -> None:
         """Interrupt ``context``'s stage from another thread (progress calls already raise)."""
@@ -158,29 +158,40 @@ class InlineExecutor(Executor):
     background = False
 
 
-_BUILTIN = {"thread": ThreadExecutor(), "inline": InlineExecutor()}
+# The executors by name, as "module:attribute", imported on first use: the process and
+# Dask executors build on this module, so it cannot import theirs.
+EXECUTORS: dict[str, str] = {
+    "thread": "stagewidget.engine.executors:ThreadExecutor",
+    "inline": "stagewidget.engine.executors:InlineExecutor",
+    "process": "stagewidget.engine.process:ProcessExecutor",
+    "dask": "stagewidget.engine.cluster:DaskExecutor",
+}
+
+
+def executor_class(name: str) -> Callable[..., Executor]:
+    """The executor class registered as ``name`` in ``EXECUTORS`` (imported now)."""
+    module, _, attribute = EXECUTORS[name].partition(":")
+    kind: Callable[..., Executor] = getattr(importlib.import_module(module), attribute)
+    return kind
+
+
+def is_dask_client(value: Any) -> bool:
+    """True for a ``distributed.Client`` or a subclass, checked without importing Dask."""
+    return any(kind.__name__ == "Client" and kind.__module__.split(".")[0] == "distributed"
+               for kind in type(value).__mro__)
 
 
 def resolve_executor(value: Any, *, what: str = "executor") -> Executor:
     """Turn the ``executor=`` argument into an ``Executor``, or raise ``PipelineError``."""
     if value is None:
-        return _BUILTIN["thread"]
+        return ThreadExecutor()
     if isinstance(value, Executor):
         return value
-    if isinstance(value, str) and value in _BUILTIN:
-        return _BUILTIN[value]
-    if value == "process":
-        from .process import ProcessExecutor
-
-        return ProcessExecutor()
-    from .cluster import is_dask_client  # Dask itself is not imported to check
-
+    if isinstance(value, str) and value in EXECUTORS and value != "dask":
+        return executor_class(value)()
     if is_dask_client(value):
-        from .cluster import DaskExecutor
-
-        return DaskExecutor(value)
+        return executor_class("dask")(value)
     raise PipelineError(
         f"{what} must be 'thread', 'inline', 'process', a dask.distributed Client or an "
         f"Executor (got {value!r})"
     )
-

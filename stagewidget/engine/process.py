@@ -35,11 +35,11 @@ from multiprocessing.connection import Connection, Listener
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Cancelled, WorkerDied
-from ..pipeline import NO_INPUT
 from .executors import Executor, StageContext
+from .report import ProgressReport
 
 if TYPE_CHECKING:
-    from ..pipeline import Stage
+    from .definition import Stage
 
 __all__ = ["ProcessExecutor", "WorkerDied"]
 
@@ -141,8 +141,9 @@ class ProcessExecutor(Executor):
         call = _Call(proc, conn)
         self._calls[id(context)] = call
         try:
-            payload = (stage.fn, None if data is NO_INPUT else data, data is not NO_INPUT,
-                       stage.name, stage.total, 1.0 / self.refresh_hz, context.capture)
+            # NO_INPUT pickles by name: the worker gets the same sentinel
+            payload = (stage.fn, data, stage.name, stage.total, 1.0 / self.refresh_hz,
+                       context.capture)
             conn.send(list(sys.path))
             conn.send_bytes(cloudpickle.dumps(payload))
             if context.progress.cancelled():
@@ -185,7 +186,7 @@ class ProcessExecutor(Executor):
                 raise _died(stage, call) from None
             kind = message[0]
             if kind == "progress":
-                context.progress.mirror(*message[1:])
+                ProgressReport.from_wire(message[1]).apply_to(context.progress)
             elif kind == "ok":
                 return cloudpickle.loads(message[1])
             elif kind == "cancelled":

@@ -29,6 +29,7 @@ from ..status import Level, MetricValue
 if TYPE_CHECKING:
     from .libprogress import StageCapture
     from .logs import RunLog
+    from .report import ProgressReport
 
 __all__ = [
     "NullProgress",
@@ -387,14 +388,12 @@ class StageProgress:
         for loop in tuple(self._loops):
             loop.stop()
 
-    def mirror(self, done: int, total: int | None, desc: str | None, unit: str | None,
-               inner: tuple[Level, ...], metrics: dict[str, MetricValue],
-               history: dict[str, tuple[float, ...]], message: str | None) -> None:
+    def mirror(self, report: ProgressReport) -> None:
         """Show progress measured elsewhere (a worker process, a cluster task)."""
-        self._remote = (done, total, desc, unit, tuple(inner))
-        self._metrics = dict(metrics)
-        self._remote_history = dict(history)
-        self._message = message
+        self._remote = (report.done, report.total, report.desc, report.unit, report.inner)
+        self._metrics = dict(report.metrics)
+        self._remote_history = dict(report.history)
+        self._message = report.message
 
     def sample(self) -> Sample:
         """Return (done, total, desc, unit, inner levels) now. Call under the run's lock.

@@ -9,7 +9,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from ..status import (
     check_run_transition,
     check_stage_transition,
 )
-from . import libprogress, shutdown
+from . import hooks, libprogress, shutdown
 from . import output as stage_output
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
 from .gil import require_gil
@@ -33,7 +33,8 @@ from .notify import Notifier, call_isolated
 from .progress import _CURRENT, StageProgress
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline, Stage
+    from .definition import PipelineDefinition as Pipeline
+    from .definition import Stage
 
 __all__ = ["Run", "on_run_start", "recent_runs"]
 
@@ -143,21 +144,23 @@ class Run:
                                             name=f"stagewidget-run-{short}", daemon=True)
 
     @classmethod
-    def start(cls, pipeline: Pipeline, data: Any, *, executor: Any = None, display: Any = None,
-              refresh_hz: float = 10.0, clock: Callable[[], float] | None = None,
+    def start(cls, pipeline: Pipeline, data: Any, *, executor: Any = None,
+              observers: Iterable[Any] = (), refresh_hz: float = 10.0,
+              clock: Callable[[], float] | None = None,
               stages: tuple[Stage, ...] | None = None, launch: bool = True,
               **more: Any) -> Run:
-        """Create a run of ``pipeline`` (or of ``stages``), attach its view and start it.
+        """Create a run of ``pipeline`` (or of ``stages``), subscribe ``observers``, start it.
 
-        With ``launch=False`` the run is only prepared: the caller records it somewhere
-        first (the status service does), then calls ``launch()``.
+        The run shows no view of its own: ``Pipeline.start`` (the facade) chooses the
+        views. With ``launch=False`` the run is only prepared: the caller records it
+        somewhere or attaches views first (the status service and the facade do), then
+        calls ``launch()``.
         """
         run = cls(pipeline, pipeline.stages if stages is None else stages, data,
                   executor=resolve_executor(executor), refresh_hz=refresh_hz,
                   clock=clock or time.time, **more)
-        from ..views.show import attach
-
-        attach(run, display)
+        for observer in observers:
+            run.subscribe(observer)
         if launch:
             run.launch()
         return run
@@ -190,11 +193,13 @@ class Run:
                 f"{status.fraction:.0%}>")
 
     def _ipython_display_(self) -> None:
-        """A bare ``run`` at the end of a notebook cell shows another live view of it."""
-        from ..views.show import in_widget_frontend, show
+        """A bare ``run`` at the end of a notebook cell shows another live view of it.
 
-        if in_widget_frontend():
-            show(self)
+        The views layer decides how (through the display hook); without one, the repr.
+        """
+        hook = hooks.display_hook()
+        if hook is not None:
+            hook.redisplay(self)
         else:
             print(repr(self))
 
@@ -287,7 +292,8 @@ class Run:
 
         Stages that succeeded are not run again. The pipeline's current definition of
         each stage is used, so a stage fixed and re-defined in a notebook takes effect.
-        Options are those of ``Pipeline.start()``.
+        Options are those of ``Pipeline.start()``; ``display=None`` shows the new run
+        the way the views layer shows a new run (through the display hook).
         """
         with self._cond:
             state = self._status.state
@@ -307,8 +313,12 @@ class Run:
                 f"{[s.name for s in self.pipeline.stages]}, not {names}; start a new run"
             )
         options.setdefault("executor", self._executor)
-        return Run.start(self.pipeline, data, stages=stages, start_index=index,
-                         done_stages=done, retry_of=self.run_id, **options)
+        display = options.pop("display", None)
+        run = Run.start(self.pipeline, data, stages=stages, start_index=index,
+                        done_stages=done, retry_of=self.run_id, launch=False, **options)
+        hooks.attach(run, display)
+        run.launch()
+        return run
 
     def __await__(self) -> Generator[Any, None, Any]:
         """``await run``: like ``result()``, without blocking the event loop."""

@@ -16,8 +16,7 @@ left to read an answer or a traceback.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import ctypes
 import os
 import pickle
 import signal
@@ -28,19 +27,12 @@ from multiprocessing.connection import Client, Connection
 from typing import Any
 
 from ..errors import Cancelled
+from .call import call_stage
 from .libprogress import capturing
 from .progress import StageProgress
+from .report import ProgressReport
 
-__all__ = ["Snapshot", "progress_message"]
-
-Snapshot = tuple[Any, ...]
-
-
-def progress_message(progress: StageProgress) -> Snapshot:
-    """What the run's process needs to mirror the stage's progress."""
-    done, total, desc, unit, inner = progress.sample()
-    return ("progress", done, total, desc, unit, inner, dict(progress.metrics()),
-            dict(progress.history()), progress.message)
+__all__ = ["end_group", "main"]
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -66,8 +58,6 @@ def die_with_parent(parent_pid: int) -> None:
     """
     signal.signal(signal.SIGTERM, end_group)
     if sys.platform.startswith("linux"):
-        import ctypes
-
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -86,21 +76,20 @@ def _report(progress: StageProgress, conn: Connection, send_lock: threading.Lock
                 end_group()
             if conn.poll(period_s) and conn.recv() == "cancel":
                 progress.request_cancel()
-            message = progress_message(progress)
-            if message != last:
+            report = ProgressReport.of(progress)
+            if report != last:
                 with send_lock:
-                    conn.send(message)
-                last = message
+                    conn.send(("progress", report.to_wire()))
+                last = report
     except (EOFError, OSError):  # the run's process is gone (or gave up on this call)
         end_group()
 
 
-def _outcome(fn: Any, data: Any, has_input: bool) -> tuple[Any, ...]:
+def _outcome(fn: Any, data: Any) -> tuple[Any, ...]:
     import cloudpickle
 
-    args = (data,) if has_input else ()
     try:
-        output = asyncio.run(fn(*args)) if inspect.iscoroutinefunction(fn) else fn(*args)
+        output = call_stage(fn, data)
         return ("ok", cloudpickle.dumps(output))
     except Cancelled:
         return ("cancelled",)
@@ -131,7 +120,7 @@ def main(address: str, parent_pid: int) -> None:
         payload = conn.recv_bytes()
     except (EOFError, OSError):  # the run's process went away before the stage came
         end_group()
-    fn, data, has_input, name, total, period_s, capture = cloudpickle.loads(payload)
+    fn, data, name, total, period_s, capture = cloudpickle.loads(payload)
     progress = StageProgress(name, total)
     progress.activate()
     send_lock = threading.Lock()  # the reporter and the main thread both send
@@ -141,7 +130,7 @@ def main(address: str, parent_pid: int) -> None:
                                 daemon=True)
     reporter.start()
     with capturing(progress, capture):  # tqdm bars: levels sent with the progress
-        outcome = _outcome(fn, data, has_input)
+        outcome = _outcome(fn, data)
     stop.set()
     reporter.join()
     for stream in (sys.stdout, sys.stderr):  # the run's process ends the group on an answer
@@ -151,7 +140,7 @@ def main(address: str, parent_pid: int) -> None:
             pass
     try:
         with send_lock:
-            conn.send(progress_message(progress))
+            conn.send(("progress", ProgressReport.of(progress).to_wire()))
             conn.send(outcome)
         conn.close()
     except OSError:  # the run's process is gone: nobody to answer

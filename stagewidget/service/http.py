@@ -26,10 +26,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from ..engine.call import NO_INPUT
 from ..errors import InvalidTransition, PipelineError, RunNotFound
-from ..pipeline import NO_INPUT
 from .middleware import AccessLog, TokenGuard
-from .openapi import MAX_LIMIT, MAX_OFFSET, openapi_document
+from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
 from .store import TERMINAL, Record, StoreUnavailable
 from .wire import ascii_int, encode_json, is_ascii_digits, json_response
@@ -38,8 +38,6 @@ __all__ = ["create_app"]
 
 _log = logging.getLogger("stagewidget.service")
 
-SUMMARY_KEYS = ("run_id", "pipeline", "state", "current_stage", "fraction", "created_at",
-                "started_at", "finished_at", "elapsed_s", "eta_s", "error", "retry_of")
 OPEN_PATHS = frozenset({"/api/health"})  # answered without the token
 
 

@@ -12,8 +12,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..engine.definition import PipelineDefinition as Pipeline
 from ..errors import PipelineError
-from ..pipeline import Pipeline
 
 __all__ = ["check_input_type", "input_schema", "input_type", "pipelines_by_name"]
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-__all__ = ["MAX_LIMIT", "MAX_OFFSET", "openapi_document"]
+from ..status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
+from .registry import LOST
+
+__all__ = ["MAX_LIMIT", "MAX_OFFSET", "SUMMARY_KEYS", "openapi_document", "schemas"]
 
 MAX_LIMIT = 500  # runs per page
 MAX_OFFSET = 10**9  # more runs than any store keeps; bounds the digits a query may send
+
+# The fields of a run in a listing (GET /api/runs), besides its "url".
+SUMMARY_KEYS = ("run_id", "pipeline", "state", "current_stage", "fraction", "created_at",
+                "started_at", "finished_at", "elapsed_s", "eta_s", "error", "retry_of")
 
 _NUM = {"type": ["number", "null"]}
 _STR = {"type": ["string", "null"]}
@@ -17,97 +27,139 @@ _UNIT = {"type": ["string", "null"],
 # ints past 4,300 digits come as strings in scientific notation ("1.000000e+5000")
 _COUNT = {"type": ["integer", "string"]}
 _COUNT_OR_NULL = {"type": ["integer", "string", "null"]}
-_STATES = ["pending", "running", "succeeded", "failed", "cancelled", "lost"]
-_STAGE_STATES = ["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
+# The service reports "lost" for a run whose process stopped writing.
+_STATES = list(dict.fromkeys([*(state.value for state in RunState), LOST]))
+_STAGE_STATES = [state.value for state in StageState]
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
-_SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object", "description": "RFC 9457 problem details",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                       "status": {"type": "integer"}, "detail": {"type": "string"},
-                       "instance": {"type": "string"}},
-    },
-    "Error": {
-        "type": ["object", "null"],
-        "required": ["type", "message", "traceback", "stage"],
-        "properties": {"type": {"type": "string"}, "message": {"type": "string"},
-                       "traceback": {"type": "string",
-                                     "description": "empty unless the operator exposes "
-                                                    "tracebacks (--expose-tracebacks)"},
-                       "stage": _STR},
-    },
-    "Level": {
-        "type": "object", "required": ["desc", "done", "total", "fraction"],
-        "properties": {"desc": _STR, "done": _COUNT, "total": _COUNT_OR_NULL,
-                       "fraction": _NUM, "unit": _UNIT},
-    },
-    "StageStatus": {
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# -- schemas derived from the status types --------------------------------------------
+# Each status type's schema lists exactly the keys its to_dict() gives; a key's JSON type
+# comes from the field's (or property's) type hint, so a new field or state shows up
+# here without an edit. Only what a type hint cannot say is written out below.
+
+_BY_TYPE: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"}, str | None: _STR,
+    float: {"type": "number"}, float | None: _NUM,
+    int: _COUNT, int | None: _COUNT_OR_NULL, bool: {"type": "boolean"},
+    RunState: {"enum": _STATES}, StageState: {"enum": _STAGE_STATES},
+    ErrorInfo | None: _ref("Error"),
+    tuple[StageStatus, ...]: {"type": "array", "items": _ref("StageStatus")},
+    tuple[Level, ...]: {"type": "array", "items": _ref("Level")},
+    tuple[str, ...]: {"type": "array", "items": {"type": "string"}},
+    Mapping[str, float | int | str | bool]: {
         "type": "object",
-        "required": ["name", "state", "done", "total", "fraction", "eta_s", "metrics"],
-        "properties": {
-            "name": {"type": "string"}, "state": {"enum": _STAGE_STATES},
-            "done": {**_COUNT, "minimum": 0}, "total": _COUNT_OR_NULL,
-            "fraction": _NUM, "desc": _STR, "started_at": _NUM, "finished_at": _NUM,
-            "elapsed_s": {"type": "number"}, "rate": _NUM, "eta_s": _NUM,
-            "metrics": {"type": "object",
-                        "additionalProperties": {"type": ["number", "string", "boolean",
-                                                          "null"]}},
-            "history": {"type": "object",
-                        "additionalProperties": {"type": "array", "items": _NUM}},
-            "message": _STR,
-            "inner": {"type": "array", "items": {"$ref": "#/components/schemas/Level"}},
-            "unit": _UNIT,
-        },
-    },
-    "RunStatus": {
-        "type": "object",
-        "required": ["run_id", "pipeline", "state", "stages", "fraction", "result", "error"],
-        "properties": {
-            "run_id": {"type": "string", "format": "uuid"},
-            "pipeline": {"type": "string"}, "state": {"enum": _STATES},
-            "current": {"type": ["integer", "null"]}, "current_stage": _STR,
-            "fraction": _NUM, "created_at": {"type": "number"}, "started_at": _NUM,
-            "finished_at": _NUM, "updated_at": {"type": "number"},
-            "elapsed_s": {"type": "number"}, "eta_s": _NUM,
-            "result": {"description": "the last stage's output once succeeded (any JSON)"},
-            "result_is_repr": {"type": "boolean"},
-            "result_unavailable": {**_STR, "description": "why the result is null although "
-                                   "the run succeeded: even its repr() failed"},
-            "queue_position": {
-                "type": "integer", "minimum": 1,
-                "description": "while pending: the run's place in the queue of its service "
-                               "process (1: next to start), refreshed about once a second; "
-                               "absent once it started"},
-            "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
-            "logs": {"type": "array", "items": {"type": "string"},
-                     "description": "the run's latest log lines (its stages' output, warnings "
-                                    "and logging records); empty unless the operator "
-                                    "exposes logs (--expose-logs)"},
-            "stages": {"type": "array", "items": {"$ref": "#/components/schemas/StageStatus"}},
-        },
-    },
-    "RunSummary": {
-        "type": "object", "required": ["run_id", "pipeline", "state", "url"],
-        "properties": {
-            "run_id": {"type": "string", "format": "uuid"}, "pipeline": {"type": "string"},
-            "state": {"enum": _STATES}, "current_stage": _STR, "fraction": _NUM,
-            "created_at": {"type": "number"}, "started_at": _NUM, "finished_at": _NUM,
-            "elapsed_s": {"type": "number"}, "eta_s": _NUM,
-            "error": {"$ref": "#/components/schemas/Error"}, "retry_of": _STR,
-            "url": {"type": "string"},
-        },
-    },
-    "RunsPage": {
-        "type": "object", "required": ["runs", "total", "offset", "limit", "next"],
-        "properties": {
-            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
-            "total": {"type": "integer"}, "offset": {"type": "integer"},
-            "limit": {"type": "integer"}, "next": _STR,
-        },
-    },
+        "additionalProperties": {"type": ["number", "string", "boolean", "null"]}},
+    Mapping[str, tuple[float, ...]]: {
+        "type": "object", "additionalProperties": {"type": "array", "items": _NUM}},
 }
+
+# What a type hint cannot say: keys to_dict() computes, and constraints and notes.
+_MORE: dict[str, dict[str, Any]] = {
+    "Level.unit": _UNIT,
+    "StageStatus.done": {"minimum": 0},
+    "StageStatus.unit": _UNIT,
+    "RunStatus.run_id": {"format": "uuid"},
+    "RunStatus.current": {"type": ["integer", "null"]},
+    "RunStatus.current_stage": _STR,
+    "RunStatus.result": {"description": "the last stage's output once succeeded (any JSON)"},
+    "RunStatus.result_is_repr": {"type": "boolean"},
+    "RunStatus.result_unavailable": {
+        **_STR, "description": "why the result is null although the run succeeded: even "
+                               "its repr() failed"},
+    "RunStatus.logs": {"description": "the run's latest log lines (its stages' output, "
+                                      "warnings and logging records); empty unless the "
+                                      "operator exposes logs (--expose-logs)"},
+    "ErrorInfo.traceback": {"description": "empty unless the operator exposes tracebacks "
+                                           "(--expose-tracebacks)"},
+}
+
+_REQUIRED = {
+    Level: ["desc", "done", "total", "fraction"],
+    ErrorInfo: ["type", "message", "traceback", "stage"],
+    StageStatus: ["name", "state", "done", "total", "fraction", "eta_s", "metrics"],
+    RunStatus: ["run_id", "pipeline", "state", "stages", "fraction", "result", "error"],
+}
+
+_SAMPLES: dict[type, Any] = {
+    Level: Level(desc=None, done=0), ErrorInfo: ErrorInfo(type="", message="", traceback=""),
+    StageStatus: StageStatus(name="x"), RunStatus: RunStatus(run_id="x", pipeline="x"),
+}
+
+
+def _hint(kind: type, key: str) -> Any:
+    """The type hint of ``kind``'s field or property ``key``, or None."""
+    if key in {f.name for f in fields(kind)}:
+        return typing.get_type_hints(kind)[key]
+    prop = getattr(kind, key, None)
+    if isinstance(prop, property) and prop.fget is not None:
+        return typing.get_type_hints(prop.fget).get("return")
+    return None
+
+
+def _properties(kind: type) -> dict[str, Any]:
+    """The JSON schema of each key of ``kind``'s ``to_dict()``, in its order."""
+    properties = {}
+    for key in _SAMPLES[kind].to_dict():
+        more = _MORE.get(f"{kind.__name__}.{key}", {})
+        derived = _BY_TYPE.get(_hint(kind, key))
+        if derived is None and "type" not in more and "description" not in more:
+            raise TypeError(f"no JSON schema for {kind.__name__}.{key} "
+                            f"(type {_hint(kind, key)!r}): add it to openapi._BY_TYPE")
+        properties[key] = {**(derived or {}), **more}
+    return properties
+
+
+def _object(kind: type, **more: Any) -> dict[str, Any]:
+    required = _REQUIRED[kind]
+    properties = _properties(kind)
+    missing = [key for key in required if key not in properties]
+    if missing:
+        raise TypeError(f"{kind.__name__}.to_dict() lacks required keys {missing}")
+    return {"type": "object", "required": required, "properties": properties, **more}
+
+
+def schemas() -> dict[str, Any]:
+    """The API's component schemas, derived from the status types in ``status.py``."""
+    run = _object(RunStatus)
+    run["properties"]["queue_position"] = {  # added by the service, not by to_dict()
+        "type": "integer", "minimum": 1,
+        "description": "while pending: the run's place in the queue of its service "
+                       "process (1: next to start), refreshed about once a second; "
+                       "absent once it started"}
+    summary = {key: run["properties"][key] for key in SUMMARY_KEYS}
+    return {
+        "Problem": {
+            "type": "object", "description": "RFC 9457 problem details",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                           "status": {"type": "integer"}, "detail": {"type": "string"},
+                           "instance": {"type": "string"}},
+        },
+        "Error": {**_object(ErrorInfo), "type": ["object", "null"]},
+        "Level": _object(Level),
+        "StageStatus": _object(StageStatus),
+        "RunStatus": run,
+        "RunSummary": {
+            "type": "object", "required": ["run_id", "pipeline", "state", "url"],
+            "properties": {**summary, "url": {"type": "string"}},
+        },
+        "RunsPage": {
+            "type": "object", "required": ["runs", "total", "offset", "limit", "next"],
+            "properties": {
+                "runs": {"type": "array", "items": _ref("RunSummary")},
+                "total": {"type": "integer"}, "offset": {"type": "integer"},
+                "limit": {"type": "integer"}, "next": _STR,
+            },
+        },
+    }
+
+
+_SCHEMAS = schemas()
 
 
 _EVENT = {
@@ -135,10 +187,6 @@ _REASONS = {400: "Bad request", 401: "Missing or wrong token", 404: "Not found",
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _start_run(name: str, schema: dict[str, Any] | None, auth: tuple[int, ...]

@@ -24,14 +24,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ..engine.call import NO_INPUT
 from ..engine.run import Run, on_run_start
 from ..errors import (
     ConfigError,
     IdempotencyConflict,
+    InvalidTransition,
     PipelineNotFound,
     RunNotFound,
 )
-from ..pipeline import NO_INPUT
 from ..status import ErrorInfo, RunState, RunStatus
 from .admission import RunQueue
 from .inputs import check_input_type, input_schema, pipelines_by_name
@@ -197,7 +198,7 @@ class RunRegistry:
         pipe._check_startable(data)
         if data is not NO_INPUT:
             check_input_type(name, pipe, data)
-        run = Run.start(pipe, data, executor=self.executor, display=False, launch=False)
+        run = Run.start(pipe, data, executor=self.executor, launch=False)
         record = self._writer.record(run.status())
         self.store.put(record, keep_s=self._keep_for(record))
         if idempotency_key is not None:
@@ -341,8 +342,6 @@ class RunRegistry:
         A queued run leaves the queue and ends ``cancelled`` without running a stage.
         Raises ``RunNotFound``; ``InvalidTransition`` if it has already ended.
         """
-        from ..errors import InvalidTransition
-
         record = self.store.get(run_id)
         if record is None:
             raise self.not_found(run_id)

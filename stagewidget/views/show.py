@@ -3,87 +3,68 @@
 In a Jupyter kernel with ipywidgets the widget view is displayed; anywhere else (plain
 ``python``, terminal IPython, CI) the text view writes to stderr. The front end is
 decided here, when a run starts, never at import.
+
+The engine never imports this module: ``register()`` (called by the facade,
+``Pipeline.start``) hands it ``show`` and ``redisplay`` as the engine's display hook,
+which ``Run._ipython_display_`` and ``Run.retry()`` use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ObserverError
+from ..engine import hooks
+from ..engine.logs import capture_logs
+from .ipython import at_next_cell, in_widget_frontend
+from .text import TextView
 
 if TYPE_CHECKING:
     from ..engine.run import Run
 
-__all__ = ["at_next_cell", "attach", "in_widget_frontend", "show"]
-
-
-def in_widget_frontend() -> bool:
-    """True inside a Jupyter kernel where ipywidgets can be imported."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return False
-    try:
-        import ipywidgets  # noqa: F401  (a kernel without it gets the text view)
-    except ImportError:
-        return False
-    return True
+# at_next_cell and in_widget_frontend live in views.ipython; named here for old imports
+__all__ = ["at_next_cell", "attach", "in_widget_frontend", "redisplay", "register", "show"]
 
 
 def show(run: Run) -> Any:
     """Show a new live view of ``run`` in the best way for this front end; return it."""
     if in_widget_frontend():
-        from ..engine.logs import capture_logs
-        from .widget import RunView
+        from .widget import RunView  # imports ipywidgets
 
         capture_logs()
-        widget_view = RunView(run, refresh_hz=run.refresh_hz)
-        widget_view.show()
-        return widget_view
-    from .text import TextView
+        widget = RunView(run, refresh_hz=run.refresh_hz)
+        widget.show()
+        return widget
+    text = TextView()
+    run.subscribe(text)
+    return text
 
-    text_view = TextView()
-    run.subscribe(text_view)
-    return text_view
+
+def redisplay(run: Run) -> None:
+    """Show ``run`` again (a bare ``run`` ending a cell): a live widget, or its repr."""
+    if in_widget_frontend():
+        show(run)
+    else:
+        print(repr(run))
+
+
+_HOOK = hooks.DisplayHook(show=show, redisplay=redisplay)
+
+
+def register() -> None:
+    """Make this module the engine's display hook unless one is registered (cheap).
+
+    A hook registered before (an application embedding stagewidget in its own front
+    end) is kept: the views never take the place of another front end's hook.
+    """
+    if hooks.display_hook() is None:
+        hooks.set_display_hook(_HOOK)
 
 
 def attach(run: Run, display: Any) -> None:
-    """Attach what ``display`` asks for to ``run``.
+    """Attach what ``display`` asks for to ``run``: see ``engine.hooks.attach``.
 
     ``None``/``True`` show the default view, ``False`` none; any callable (or object
     with ``on_status``) is subscribed as it is.
     """
-    if display is False:
-        return
-    if display is None or display is True:
-        show(run)
-        return
-    if callable(display) or callable(getattr(display, "on_status", None)):
-        run.subscribe(display)
-        return
-    raise ObserverError(
-        f"display must be None, True, False or an observer (got {display!r})"
-    )
-
-
-def at_next_cell(callback: Any) -> None:
-    """Call ``callback()`` once, on the main thread, when the next cell starts to run.
-
-    A display update sent from a background thread between two cells carries the
-    finished cell's parent, which nbclient (nbconvert, papermill) then ignores; sent
-    again at the next cell's start, it is applied by display id wherever it is.
-    """
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    if shell is None:
-        return
-
-    def once(info: Any = None) -> None:
-        shell.events.unregister("pre_run_cell", once)
-        callback()
-
-    shell.events.register("pre_run_cell", once)
+    register()
+    hooks.attach(run, display)

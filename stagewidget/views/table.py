@@ -6,6 +6,8 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
+from .ipython import in_widget_frontend
+from .throttle import Throttle
 
 if TYPE_CHECKING:
     from ..engine.run import Run
@@ -29,8 +31,6 @@ class RunList(list):  # type: ignore[type-arg]
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        from .show import in_widget_frontend
-
         if not in_widget_frontend():
             print(repr(self))
             return
@@ -42,8 +42,6 @@ class RunsWidget:
 
     def __init__(self, runs: list[Run], *, refresh_hz: float = 2.0) -> None:
         import ipywidgets as w
-
-        from .throttle import Throttle
 
         self._runs = runs
         self._rows = []

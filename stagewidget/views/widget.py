@@ -19,6 +19,7 @@ import ipywidgets as w
 from ..status import RunState, RunStatus, StageState, StageStatus
 from . import format as fmt
 from .chart import sparkline_svg
+from .ipython import at_next_cell
 from .throttle import Throttle
 
 if TYPE_CHECKING:
@@ -207,8 +208,6 @@ class RunView:
             self._unsubscribe()
             self._update_fallback()
             if self._handles:
-                from .show import at_next_cell
-
                 at_next_cell(self._update_fallback)
 
     def _update_fallback(self) -> None:

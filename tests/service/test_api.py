@@ -325,3 +325,54 @@ def test_stop_and_close_are_idempotent_on_both_stores(make_service, store_kind) 
     service.registry.store.close()
     with pytest.raises(sw.AlreadyStarted):  # a stopped service is not started again either
         service.start()
+
+
+def test_the_api_document_state_enums_are_the_status_enums(client) -> None:
+    from stagewidget.service.registry import LOST
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    run_states = {state.value for state in sw.RunState} | {LOST}
+    assert set(schemas["RunStatus"]["properties"]["state"]["enum"]) == run_states
+    assert set(schemas["RunSummary"]["properties"]["state"]["enum"]) == run_states
+    assert set(schemas["StageStatus"]["properties"]["state"]["enum"]) == {
+        state.value for state in sw.StageState}
+
+
+def test_the_api_document_lists_every_field_of_the_status_json(client) -> None:
+    from stagewidget.service.http import SUMMARY_KEYS
+    from stagewidget.status import Level
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    run = sw.RunStatus(run_id=str(uuid.uuid4()), pipeline="p",
+                       stages=(sw.StageStatus(name="s", inner=(Level("inner", 1),)),),
+                       error=sw.ErrorInfo.from_exception(ValueError("no")))
+    document = run.to_dict()
+    assert set(schemas["RunStatus"]["properties"]) == set(document) | {"queue_position"}
+    assert set(schemas["StageStatus"]["properties"]) == set(document["stages"][0])
+    assert set(schemas["Level"]["properties"]) == set(document["stages"][0]["inner"][0])
+    assert set(schemas["Error"]["properties"]) == set(document["error"])
+    assert set(schemas["RunSummary"]["properties"]) == set(SUMMARY_KEYS) | {"url"}
+
+
+def test_served_statuses_validate_against_the_api_document(client) -> None:
+    import jsonschema
+
+    document = client.get("/openapi.json").json()
+
+    def check(instance: object, schema: str) -> None:
+        jsonschema.validate(instance, {"$ref": f"#/components/schemas/{schema}",
+                                       "components": document["components"]},
+                            cls=jsonschema.Draft202012Validator)
+
+    done = start(client, "square", {"n": 5}, Prefer="wait=20")
+    failed = start(client, "fails", {"n": 1}, Prefer="wait=20")
+    assert (done.status_code, failed.status_code) == (200, 200)
+    assert failed.json()["state"] == "failed"
+    for reply in (done, failed):
+        check(reply.json(), "RunStatus")
+        check(client.get(f"/api/runs/{reply.json()['run_id']}").json(), "RunStatus")
+    page = client.get("/api/runs").json()
+    check(page, "RunsPage")
+    assert {run["state"] for run in page["runs"]} == {"succeeded", "failed"}
+    with pytest.raises(jsonschema.ValidationError):  # the schema does check: a bad state
+        check({**done.json(), "state": "exploded"}, "RunStatus")
