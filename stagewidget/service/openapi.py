@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from .. import status
 from ..status import ErrorInfo, Level, RunState, RunStatus, StageState, StageStatus
 from .registry import LOST
 
@@ -94,7 +95,8 @@ _SAMPLES: dict[type, Any] = {
 def _hint(kind: type, key: str) -> Any:
     """The type hint of ``kind``'s field or property ``key``, or None."""
     if key in {f.name for f in fields(kind)}:
-        return typing.get_type_hints(kind)[key]
+        # the status module's names: public classes show __module__ "stagewidget"
+        return typing.get_type_hints(kind, globalns=vars(status))[key]
     prop = getattr(kind, key, None)
     if isinstance(prop, property) and prop.fget is not None:
         return typing.get_type_hints(prop.fget).get("return")

@@ -18,7 +18,7 @@ def double(x: int) -> int:
 
 
 def test_launching_a_run_twice_raises_already_started() -> None:
-    run = Run.start(sw.Pipeline("p", [double]), 2, display=False, launch=False)
+    run = Run.start(sw.Pipeline("p", [double]), 2, launch=False)
     run.launch()
     assert run.result(WAIT_S) == 4
     with pytest.raises(sw.AlreadyStarted, match=f"run {run.run_id} was already launched"):
