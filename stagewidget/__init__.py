@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import typing as _typing
+import warnings
 
 from .engine.executors import Executor, InlineExecutor, ThreadExecutor
 from .engine.fanout import map  # sw.map: the builtin, counted as the stage's progress
@@ -151,8 +152,6 @@ def __getattr__(name: str) -> object:
         globals()[name] = value
         return value
     if name in _MOVED:
-        import warnings
-
         warnings.warn(f"stagewidget.{name} is internal and will be removed from the top-level "
                       f"namespace in 0.2.0; import it from {_MOVED[name]}", DeprecationWarning,
                       stacklevel=2)

@@ -220,7 +220,7 @@ def test_subscribers_before_launch_get_the_first_snapshot_then_every_transition(
     recorder = Recorder()
     pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="load"),
                              sw.Stage(lambda x: x * 3, name="triple")])
-    run = sw.Run.start(pipe, 2, display=False, launch=False)
+    run = sw.Run.start(pipe, 2, launch=False)
     run.subscribe(recorder)
     assert not ticker_threads() or recorder.snapshots == []  # nothing before launch
     run.launch()

@@ -86,7 +86,7 @@ def test_import_starts_no_thread_and_loads_no_optional_part() -> None:
         "assert threading.active_count() == 1, threading.enumerate()\n"
         "loaded = [m for m in ('ipywidgets', 'IPython', 'nest_asyncio2', 'nest_asyncio',"
         " 'stagewidget.engine.process', 'stagewidget.engine.cluster',"
-        " 'stagewidget.views.text', 'stagewidget.adapters') if m in sys.modules]\n"
+        " 'stagewidget.adapters') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
         "import logging; assert not logging.getLogger().handlers\n"
     )
