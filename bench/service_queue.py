@@ -4,8 +4,8 @@ Each POST used to start its own thread at once (2,000 POSTs: 2,000 stage threads
 many notifier threads). With ``max_running`` (default 32) the runs beyond the cap wait in
 ``pending`` and start in order as slots free. Printed: whether all completed, the peak
 of ``threading.active_count()`` above the idle service (each running run has a driver
-and a notifier thread, so the bound is 2 x cap plus a constant), and how far the order
-the stages started in strays from the order of the POSTs.
+thread; one ticker delivers for all: the bound is the cap plus a constant), and how far
+the order the stages started in strays from the order of the POSTs.
 
 Run: ``.venv/bin/python -m bench.service_queue [--runs 2000]``
 """
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"in {total_s:.1f} s (ideal {figures['ideal_s']:.1f} s; POSTs took "
           f"{posted_s:.1f} s); deepest queue position {deepest}")
     print(f"  threads: {idle_threads} idle, peak {peak[0]} (+{figures['peak_extra_threads']}; "
-          f"bound: 2 x {cap} running runs + a constant)")
+          f"bound: {cap} running runs + a constant)")
     print(f"  order: {figures['started_out_of_order']} of {len(started)} stages started out "
           f"of POST order, by at most {figures['max_displacement']} places "
           "(launches from different threads race)")
