@@ -1,13 +1,14 @@
 """The ipywidgets view of a run (ipywidgets is imported here only).
 
-A lean view: ten widget models whatever the number of stages. The rows are HTML
+A lean view: eleven widget models whatever the number of stages. The rows are HTML
 (drawn from ``format.py``) laid out as one CSS grid (state and name, bar, figures,
 metrics), split over three HTML widgets by how often they change, so that a refresh
 sends one small message:
 
 - ``live``: the header row and the running stage's row (they change on every refresh);
-- ``table``: the style sheet and the other stages' rows (they change on transitions);
-- ``extra``: metric charts, the latest log lines, the error and the stage durations.
+- ``table``: the other stages' rows (they change on transitions);
+- ``extra``: metric charts, the latest log lines, the error and the stage durations;
+- ``css``: the style sheet (sent once).
 
 The HTML widgets' boxes are ``display: contents``, so their cells are items of the one
 grid. Items keep their document order (live, Cancel, table, extra, Retry) except where
@@ -48,44 +49,47 @@ __all__ = ["RunView"]
 LOG_LINES_SHOWN = 8  # the log panel's latest lines: what a saved notebook keeps
 LOG_LINE_CHARS = 240
 TRACEBACK_CHARS = 3000  # the traceback's last characters (its user frames and error)
-CHART_POINTS = 128  # points shared by all the charts of a view (each gets 12 to 32)
-MIN_CHART_POINTS = 12
+CHART_POINTS = 96  # points shared by all the charts of a view (each gets 8 to 32)
+MIN_CHART_POINTS = 8
 
-_TONES = {  # a tone from format.STATE_TONES -> a JupyterLab theme colour (dark works too)
-    "active": "var(--jp-brand-color1, #1976d2)",
-    "success": "var(--jp-success-color1, #388e3c)",
-    "danger": "var(--jp-error-color1, #d32f2f)",
-    "warning": "var(--jp-warn-color1, #f57c00)",
-    "muted": "var(--jp-ui-font-color3, #999)",
+# A tone from format.STATE_TONES -> a theme colour. JupyterLab, Notebook 7 and Voila define
+# every --jp- variable used here (light and dark), so the style sheet has no fallbacks.
+_TONES = {
+    "active": "var(--jp-brand-color1)",
+    "success": "var(--jp-success-color1)",
+    "danger": "var(--jp-error-color1)",
+    "warning": "var(--jp-warn-color1)",
+    "muted": "var(--jp-ui-font-color3)",
 }
 _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _TONES.items()) + """
 .sw-run{container-type:inline-size;width:100%}
 .sw-run .sw-grid{display:grid;grid-template-columns:minmax(0,max-content) minmax(6em,1fr)
  minmax(0,max-content) minmax(0,max-content);gap:3px .9em;align-items:center;width:100%;
- color:var(--jp-ui-font-color1);font-size:var(--jp-widgets-font-size,13px);line-height:1.4}
+ color:var(--jp-ui-font-color1);font-size:var(--jp-widgets-font-size);line-height:1.4}
 .sw-grid>.widget-html,.sw-grid>.widget-html>.widget-html-content{display:contents}
-.sw-y{order:1}.sw-z{order:2}.sw-x{order:3}.sw-x.sw-y{order:1}
+.sw-r{display:contents}.sw-x{order:3}.sw-y>*{order:1}.sw-z>*{order:2}
 .sw-grid>.widget-button{margin:0;justify-self:start}
 .sw-grid>.sw-retry{order:4;grid-column:1/-1}
 .sw-grid>.sw-run{order:5;grid-column:1/-1}
-.sw-n{grid-column:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.sw-n>em{font-style:normal;color:var(--sw-c);margin-right:.3em}
-.sw-b{height:.75em;border-radius:3px;overflow:hidden;background:var(--jp-layout-color3,#ddd)}
-.sw-b>i{display:block;width:0;height:100%;background:var(--sw-c)}
-.sw-u>i{width:100%!important;opacity:.6;animation:sw-s 1s linear infinite;
+.sw-r>b{grid-column:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.sw-r>b>em{font-style:normal;color:var(--sw-c);margin-right:.3em}
+.sw-r>i{display:block;height:.75em;border-radius:3px;overflow:hidden;
+ background:var(--jp-layout-color3)}
+.sw-r>i>i{display:block;width:0;height:100%;background:var(--sw-c)}
+.sw-r>i.u>i{width:100%!important;opacity:.6;animation:sw-s 1s linear infinite;
  background:repeating-linear-gradient(-45deg,#fff6 0 .35em,#0000 0 .7em) var(--sw-c)}
 @keyframes sw-s{to{background-position:1em 0}}
-.sw-f,.sw-m{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;
- font-variant-numeric:tabular-nums;color:var(--jp-ui-font-color2,#555)}
-.sw-x{grid-column:1/-1;min-width:0;color:var(--jp-ui-font-color2,#555)}
-.sw-x pre{max-height:12em;overflow:auto;font-size:11px;margin:0}
+.sw-r>span,.sw-r>small{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font-size:inherit;
+ font-variant-numeric:tabular-nums;color:var(--jp-ui-font-color2)}
+.sw-x,.sw-r>div{grid-column:1/-1;min-width:0;color:var(--jp-ui-font-color2)}
+.sw-grid pre{max-height:12em;overflow:auto;font-size:11px;margin:0}
 .sw-x svg{margin-right:.6em}
-.sw-chart polyline{fill:none;stroke-width:1.5;stroke:var(--jp-brand-color1,#1976d2)}
+.sw-chart polyline{fill:none;stroke-width:1.5;stroke:var(--jp-brand-color1)}
 .sw-chart text{font-size:10px;fill:currentColor}
 .sw-x summary{cursor:pointer;color:var(--sw-c,inherit)}
 .sw-hide{display:none!important}
 @container (max-width:480px){.sw-run .sw-grid{grid-template-columns:minmax(0,max-content)
- minmax(4em,1fr)}.sw-f,.sw-m{grid-column:1/-1;padding-left:1.3em}.sw-m:empty{display:none}}
+ minmax(4em,1fr)}.sw-r>span,.sw-r>small{grid-column:1/-1;padding-left:1.3em}}
 </style>"""
 _CSS = _CSS.replace("\n ", " ").replace("\n", "")
 
@@ -102,53 +106,54 @@ def _percent(fraction: float) -> str:
     return f"{round(min(max(fraction, 0.0), 1.0) * 200) / 2:g}%"
 
 
-def _cell(body: str, *kinds: str) -> str:
-    """A grid cell of the given ``sw-`` classes (its kind, tone and place)."""
-    classes = " ".join(f"sw-{kind}" for kind in kinds if kind)
-    return f'<div class="{classes}">{body}</div>'
+def _row(cells: str, *classes: str) -> str:
+    """A row of grid cells; its box is ``display: contents``; it gives them a tone and place.
+
+    Cells are told apart by their tag, to keep each refresh's message small: ``b`` the
+    state and name, ``i`` the bar (its inner ``i`` the filled part), ``span`` the figures,
+    ``small`` the metrics and message, ``div`` a full-width line (nested loops).
+    """
+    names = " ".join(["sw-r", *(f"sw-{name}" for name in classes if name)])
+    return f'<div class="{names}">{cells}</div>'
 
 
-def _bar(fraction: float | None, tone: str, place: str, *, unknown: bool = False) -> str:
-    width = f' style="width:{_percent(fraction)}"' if fraction else ""
-    return _cell(f"<i{width}></i>", "b", tone, place, "u" if unknown else "")
+def _bar(fraction: float | None, *, unknown: bool = False) -> str:
+    width = f" style=width:{_percent(fraction)}" if fraction else ""
+    return f"<i{' class=u' if unknown else ''}><i{width}></i></i>"
 
 
-def _name(symbol: str, name: str, tone: str, place: str, note: str = "") -> str:
-    return _cell(f"<em>{symbol}</em><b>{html.escape(name)}</b>{note}", "n", tone, place)
+def _name(symbol: str, name: str) -> str:
+    return f"<b><em>{symbol}</em>{html.escape(name)}</b>"
 
 
 def header_html(status: RunStatus) -> str:
     """The header row: pipeline and state, the overall bar, percent, elapsed time, ETA."""
-    tone = fmt.state_tone(status.state)
-    note = f" {html.escape(status.state.value)}"
-    return (_name(fmt.state_symbol(status.state), status.pipeline, tone, "", note)
-            + _bar(status.fraction, tone, "") + _cell(html.escape(fmt.run_figures(status)), "f"))
+    return _row(_name(fmt.state_symbol(status.state), f"{status.pipeline} {status.state.value}")
+                + _bar(status.fraction) + f"<span>{html.escape(fmt.run_figures(status))}</span>",
+                fmt.state_tone(status.state))
 
 
 def stage_html(stage: StageStatus, place: str = "") -> str:
     """One stage's row: state and name, its bar, its figures, its metrics and message.
 
     ``place`` is ``y`` for the running stage's row, ``z`` for a row after it, else empty.
+    The running stage's nested loops (``↳ steps ███ 12/40``) follow, full width.
     """
-    tone = fmt.state_tone(stage.state)
     unknown = stage.fraction is None and stage.state is StageState.RUNNING
+    cells = (_name(fmt.state_symbol(stage.state), stage.name)
+             + _bar(stage.fraction, unknown=unknown)
+             + f"<span>{html.escape(fmt.stage_figures(stage))}</span>")
     extra = fmt.format_metrics(stage.metrics)
     if stage.message:
         extra = f"{extra}  {' '.join(stage.message.split())}".strip()
-    return (_name(fmt.state_symbol(stage.state), stage.name, tone, place)
-            + _bar(stage.fraction, tone, place, unknown=unknown)
-            + _cell(html.escape(fmt.stage_figures(stage)), "f", place)
-            + _cell(html.escape(extra), "m", place))
-
-
-def inner_html(stage: StageStatus | None) -> str:
-    """The running stage's nested loops (``↳ steps ███ 12/40``), below its row."""
-    if stage is None or stage.state is not StageState.RUNNING or not stage.inner:
-        return ""
-    lines = [f"{'  ' * (i + 1)}↳ {level.desc or 'loop'} {fmt.bar(level.fraction, 16)} "
-             f"{fmt.format_count(level.done, level.total, level.unit)}"
-             for i, level in enumerate(stage.inner)]
-    return _cell(f"<pre>{html.escape(chr(10).join(lines))}</pre>", "x", "y")
+    if extra:  # a row may end early: the next row's name cell starts a new grid line
+        cells += f"<small>{html.escape(extra)}</small>"
+    if stage.state is StageState.RUNNING and stage.inner:
+        lines = [f"{'  ' * (i + 1)}↳ {level.desc or 'loop'} {fmt.bar(level.fraction, 16)} "
+                 f"{fmt.format_count(level.done, level.total, level.unit)}"
+                 for i, level in enumerate(stage.inner)]
+        cells += f"<div><pre>{html.escape(chr(10).join(lines))}</pre></div>"
+    return _row(cells, fmt.state_tone(stage.state), place)
 
 
 def extra_html(status: RunStatus) -> str:
@@ -185,7 +190,7 @@ def extra_html(status: RunStatus) -> str:
             f"{html.escape(s.name)} {fmt.format_duration(s.elapsed_s)}"
             for s in status.stages if s.state is not StageState.SKIPPED and s.started_at)
         parts.append(f"<div>{durations}</div>")
-    return "".join(_cell(part, "x") for part in parts)
+    return "".join(f"<div class=sw-x>{part}</div>" for part in parts)
 
 
 class RunView:
@@ -208,6 +213,7 @@ class RunView:
         self._live = w.HTML(layout=layout, style=style)
         self._table = w.HTML(layout=layout, style=style)
         self._extra = w.HTML(layout=layout, style=style)
+        css = w.HTML(_CSS, layout=layout, style=style)
         self._cancel = w.Button(description="Cancel", icon="stop", button_style="warning",
                                 tooltip="cancel this run (cooperative)",
                                 layout=layout, style=button_style)
@@ -219,7 +225,8 @@ class RunView:
         self._retry.add_class("sw-retry")
         self._retry.add_class("sw-hide")
         self._retry.on_click(lambda _: self._on_retry())
-        self._grid = w.VBox([self._live, self._cancel, self._table, self._extra, self._retry],
+        self._grid = w.VBox([css, self._live, self._cancel, self._table, self._extra,
+                             self._retry],
                             layout=layout)
         self._grid.add_class("sw-grid")
         self.widget = w.VBox([self._grid], layout=layout)
@@ -281,10 +288,10 @@ class RunView:
     def _draw(self, status: RunStatus) -> None:
         current = status.current if status.state is RunState.RUNNING else None
         live = header_html(status)
-        table = [_CSS]
+        table = []
         for index, stage in enumerate(status.stages):
             if index == current:
-                live += stage_html(stage, "y") + inner_html(stage)
+                live += stage_html(stage, "y")
             else:
                 table.append(stage_html(stage, "z" if current is not None and index > current
                                         else ""))

@@ -150,7 +150,7 @@ class Later(str, Enum):
 
 def test_a_state_the_view_does_not_know_is_drawn_from_its_value() -> None:
     row = stage_html(StageStatus(name="fetch", state=Later.CACHED))  # type: ignore[arg-type]
-    assert ">fetch<" in row and "cached" in row and "sw-muted" in row
+    assert "</em>fetch</b>" in row and "<span>cached</span>" in row and "sw-muted" in row
     assert fmt.state_symbol(Later.LOST) == "•"  # type: ignore[arg-type]
     assert fmt.state_tone(Later.LOST) == "muted"  # type: ignore[arg-type]
 
