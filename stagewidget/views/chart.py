@@ -25,11 +25,11 @@ def thin(values: Sequence[float], max_points: int = MAX_POINTS) -> list[float]:
     return [values[round(i * step)] for i in range(max_points)]
 
 
-def sparkline_svg(name: str, values: Sequence[float], *, width: int = 160,
+def sparkline_svg(name: str, values: Sequence[float], *, width: int = 200,
                   height: int = 40, max_points: int = MAX_POINTS) -> str:
     """Return an ``<svg>`` line chart of ``values`` titled ``name`` with its last value.
 
-    The title names the range (``loss 0.012 (0.012-1)``); non-finite values are left out.
+    Its tooltip gives the range (``0.012-1``); non-finite values are left out.
     """
     points = thin([v for v in values if isinstance(v, (int, float)) and math.isfinite(v)],
                   max_points)
@@ -44,6 +44,6 @@ def sparkline_svg(name: str, values: Sequence[float], *, width: int = 160,
             f"{pad + i * step:.0f},{top + (height - top - pad) * (1 - (v - low) / span):.0f}"
             for i, v in enumerate(points))
         line = f'<polyline points="{coords}"/>'
-        scale = f" ({low:.3g}–{high:.3g})"
+        scale = f"<title>{low:.3g}–{high:.3g}</title>"
     return (f'<svg class="sw-chart" width="{width}" height="{height}">'
-            f'<text x="{pad}" y="9">{html.escape(name)}{last}{scale}</text>{line}</svg>')
+            f'{scale}<text x="{pad}" y="9">{html.escape(name)}{last}</text>{line}</svg>')

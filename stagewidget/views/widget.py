@@ -68,7 +68,7 @@ _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _T
  color:var(--jp-ui-font-color1);font-size:var(--jp-widgets-font-size);line-height:1.4}
 .sw-grid>.widget-html,.sw-grid>.widget-html>.widget-html-content{display:contents}
 .sw-r{display:contents}.sw-x{order:3}.sw-y>*{order:1}.sw-z>*{order:2}
-.sw-grid>.widget-button{margin:0;justify-self:start}
+.sw-grid>.widget-button{margin:0;width:auto;justify-self:start}
 .sw-grid>.sw-retry{order:4;grid-column:1/-1}
 .sw-grid>.sw-run{order:5;grid-column:1/-1}
 .sw-r>b{grid-column:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
@@ -89,7 +89,7 @@ _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _T
 .sw-x summary{cursor:pointer;color:var(--sw-c,inherit)}
 .sw-hide{display:none!important}
 @container (max-width:480px){.sw-run .sw-grid{grid-template-columns:minmax(0,max-content)
- minmax(4em,1fr)}.sw-r>span,.sw-r>small{grid-column:1/-1;padding-left:1.3em}}
+ minmax(40%,1fr)}.sw-r>span,.sw-r>small{grid-column:1/-1;padding-left:1.3em}}
 </style>"""
 _CSS = _CSS.replace("\n ", " ").replace("\n", "")
 
@@ -171,7 +171,7 @@ def extra_html(status: RunStatus) -> str:
                  for line in status.logs[-LOG_LINES_SHOWN:]]
         total = max(status.logs_total, len(status.logs))
         title = f"Log ({len(lines)} latest of {total} lines; all in run.status().logs)" \
-            if total > len(lines) else f"Log ({len(lines)} lines)"
+            if total > len(lines) else f"Log ({len(lines)} line{'s' if len(lines) > 1 else ''})"
         parts.append(f"<div>{title}</div><pre>{html.escape(chr(10).join(lines))}</pre>")
     if status.state is RunState.FAILED and status.error is not None:
         error = status.error

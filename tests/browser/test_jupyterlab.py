@@ -206,14 +206,17 @@ def test_rows_align_as_one_grid_in_light_dark_and_a_narrow_panel(
         assert dark["color"] != wide["color"], (dark, wide)  # text follows the theme
         lab.set_theme("JupyterLab Light")
         lab.page.set_viewport_size({"width": 350, "height": 900})
+        lab.page.evaluate("() => { window.jupyterapp.shell.collapseLeft();"
+                          " window.jupyterapp.shell.collapseRight(); }")
         lab.page.wait_for_function(
             "(sel) => document.querySelector(sel + ' .sw-run').getBoundingClientRect().width"
-            " < 350", arg=harness.PANEL)
+            " > 100", arg=harness.PANEL)
+        lab.screenshot("layout-light-350")
         narrow = grid(lab)
+        assert 100 < narrow["width"] < 350, narrow
         assert_bars_aligned(narrow)
         assert narrow["scroll"] <= narrow["client"] + 1, narrow  # no sideways scrolling
         assert narrow["bars"][0][1] >= 60, narrow
-        lab.screenshot("layout-light-350")
         lab.run_code("gate.set(); print('ended', run.wait(30).state.value)")
         lab.wait_for_text("ended succeeded")
         lab.page.set_viewport_size({"width": 1200, "height": 900})
@@ -221,4 +224,5 @@ def test_rows_align_as_one_grid_in_light_dark_and_a_narrow_panel(
         lab.screenshot("layout-light-1200-finished")
     finally:
         lab.set_theme("JupyterLab Light")
+        lab.page.evaluate("() => window.jupyterapp.shell.expandLeft()")
         lab.page.set_viewport_size({"width": 1400, "height": 1000})
