@@ -30,8 +30,11 @@ on a run gone is disabled with a tooltip saying why.
 from __future__ import annotations
 
 import html
+import math
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunView"]
 
+EXTRA_PERIOD_S = 1.0  # the charts and log panel: at most one redraw a second, see RunView
 LOG_LINES_SHOWN = 8  # the log panel's latest lines: what a saved notebook keeps
 LOG_LINE_CHARS = 240
 TRACEBACK_CHARS = 3000  # the traceback's last characters (its user frames and error)
@@ -200,10 +204,21 @@ class RunView:
     the widget show the run's final status in saved notebooks (updated by display id).
     ``refresh_hz`` is accepted for callers of earlier versions: the run's delivery thread
     paces the updates.
+
+    The charts and log panel (a few KB) is redrawn from a delivery when it changed and
+    ``EXTRA_PERIOD_S`` passed since its last redraw, or when the run or a stage changes
+    state (or its error arrives): a
+    stage reporting metrics on every step would otherwise resend every chart on every
+    refresh. No timer: the panel catches up with the next delivery, the final one at
+    the latest. ``clock`` (seconds) is injectable for tests.
     """
 
-    def __init__(self, run: Run, *, refresh_hz: float | None = None) -> None:
+    def __init__(self, run: Run, *, refresh_hz: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._run: weakref.ref[Run] = weakref.ref(run)
+        self._clock = clock
+        self._extra_at = -math.inf
+        self._stages_at_extra: tuple[object, ...] = ()
         self._retries: list[weakref.ref[Run]] = []
         self._handles: list[Any] = []
         # The view's own lock: it orders refresh() (any thread) against the delivery
@@ -258,10 +273,7 @@ class RunView:
             self._draw(status)
         if status.done():
             self._update_fallback()
-            if self._handles:
-                from .show import at_next_cell
-
-                at_next_cell(self._update_fallback)
+            _when_a_cell_ends_or_starts(self._send_final)
 
     # -- display ---------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -284,6 +296,17 @@ class RunView:
         for handle in self._handles:
             handle.update(self)
 
+    def _send_final(self) -> None:
+        """Send the final view again (main thread, in a cell): a notebook executor saves it.
+
+        Messages sent from the delivery thread carry the parent of the cell that started
+        the run; nbclient (nbconvert, papermill) ignores them once that cell is done, so
+        its saved widget state and text would show the run unfinished.
+        """
+        self._update_fallback()
+        for widget in (self._live, self._table, self._extra, self._cancel, self._retry):
+            widget.send_state()
+
     # -- drawing (under the view's lock) ---------------------------------------------------
     def _draw(self, status: RunStatus) -> None:
         current = status.current if status.state is RunState.RUNNING else None
@@ -297,7 +320,15 @@ class RunView:
                                         else ""))
         _set(self._live, value=live)
         _set(self._table, value="".join(table))
-        _set(self._extra, value=extra_html(status))
+        stages = (status.state, status.error is not None,
+                  *(stage.state for stage in status.stages))
+        now = self._clock()
+        if stages != self._stages_at_extra or now - self._extra_at >= EXTRA_PERIOD_S:
+            extra = extra_html(status)
+            if extra != self._extra.value:
+                self._extra.value = extra
+                self._extra_at = now
+            self._stages_at_extra = stages
         if status.done():
             self._draw_end(status)
 
@@ -354,6 +385,27 @@ def _accept_clicks_on_any_shell(button: w.Button) -> None:
     comm = getattr(button, "comm", None)
     if comm is not None and "_reply_subshell_id" in vars(comm):
         del comm._reply_subshell_id
+
+
+def _when_a_cell_ends_or_starts(callback: Any) -> None:
+    """Call ``callback()`` once on the main thread, when the running cell ends or the next
+    starts: either way inside a cell, whose parent a notebook executor listens to."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    events = ("post_run_cell", "pre_run_cell")
+
+    def once(*_: Any) -> None:
+        for event in events:
+            shell.events.unregister(event, once)
+        callback()
+
+    for event in events:
+        shell.events.register(event, once)
 
 
 def _close_tree(widget: w.Widget) -> None:

@@ -160,3 +160,35 @@ def test_header_figures_keep_tenths_of_a_second() -> None:
                           stages=(StageStatus(name="s", state=sw.StageState.SUCCEEDED),),
                           started_at=100.0, finished_at=100.4, elapsed_s=0.4)
     assert fmt.run_figures(status) == "100% · 0.4s"
+
+
+def test_charts_and_log_are_redrawn_at_most_once_a_period_but_always_at_the_end(
+        recorder) -> None:
+    now = [0.0]
+    gate = threading.Event()
+
+    def chatty(_):
+        for i in sw.track(range(10**9), desc="steps"):
+            sw.report(loss=1.0 / (i + 1))  # a new chart point on every step
+            if gate.is_set():
+                return i
+
+    pipe = sw.Pipeline("chatty", [chatty])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50,
+                 clock=time.time)
+    view = RunView(run, clock=lambda: now[0])
+    sent: list[dict] = []
+    view._extra.comm.send = lambda data=None, buffers=None, **_: sent.append(data)
+    run.subscribe(recorder)
+    run.launch()
+    recorder.wait_for(lambda s: len(s.stages[0].history.get("loss", ())) >= 2)
+    mark, seen = len(sent), len(recorder.snapshots)
+    recorder.wait_for(lambda s: len(recorder.snapshots) >= seen + 10)
+    assert len(sent) - mark <= 1  # the clock stood still: at most the first chart
+    now[0] += 1.0
+    recorder.wait_for(lambda s: len(recorder.snapshots) >= seen + 12)
+    assert len(sent) - mark >= 1  # the period passed: the next delivery redrew it
+    gate.set()
+    final = run.wait(WAIT_S)
+    last = final.stages[0].history["loss"][-1]
+    assert f"chatty: loss {last:.4g}</text>" in view._extra.value  # the final chart
