@@ -80,6 +80,7 @@ _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _T
 .sw-r>i{display:block;height:.75em;border-radius:3px;overflow:hidden;
  background:var(--jp-layout-color3)}
 .sw-r>i>i{display:block;width:0;height:100%;background:var(--sw-c)}
+.sw-danger>i,.sw-warning>i{box-shadow:inset 0 0 0 1px var(--sw-c)}
 .sw-r>i.u>i{width:100%!important;opacity:.6;animation:sw-s 1s linear infinite;
  background:repeating-linear-gradient(-45deg,#fff6 0 .35em,#0000 0 .7em) var(--sw-c)}
 @keyframes sw-s{to{background-position:1em 0}}
