@@ -19,8 +19,10 @@ all. Layout and style models are shared by all the widgets.
 
 Widgets are created on the kernel's main thread (where ``start()`` is called). Snapshots
 arrive on the run's delivery thread, which paces them (at most ``refresh_hz`` a second
-plus transitions); each one is applied at once, inside ``hold_sync()``, and only the
-values that changed are sent.
+plus transitions); each one is applied at once, and only the values that changed are
+sent: one message per changed widget (each HTML widget has a single value, so no
+``hold_sync()`` is needed), in steady running only ``live``. The charts and log panel
+is the exception: see ``RunView``.
 
 The view holds its run weakly: a view kept alive by the kernel's comm registry does not
 keep the run, nor its result, alive. Cancel on a run already gone does nothing; Retry
