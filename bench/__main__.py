@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .common import machine
 
-SUITE = ["track_overhead", "tqdm_capture", "frontend_traffic", "kernel_latency", "end_to_end",
+SUITE = ["track_overhead", "tqdm_capture", "frontend_traffic", "view_state", "kernel_latency",
+         "end_to_end",
          "scale", "service_load", "service_queue", "claims", "dask_progress"]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
