@@ -74,8 +74,8 @@ _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _T
  color:var(--jp-ui-font-color1);font-size:var(--jp-widgets-font-size);line-height:1.4}
 .sw-grid>.widget-html,.sw-grid>.widget-html>.widget-html-content{display:contents}
 .sw-r{display:contents}.sw-x{order:3}.sw-y>*{order:1}.sw-z>*{order:2}
-.sw-grid>.widget-button{margin:0;width:auto;justify-self:start}
-.sw-grid>.sw-retry{order:4;grid-column:1/-1}
+.sw-grid>.widget-button{margin:0;width:auto;justify-self:end}
+.sw-grid>.sw-retry{order:4;grid-column:1/-1;justify-self:start}
 .sw-grid>.sw-run{order:5;grid-column:1/-1}
 .sw-r>b{grid-column:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .sw-r>b>em{font-style:normal;color:var(--sw-c);margin-right:.3em}
