@@ -23,14 +23,18 @@ from ..status import (
 
 __all__ = [
     "STATE_SYMBOLS",
+    "STATE_TONES",
     "bar",
     "format_count",
     "format_duration",
     "format_metrics",
     "format_rate",
+    "run_figures",
     "run_line",
+    "stage_figures",
     "stage_line",
     "state_symbol",
+    "state_tone",
     "summary",
 ]
 
@@ -43,6 +47,18 @@ STATE_SYMBOLS: Mapping[str, str] = MappingProxyType({
     "cancelled": "■",
     "skipped": "↷",
     "lost": "?",
+})
+_OTHER_SYMBOL = "•"  # a state added later (``lost``, ``cached``...) until it gets its own
+
+# The tone of each state: views map a tone to a colour (the widget to a JupyterLab theme
+# variable), so a new state needs one line here, and an unknown one is drawn as "muted".
+STATE_TONES: Mapping[str, str] = MappingProxyType({
+    "pending": "muted",
+    "running": "active",
+    "succeeded": "success",
+    "failed": "danger",
+    "cancelled": "warning",
+    "skipped": "muted",
 })
 
 _FULL = "█"
@@ -115,8 +131,49 @@ def bar(fraction: float | None, width: int = 20) -> str:
 
 
 def state_symbol(state: RunState | StageState) -> str:
-    """The one-character symbol of a run or stage state (``▶`` running, ``✓`` succeeded...)."""
-    return STATE_SYMBOLS[state.value]
+    """The one-character symbol of a run or stage state (``▶`` running, ``✓`` succeeded...).
+
+    A state this table does not know yet gets ``•``, so a new state never breaks a view.
+    """
+    return STATE_SYMBOLS.get(state.value, _OTHER_SYMBOL)
+
+
+def state_tone(state: RunState | StageState) -> str:
+    """The tone a view colours ``state`` with: active, success, danger, warning or muted."""
+    return STATE_TONES.get(state.value, "muted")
+
+
+def stage_figures(stage: StageStatus) -> str:
+    """A stage's figures for a table cell: ``42/100 epoch · 3.20 epoch/s · eta 18.0s``.
+
+    A finished stage reads ``succeeded in 1.2s`` after its counts; one that has not
+    run reads its state (``pending``, ``skipped``).
+    """
+    duration = _stage_duration(stage)
+    if stage.state is not StageState.RUNNING and duration is None:
+        return stage.state.value
+    parts = [_progress(None, stage.done, stage.total, stage.unit)] \
+        if stage.done or stage.total else []
+    if stage.state is StageState.RUNNING:
+        parts.append(format_rate(stage.rate, stage.unit))
+        if stage.eta_s is not None:
+            parts.append(f"eta {format_duration(stage.eta_s)}")
+    else:
+        parts.append(f"{stage.state.value} in {format_duration(duration)}")
+    return " · ".join(part for part in parts if part)
+
+
+def run_figures(status: RunStatus) -> str:
+    """A run's figures for a header: ``45% · 3.2s · eta 4.1s`` (``100% · 0.4s`` at the end).
+
+    The elapsed time keeps its tenths (a 0.4 s run reads ``0.4s``, not ``0.0s``).
+    """
+    parts = [_percent(status.fraction).strip()]
+    if status.started_at is not None or status.elapsed_s > 0:
+        parts.append(format_duration(status.elapsed_s))
+    if not status.done() and status.eta_s is not None:
+        parts.append(f"eta {format_duration(status.eta_s)}")
+    return " · ".join(parts)
 
 
 def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_WIDTH) -> str:

@@ -179,10 +179,17 @@ class LabPage:
             ".join('\\n')", f"{PANEL} .jp-OutputArea")
 
     def bar_widths(self) -> list[float]:
-        """Widths (%) of every ipywidgets progress bar in the notebook, in page order."""
+        """Widths (%) of every run view's bar in the notebook, in page order (header first)."""
         return self.page.evaluate("""(sel) => Array.from(document.querySelectorAll(
-            sel + ' .widget-hprogress .progress-bar')).map(b => parseFloat(b.style.width) || 0)""",
-                                  PANEL)
+            sel + ' .sw-run .sw-r > i > i')).map(b => parseFloat(b.style.width) || 0)""", PANEL)
+
+    def set_theme(self, name: str) -> None:
+        """Switch JupyterLab's theme (``JupyterLab Light`` or ``JupyterLab Dark``)."""
+        self.page.evaluate("""async (theme) => {
+          await window.jupyterapp.commands.execute('apputils:change-theme', {theme});
+        }""", name)
+        self.page.wait_for_function(
+            "(theme) => document.body.dataset.jpThemeName === theme", arg=name)
 
     def click(self, label: str) -> None:
         """Click the last visible ipywidgets button labelled ``label``."""

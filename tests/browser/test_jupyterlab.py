@@ -20,16 +20,14 @@ lab_server, browser, lab = harness.lab_server, harness.browser, harness.lab  # t
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Every width a run view's bars take (their HTML is redrawn, so watch the whole tree)
 RECORD_WIDTHS = """() => {
   window.__widths = [];
-  new MutationObserver((changes) => {
-    for (const change of changes) {
-      const el = change.target;
-      if (el.classList && el.classList.contains('progress-bar')) {
-        window.__widths.push(parseFloat(el.style.width) || 0);
-      }
+  new MutationObserver(() => {
+    for (const bar of document.querySelectorAll('.sw-run .sw-r > i > i')) {
+      window.__widths.push(parseFloat(bar.style.width) || 0);
     }
-  }).observe(document.body, {attributes: true, subtree: true, attributeFilter: ['style']});
+  }).observe(document.body, {childList: true, subtree: true});
 }"""
 
 SPIN = """
@@ -113,7 +111,7 @@ def check(items):
 run = pipe.start(5)
 """)
     lab.wait_for_text("ValueError: bad batch of 5")
-    lab.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jupyter-widget-Collapse-header",
+    lab.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .sw-run summary",
                      has_text="Error").last.click()
     lab.wait_for_text("Traceback")
     lab.screenshot("failed-with-traceback")
@@ -142,3 +140,89 @@ except BaseException as exc:
     lab.wait_for_text("running")
     lab.click("Cancel")
     lab.wait_for_text("pipe.run ended: Cancelled", timeout_s=20)
+
+
+GRID = """(sel) => {
+  const grids = document.querySelectorAll(sel + ' .sw-run .sw-grid');
+  const grid = grids[grids.length - 1];
+  const box = grid.getBoundingClientRect();
+  const bars = Array.from(grid.querySelectorAll('.sw-r > i')).map(b => b.getBoundingClientRect());
+  return {left: box.left, width: box.width, scroll: grid.scrollWidth, client: grid.clientWidth,
+          bars: bars.map(b => [b.left, b.width]), color: getComputedStyle(grid).color};
+}"""
+
+THREE_STAGES = """
+import logging, threading
+import stagewidget as sw
+gate = threading.Event()
+pipe = sw.Pipeline("layout")
+
+@pipe.stage
+def load(n):
+    return list(range(n))
+
+@pipe.stage
+def a_longer_stage_name(items):
+    for i in sw.track(items, desc="items"):
+        sw.report(loss=1 / (i + 1))
+        if i == len(items) // 2:
+            logging.getLogger("user").warning("half way")
+            gate.wait(60)
+    return items
+
+@pipe.stage
+def save(items):
+    return len(items)
+
+run = pipe.start(40)
+"""
+
+
+def grid(lab: LabPage) -> dict:
+    return lab.page.evaluate(GRID, harness.PANEL)
+
+
+def assert_bars_aligned(layout: dict) -> None:
+    lefts = {round(left) for left, _ in layout["bars"]}
+    widths = {round(width) for _, width in layout["bars"]}
+    assert len(layout["bars"]) == 4, layout  # the header's and one per stage
+    assert max(lefts) - min(lefts) <= 1 and max(widths) - min(widths) <= 1, layout
+
+
+def test_rows_align_as_one_grid_in_light_dark_and_a_narrow_panel(
+        lab: LabPage, tmp_path: Path) -> None:
+    lab.page.set_viewport_size({"width": 1200, "height": 900})
+    lab.open(empty_notebook(tmp_path))
+    try:
+        lab.run_code(THREE_STAGES)
+        lab.wait_for_text("half way")
+        wide = grid(lab)
+        assert_bars_aligned(wide)
+        assert wide["bars"][0][1] > 0.3 * wide["width"], wide  # bars take the free width
+        lab.screenshot("layout-light-1200")
+        lab.set_theme("JupyterLab Dark")
+        lab.screenshot("layout-dark-1200")
+        dark = grid(lab)
+        assert dark["color"] != wide["color"], (dark, wide)  # text follows the theme
+        lab.set_theme("JupyterLab Light")
+        lab.page.set_viewport_size({"width": 350, "height": 900})
+        lab.page.evaluate("() => { window.jupyterapp.shell.collapseLeft();"
+                          " window.jupyterapp.shell.collapseRight(); }")
+        lab.page.wait_for_function(
+            "(sel) => document.querySelector(sel + ' .sw-run').getBoundingClientRect().width"
+            " > 100", arg=harness.PANEL)
+        lab.screenshot("layout-light-350")
+        narrow = grid(lab)
+        assert 100 < narrow["width"] < 350, narrow
+        assert_bars_aligned(narrow)
+        assert narrow["scroll"] <= narrow["client"] + 1, narrow  # no sideways scrolling
+        assert narrow["bars"][0][1] >= 60, narrow
+        lab.run_code("gate.set(); print('ended', run.wait(30).state.value)")
+        lab.wait_for_text("ended succeeded")
+        lab.page.set_viewport_size({"width": 1200, "height": 900})
+        assert_bars_aligned(grid(lab))
+        lab.screenshot("layout-light-1200-finished")
+    finally:
+        lab.set_theme("JupyterLab Light")
+        lab.page.evaluate("() => window.jupyterapp.shell.expandLeft()")
+        lab.page.set_viewport_size({"width": 1400, "height": 1000})

@@ -49,14 +49,11 @@ INNER_COUNTS = """(sel) => {
 
 RECORD_RUN_BAR = """() => {
   window.__widths = [];
-  new MutationObserver((changes) => {
-    for (const change of changes) {
-      const el = change.target;
-      if (el.classList && el.classList.contains('progress-bar') && el.closest('.sw-run')) {
-        window.__widths.push(parseFloat(el.style.width) || 0);
-      }
+  new MutationObserver(() => {
+    for (const bar of document.querySelectorAll('.sw-run .sw-r > i > i')) {
+      window.__widths.push(parseFloat(bar.style.width) || 0);
     }
-  }).observe(document.body, {attributes: true, subtree: true, attributeFilter: ['style']});
+  }).observe(document.body, {childList: true, subtree: true});
 }"""
 
 STRAY_BARS = """(sel) => Array.from(document.querySelectorAll(sel + ' .widget-hprogress'))

@@ -3,7 +3,9 @@ shows each run's final status beside its widget, not a 0% bar or ``VBox(...)``."
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import nbformat
 import pytest
@@ -75,3 +77,27 @@ def test_failed_run_saves_the_error() -> None:
     nb = execute("@pipe.stage\ndef total(xs):\n    raise ValueError('bad total')\n"
                  "run = pipe.start(10)", "run.wait().state.value")
     assert "failed" in view_text(nb.cells[1]) and "ValueError: bad total" in view_text(nb.cells[1])
+
+
+def test_saved_widget_state_is_small_and_holds_the_final_view() -> None:
+    nb = execute("@pipe.stage\ndef total(xs):\n    raise ValueError('bad total')\n"
+                 "run = pipe.start(10)", "run.wait().state.value")
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    [output] = [o for o in nb.cells[1].outputs if o.output_type == "display_data"]
+    root = output.data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    view, todo = {}, [root]
+    while todo:  # the view's models: its root and everything the root refers to
+        model_id = todo.pop()
+        if model_id in view or model_id not in state:
+            continue
+        view[model_id] = state[model_id]
+        text = json.dumps(state[model_id]["state"])
+        todo.extend(re.findall(r"IPY_MODEL_([0-9a-f]{32})", text))
+    assert len(view) <= 12
+    # nbclient saves every trait, defaults included (~6 KB for 11 models); JupyterLab and
+    # ipywidgets.embed drop the defaults, and tests/views holds that state to 10 KB
+    assert len(json.dumps(view)) <= 12_000
+    html = " ".join(str(m["state"].get("value", "")) for m in view.values())
+    # what a notebook opened without a kernel draws: the final rows, the error
+    assert "saved failed" in html and "</em>square</b>" in html
+    assert "ValueError: bad total" in html

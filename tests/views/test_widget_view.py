@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 from conftest import WAIT_S
@@ -12,27 +13,23 @@ from stagewidget.views.throttle import Throttle
 from stagewidget.views.widget import RunView
 
 
-def view_of(pipe: sw.Pipeline, data=None, **options) -> tuple[sw.Run, RunView]:
+def view_of(pipe: sw.Pipeline, data=None, *, launch: bool = True) -> tuple[sw.Run, RunView]:
     """Start ``pipe`` paused at its start so the view subscribes before anything runs."""
     run = sw.Run(pipe, pipe.stages, data, executor=sw.ThreadExecutor(), refresh_hz=50,
                  clock=__import__("time").time)
-    view = RunView(run, refresh_hz=50, **options)
-    run.launch()
+    view = RunView(run)
+    if launch:
+        run.launch()
     return run, view
 
 
-def all_text(view: RunView) -> str:
-    parts = []
+ROW = re.compile(r'<div class="sw-r sw-(?P<tone>\w+)[^"]*"><b><em>[^<]*</em>(?P<name>[^<]*)</b>'
+                 r'<i(?P<classes> class=u)?><i(?: style=width:(?P<width>[^>]*))?></i></i>')
 
-    def walk(widget):
-        value = getattr(widget, "value", None)
-        if isinstance(value, str):
-            parts.append(value)
-        for child in getattr(widget, "children", ()):
-            walk(child)
 
-    walk(view.widget)
-    return "\n".join(parts)
+def cells(html: str) -> list[dict[str, str]]:
+    """The rows drawn in a widget's HTML: name, tone, bar classes and width, text."""
+    return [{**m.groupdict(), "width": m["width"] or "0%"} for m in ROW.finditer(html)]
 
 
 def test_finished_run_shows_every_stage_succeeded_and_a_summary() -> None:
@@ -40,11 +37,13 @@ def test_finished_run_shows_every_stage_succeeded_and_a_summary() -> None:
                                        sw.Stage(lambda x: x * 2, name="fit")])
     run, view = view_of(pipe, 1)
     run.wait(WAIT_S)
-    assert [row.bar.bar_style for row in view._rows] == ["success", "success"]
-    assert [row.bar.value for row in view._rows] == [1.0, 1.0]
-    assert view._overall.value == 1.0
-    assert "succeeded" in view._title.value and "train-model" in view._title.value
-    assert view._cancel.layout.display == "none"
+    rows = cells(view._table.value)
+    assert [(r["name"], r["tone"], r["width"]) for r in rows] == [
+        ("load", "success", "100%"), ("fit", "success", "100%")]
+    [header] = cells(view._live.value)
+    assert header["name"] == "train-model succeeded"
+    assert header["width"] == "100%"
+    assert "sw-hide" in view._cancel._dom_classes and "sw-hide" in view._retry._dom_classes
     bundle = view._repr_mimebundle_()
     assert bundle["text/plain"].startswith("train-model succeeded in")
     assert "application/vnd.jupyter.widget-view+json" in bundle
@@ -61,16 +60,17 @@ def test_failed_run_shows_traceback_and_retry_starts_a_new_run_inside_the_view()
     pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="load"), fit])
     run, view = view_of(pipe, 3)
     run.wait(WAIT_S)
-    assert view._rows[1].bar.bar_style == "danger"
-    assert view._error.layout.display == ""
-    assert "learning rate too high" in view._traceback.value
-    assert "Traceback" in view._traceback.value
-    assert "fit" in view._error.get_title(0)
+    assert [r["tone"] for r in cells(view._table.value)] == ["success", "danger"]
+    extra = view._extra.value
+    assert "learning rate too high" in extra and "Traceback" in extra
+    assert "<summary>Error in stage &#x27;fit&#x27;: ValueError" in extra
+    assert "sw-hide" not in view._retry._dom_classes
     broken["yes"] = False
     view._retry.click()
     assert len(view.retries) == 1
     assert view.retries[0].result(WAIT_S) == 3
-    assert view.widget.children[-1] is not None and len(view.widget.children) > 1
+    assert view._retry.disabled
+    assert view._grid.children[-1].layout is not None and len(view._grid.children) == 7
 
 
 def test_cancel_button_cancels_the_run() -> None:
@@ -85,8 +85,8 @@ def test_cancel_button_cancels_the_run() -> None:
     assert inside.wait(WAIT_S)
     view._cancel.click()
     assert run.wait(WAIT_S).state is RunState.CANCELLED
-    assert view._rows[0].bar.bar_style == "warning"
-    assert "Cancelled" in view._error.get_title(0)
+    assert [r["tone"] for r in cells(view._table.value)] == ["warning"]
+    assert "Cancelled: Retry resumes" in view._extra.value
 
 
 def test_unknown_total_draws_an_indeterminate_bar_and_metrics_draw_charts(recorder) -> None:
@@ -100,15 +100,16 @@ def test_unknown_total_draws_an_indeterminate_bar_and_metrics_draw_charts(record
                 assert release.wait(WAIT_S)
                 return i
 
-    run, view = view_of(sw.Pipeline("p", [stream]), text_hz=50)
+    run, view = view_of(sw.Pipeline("p", [stream]))
     run.subscribe(recorder)  # called after the view, on the same thread
     recorder.wait_for(lambda s: len(s.stages[0].history.get("loss", ())) == 5)
     view.refresh()
-    assert "sw-indeterminate" in view._rows[0].bar._dom_classes
-    assert "<svg" in view._charts.value and "stream: loss" in view._charts.value
+    [_, running] = cells(view._live.value)
+    assert running["name"] == "stream" and running["classes"]
+    assert "<svg" in view._extra.value and "stream: loss" in view._extra.value
     release.set()
     run.wait(WAIT_S)
-    assert "sw-indeterminate" not in view._rows[0].bar._dom_classes
+    assert [r["classes"] for r in cells(view._table.value)] == [None]
 
 
 def test_throttle_coalesces_to_the_latest_value_and_applies_urgent_at_once() -> None:
@@ -150,8 +151,7 @@ def test_stage_logging_goes_to_the_run_log_panel_not_to_stderr(capsys) -> None:
         run, view = view_of(sw.Pipeline("p", [noisy]), 1)
         status = run.wait(WAIT_S)
         assert any("disk almost full: 93%" in line for line in status.logs)
-        assert "disk almost full" in view._log_text.value
-        assert view._log.layout.display == ""
+        assert "disk almost full" in view._extra.value
         assert "disk almost full" not in capsys.readouterr().err
         logging.getLogger("user.outside").warning("outside any stage")
         assert "outside any stage" in capsys.readouterr().err  # as Python would print it

@@ -1,0 +1,194 @@
+"""The lean widget view: few models, a small saved state, one message per delivery, a
+run held weakly, and states it does not know drawn from their values."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+import time
+from collections import deque
+from enum import StrEnum
+
+import ipywidgets as w
+from conftest import WAIT_S
+from ipywidgets.embed import dependency_state
+
+import stagewidget as sw
+from stagewidget import RunState, StageStatus
+from stagewidget.engine import run as run_module
+from stagewidget.engine.logs import capture_logs
+from stagewidget.views import format as fmt
+from stagewidget.views.widget import RunView, stage_html
+
+
+def five_stage_pipeline() -> sw.Pipeline:
+    """Five stages with progress, logs and metrics; the last one fails."""
+    def make(i: int):
+        def stage(x):
+            for k in sw.track(range(50), desc="batches"):
+                sw.report(loss=1.0 / (k + 1), acc=k / 50)
+                logging.getLogger("user").warning("stage %d, batch %d: a log line", i, k)
+            if i == 4:
+                raise ValueError("bad batch")
+            return x
+        return sw.Stage(stage, name=f"stage-{i}")
+
+    return sw.Pipeline("five", [make(i) for i in range(5)])
+
+
+def model_ids() -> set[str]:
+    return set(w.Widget.widgets)  # every live widget model of the process, by id
+
+
+def test_a_five_stage_view_is_at_most_12_models_and_saves_at_most_10_kb() -> None:
+    root = logging.getLogger()
+    handler = capture_logs()
+    try:
+        pipe = five_stage_pipeline()
+        before = model_ids()
+        run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50,
+                     clock=time.time)
+        view = RunView(run)
+        run.launch()
+        status = run.wait(WAIT_S)
+        view.refresh()
+    finally:
+        root.removeHandler(handler)
+    assert status.state is RunState.FAILED and len(status.logs) >= 200
+    assert all(len(s.history) == 2 for s in status.stages)
+    assert len(model_ids() - before) <= 12
+    state = dependency_state(view.widget)
+    assert len(state) <= 12
+    saved = json.dumps(state, separators=(",", ":"))
+    assert len(saved) <= 10_000, len(saved)
+    # what a saved notebook shows: the latest log lines, the charts, the error
+    assert "stage 4, batch 49: a log line" in saved and "stage 0, batch 0:" not in saved
+    assert saved.count("<svg") == 10 and "ValueError: bad batch" in saved
+
+
+def test_each_delivery_sends_at_most_one_message_and_only_the_live_part_while_running(
+        recorder) -> None:
+    gate = threading.Event()
+    steps = []
+
+    def spin(_):
+        for i in sw.track(range(10**9), desc="items"):
+            steps.append(i)
+            if gate.is_set():
+                return i
+
+    pipe = sw.Pipeline("spin", [sw.Stage(lambda x: x, name="load"), spin,
+                                sw.Stage(lambda x: x, name="save")])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50,
+                 clock=time.time)
+    view = RunView(run)
+    sent: dict[str, list[dict]] = {}
+    for name in ("_live", "_table", "_extra"):
+        widget, log = getattr(view, name), sent.setdefault(name, [])
+        widget.comm.send = lambda data=None, buffers=None, log=log, **_: log.append(data)
+    run.subscribe(recorder)
+    run.launch()
+    recorder.wait_for(lambda s: s.current == 1 and s.stages[1].done > 0)
+    mark = {name: len(log) for name, log in sent.items()}
+    seen = len(recorder.snapshots)
+    recorder.wait_for(lambda s: len(recorder.snapshots) >= seen + 10)
+    gate.set()
+    run.wait(WAIT_S)
+    steady = len(recorder.snapshots) - seen
+    # while the middle stage runs, only the live part (header and running row) changes
+    assert 5 <= len(sent["_live"]) - mark["_live"] <= steady
+    assert all(len(sent[name]) - mark[name] <= 2 for name in ("_table", "_extra"))
+    assert len(sent["_live"]) <= len(recorder.snapshots)
+    assert all(len(json.dumps(m)) < 1500 for m in sent["_live"])
+
+
+def test_the_view_does_not_keep_its_run_alive_and_cancel_on_a_gone_run_does_nothing(
+        monkeypatch) -> None:
+    monkeypatch.setattr(run_module, "_recent", deque())
+    pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50,
+                 clock=time.time)
+    view = RunView(run)
+    alive = __import__("weakref").ref(run)
+    del run
+    gc.collect()
+    assert alive() is None
+    view._cancel.click()  # nothing to cancel: no error
+    assert "pending" in view._live.value
+
+
+def test_retry_on_a_run_gone_is_disabled_with_a_reason() -> None:
+    def cancelled(status: RunState) -> sw.RunStatus:
+        return sw.RunStatus(run_id="0" * 32, pipeline="p", state=status,
+                            stages=(StageStatus(name="only", state=sw.StageState.CANCELLED),))
+
+    pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50,
+                 clock=time.time)
+    view = RunView(run)
+    del run
+    gc.collect()
+    view._on_status(cancelled(RunState.CANCELLED))
+    assert "sw-hide" not in view._retry._dom_classes
+    assert view._retry.disabled and "gone" in view._retry.tooltip
+    view._retry.click()
+    assert view.retries == []
+
+
+class Later(StrEnum):
+    """States another part of the package may add (``lost``, ``cached``)."""
+
+    LOST = "lost"
+    CACHED = "cached"
+
+    @property
+    def terminal(self) -> bool:
+        return True
+
+
+def test_a_state_the_view_does_not_know_is_drawn_from_its_value() -> None:
+    row = stage_html(StageStatus(name="fetch", state=Later.CACHED))  # type: ignore[arg-type]
+    assert "</em>fetch</b>" in row and "<span>cached</span>" in row and "sw-muted" in row
+    assert fmt.state_symbol(Later.LOST) == "•"  # type: ignore[arg-type]
+    assert fmt.state_tone(Later.LOST) == "muted"  # type: ignore[arg-type]
+
+
+def test_header_figures_keep_tenths_of_a_second() -> None:
+    status = sw.RunStatus(run_id="0" * 32, pipeline="p", state=RunState.SUCCEEDED,
+                          stages=(StageStatus(name="s", state=sw.StageState.SUCCEEDED),),
+                          started_at=100.0, finished_at=100.4, elapsed_s=0.4)
+    assert fmt.run_figures(status) == "100% · 0.4s"
+
+
+def test_charts_and_log_are_redrawn_at_most_once_a_period_but_always_at_the_end(
+        recorder) -> None:
+    now = [0.0]
+    gate = threading.Event()
+
+    def chatty(_):
+        for i in sw.track(range(10**9), desc="steps"):
+            sw.report(loss=1.0 / (i + 1))  # a new chart point on every step
+            if gate.is_set():
+                return i
+
+    pipe = sw.Pipeline("chatty", [chatty])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50,
+                 clock=time.time)
+    view = RunView(run, clock=lambda: now[0])
+    sent: list[dict] = []
+    view._extra.comm.send = lambda data=None, buffers=None, **_: sent.append(data)
+    run.subscribe(recorder)
+    run.launch()
+    recorder.wait_for(lambda s: len(s.stages[0].history.get("loss", ())) >= 2)
+    mark, seen = len(sent), len(recorder.snapshots)
+    recorder.wait_for(lambda s: len(recorder.snapshots) >= seen + 10)
+    assert len(sent) - mark <= 1  # the clock stood still: at most the first chart
+    now[0] += 1.0
+    recorder.wait_for(lambda s: len(recorder.snapshots) >= seen + 12)
+    assert len(sent) - mark >= 1  # the period passed: the next delivery redrew it
+    gate.set()
+    final = run.wait(WAIT_S)
+    last = final.stages[0].history["loss"][-1]
+    assert f"chatty: loss {last:.4g}</text>" in view._extra.value  # the final chart
