@@ -48,7 +48,7 @@ STATE_SYMBOLS: Mapping[str, str] = MappingProxyType({
     "skipped": "↷",
     "lost": "?",
 })
-_OTHER_SYMBOL = "•"  # a state added later (``lost``, ``cached``...) until it gets its own
+_OTHER_SYMBOL = "•"  # a state added later, until it gets its own
 
 # The tone of each state: views map a tone to a colour (the widget to a JupyterLab theme
 # variable), so a new state needs one line here, and an unknown one is drawn as "muted".
@@ -56,7 +56,9 @@ STATE_TONES: Mapping[str, str] = MappingProxyType({
     "pending": "muted",
     "running": "active",
     "succeeded": "success",
+    "cached": "success",
     "failed": "danger",
+    "lost": "danger",
     "cancelled": "warning",
     "skipped": "muted",
 })

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import html
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..status import RunStatus
 from . import format as fmt
 from .ipython import in_widget_frontend
-from .throttle import Throttle
 
 if TYPE_CHECKING:
     from ..engine.run import Run
@@ -37,13 +39,20 @@ class RunList(list):  # type: ignore[type-arg]
         display(RunsWidget(list(self)).widget)
 
 
-class RunsWidget:
-    """A live ipywidgets table of runs: pipeline, state, progress, elapsed, Cancel."""
+_BAR_STYLE = {"success": "success", "danger": "danger", "warning": "warning"}
 
-    def __init__(self, runs: list[Run], *, refresh_hz: float = 2.0) -> None:
+
+class RunsWidget:
+    """A live ipywidgets table of runs: pipeline, state, progress, elapsed, Cancel.
+
+    Each row is redrawn from the snapshots the ticker delivers for its run (so at most
+    that run's ``refresh_hz`` times a second); a row holds its run weakly, so the table,
+    kept by the kernel's comm registry, never keeps a run's result alive.
+    """
+
+    def __init__(self, runs: list[Run]) -> None:
         import ipywidgets as w
 
-        self._runs = runs
         self._rows = []
         for run in runs:
             label = w.HTML(layout=w.Layout(width="22em"))
@@ -51,25 +60,32 @@ class RunsWidget:
             info = w.HTML(layout=w.Layout(width="16em"))
             cancel = w.Button(description="Cancel", icon="stop", button_style="warning",
                               layout=w.Layout(width="7em"))
-            cancel.on_click(lambda _, run=run: run.cancel())
-            self._rows.append((run, label, bar, info, cancel))
+            cancel.on_click(_canceller(weakref.ref(run)))
+            row = (label, bar, info, cancel)
+            self._rows.append(row)
+            _draw_row(row, run.status())
+            run.subscribe(lambda status, row=row: _draw_row(row, status))
         header = w.HTML(f"<b>{len(runs)} run(s) in this kernel</b>")
-        self.widget = w.VBox([header, *[w.HBox(list(row[1:])) for row in self._rows]])
-        self._throttle: Throttle[None] = Throttle(1.0 / refresh_hz, lambda _: self._draw(),
-                                                  name="stagewidget-runs-table")
-        self._draw()
-        for run in runs:
-            run.subscribe(lambda status: self._throttle.submit(None, urgent=status.done()))
+        self.widget = w.VBox([header, *[w.HBox(list(row)) for row in self._rows]])
 
-    def _draw(self) -> None:
-        for run, label, bar, info, cancel in self._rows:
-            status = run.status()
-            label.value = (f"{html.escape(status.pipeline)} <code>{run.run_id[:8]}</code> "
-                           f"{fmt.state_symbol(status.state)} {status.state.value}")
-            bar.value = round(status.fraction, 2)
-            bar.bar_style = {"succeeded": "success", "failed": "danger",
-                             "cancelled": "warning"}.get(status.state.value, "")
-            current = status.current_stage
-            where = f"{current.name} · " if current is not None and not status.done() else ""
-            info.value = html.escape(f"{where}{fmt.format_duration(status.elapsed_s)}")
-            cancel.layout.display = "none" if status.done() else ""
+
+def _canceller(ref: weakref.ref[Run]) -> Callable[[Any], None]:
+    def cancel(_: Any) -> None:
+        run = ref()
+        if run is not None:
+            run.cancel()
+
+    return cancel
+
+
+def _draw_row(row: tuple[Any, Any, Any, Any], status: RunStatus) -> None:
+    """Show ``status`` in one row of the table (called from the ticker thread)."""
+    label, bar, info, cancel = row
+    label.value = (f"{html.escape(status.pipeline)} <code>{status.run_id[:8]}</code> "
+                   f"{fmt.state_symbol(status.state)} {status.state.value}")
+    bar.value = round(status.fraction, 2)
+    bar.bar_style = _BAR_STYLE.get(fmt.state_tone(status.state), "")
+    current = status.current_stage
+    where = f"{current.name} · " if current is not None and not status.done() else ""
+    info.value = html.escape(f"{where}{fmt.format_duration(status.elapsed_s)}")
+    cancel.layout.display = "none" if status.done() else ""

@@ -138,21 +138,33 @@ def test_retry_on_a_run_gone_is_disabled_with_a_reason() -> None:
 
 
 class Later(StrEnum):
-    """States another part of the package may add (``lost``, ``cached``)."""
+    """States a later version may add, unknown to this view."""
 
-    LOST = "lost"
-    CACHED = "cached"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
 
     @property
     def terminal(self) -> bool:
         return True
 
+    @property
+    def succeeded(self) -> bool:
+        return False
+
 
 def test_a_state_the_view_does_not_know_is_drawn_from_its_value() -> None:
-    row = stage_html(StageStatus(name="fetch", state=Later.CACHED))  # type: ignore[arg-type]
-    assert "</em>fetch</b>" in row and "<span>cached</span>" in row and "sw-muted" in row
-    assert fmt.state_symbol(Later.LOST) == "•"  # type: ignore[arg-type]
-    assert fmt.state_tone(Later.LOST) == "muted"  # type: ignore[arg-type]
+    row = stage_html(StageStatus(name="fetch", state=Later.PAUSED))  # type: ignore[arg-type]
+    assert "</em>fetch</b>" in row and "<span>paused</span>" in row and "sw-muted" in row
+    assert fmt.state_symbol(Later.ARCHIVED) == "•"  # type: ignore[arg-type]
+    assert fmt.state_tone(Later.ARCHIVED) == "muted"  # type: ignore[arg-type]
+
+
+def test_a_cached_stage_is_drawn_as_done_and_a_lost_run_as_a_danger() -> None:
+    row = stage_html(StageStatus(name="fetch", state=sw.StageState.CACHED))
+    assert "<span>cached</span>" in row and "sw-success" in row
+    assert (fmt.state_symbol(sw.StageState.CACHED), fmt.state_tone(sw.StageState.CACHED)) == \
+        ("✓", "success")
+    assert (fmt.state_symbol(RunState.LOST), fmt.state_tone(RunState.LOST)) == ("?", "danger")
 
 
 def test_header_figures_keep_tenths_of_a_second() -> None:

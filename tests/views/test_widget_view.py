@@ -9,7 +9,6 @@ from conftest import WAIT_S
 
 import stagewidget as sw
 from stagewidget import RunState
-from stagewidget.views.throttle import Throttle
 from stagewidget.views.widget import RunView
 
 
@@ -112,29 +111,6 @@ def test_unknown_total_draws_an_indeterminate_bar_and_metrics_draw_charts(record
     assert [r["classes"] for r in cells(view._table.value)] == [None]
 
 
-def test_throttle_coalesces_to_the_latest_value_and_applies_urgent_at_once() -> None:
-    applied = []
-    fired = threading.Event()
-    now = [0.0]
-
-    def apply(value):
-        applied.append(value)
-        if value == "late":
-            fired.set()
-
-    throttle = Throttle(0.05, apply, clock=lambda: now[0])
-    throttle.submit("first")
-    throttle.submit("dropped")
-    throttle.submit("late")
-    assert applied == ["first"]
-    assert fired.wait(WAIT_S)
-    assert applied == ["first", "late"]
-    throttle.submit("next")
-    throttle.submit("final", urgent=True)
-    assert applied[-1] == "final"
-    assert "dropped" not in applied
-
-
 def test_stage_logging_goes_to_the_run_log_panel_not_to_stderr(capsys) -> None:
     import logging
 
@@ -178,7 +154,29 @@ def test_runs_lists_recent_runs_with_a_live_cancel_table() -> None:
     assert "spinner" in repr(listed) and "succeeded" in repr(listed)
     table = RunsWidget([running, finished])
     assert inside.wait(WAIT_S)
-    cancel = table._rows[0][4]
-    assert table._rows[1][4].layout.display == "none"  # nothing to cancel
+    cancel = table._rows[0][3]
+    assert table._rows[1][3].layout.display == "none"  # nothing to cancel
     cancel.click()
     assert running.wait(WAIT_S).state is RunState.CANCELLED
+    assert "cancelled" in table._rows[0][0].value  # drawn from the delivered final status
+    assert table._rows[0][3].layout.display == "none"
+
+
+def test_the_runs_table_does_not_keep_its_runs_alive() -> None:
+    import gc
+    import weakref
+
+    from stagewidget.engine.run import KEPT_RUNS
+    from stagewidget.views.table import RunsWidget
+
+    pipe = sw.Pipeline("tabled", [sw.Stage(lambda x: bytearray(10), name="make")])
+    run = pipe.start(None, display=False)
+    run.wait(WAIT_S)
+    table = RunsWidget([run])
+    ref = weakref.ref(run)
+    del run
+    for _ in range(KEPT_RUNS):  # newer runs push it out of the kept recent runs
+        pipe.start(None, display=False).wait(WAIT_S)
+    gc.collect()
+    assert ref() is None
+    assert "succeeded" in table._rows[0][0].value
