@@ -321,17 +321,24 @@ class RunView:
             else:
                 table.append(stage_html(stage, "z" if current is not None and index > current
                                         else ""))
-        _set(self._live, value=live)
-        _set(self._table, value="".join(table))
         stages = (status.state, status.error is not None,
                   *(stage.state for stage in status.stages))
         now = self._clock()
-        if stages != self._stages_at_extra or now - self._extra_at >= EXTRA_PERIOD_S:
+        moved = stages != self._stages_at_extra
+        extra = None
+        if moved or now - self._extra_at >= EXTRA_PERIOD_S:
             extra = extra_html(status)
-            if extra != self._extra.value:
-                self._extra.value = extra
-                self._extra_at = now
             self._stages_at_extra = stages
+            if extra == self._extra.value:
+                extra = None
+        # At most one message a delivery while nothing moves: a periodic redraw of the
+        # charts and log takes the live row's turn (it is redrawn at the next delivery).
+        if moved or extra is None:
+            _set(self._live, value=live)
+            _set(self._table, value="".join(table))
+        if extra is not None:
+            self._extra.value = extra
+            self._extra_at = now
         if status.done():
             self._draw_end(status)
 

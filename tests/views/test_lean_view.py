@@ -204,3 +204,34 @@ def test_charts_and_log_are_redrawn_at_most_once_a_period_but_always_at_the_end(
     final = run.wait(WAIT_S)
     last = final.stages[0].history["loss"][-1]
     assert f"chatty: loss {last:.4g}</text>" in view._extra.value  # the final chart
+
+
+def test_a_periodic_chart_redraw_takes_the_live_rows_turn() -> None:
+    now = [0.0]
+    pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=10,
+                 clock=time.time)
+    view = RunView(run, clock=lambda: now[0])
+    sent: list[str] = []
+    for name in ("_live", "_table", "_extra"):
+        getattr(view, name).comm.send = lambda data=None, buffers=None, name=name, **_: \
+            sent.append(name)
+
+    def running(step: int) -> sw.RunStatus:
+        stage = StageStatus(name="only", state=sw.StageState.RUNNING, done=step,
+                            metrics={"loss": 1 / (step + 1)},
+                            history={"loss": tuple(1 / (i + 1) for i in range(step + 1))})
+        return sw.RunStatus(run_id=run.run_id, pipeline="p", state=RunState.RUNNING,
+                            stages=(stage,), current=0, elapsed_s=step / 10)
+
+    view._on_status(running(1))  # a transition: everything may go
+    sent.clear()
+    for step in range(2, 12):  # ten deliveries within the chart period: the live row only
+        view._on_status(running(step))
+    assert sent == ["_live"] * 10
+    sent.clear()
+    now[0] += 1.0
+    view._on_status(running(12))  # the period passed: the chart, and nothing else
+    view._on_status(running(13))  # then the live row again
+    assert sent == ["_extra", "_live"]
+    assert "13" in view._live.value
