@@ -200,6 +200,16 @@ def extra_html(status: RunStatus) -> str:
     return "".join(f"<div class=sw-x>{part}</div>" for part in parts)
 
 
+def _between_stages(status: RunStatus) -> bool:
+    """A running run with no stage running: one stage just ended, the driver is moving on.
+
+    The view skips such a snapshot (the next stage's start, or the run's end, comes
+    microseconds later), so a stage change costs one redraw, not two.
+    """
+    return status.state is RunState.RUNNING and not any(
+        stage.state is StageState.RUNNING for stage in status.stages)
+
+
 class RunView:
     """A live ipywidgets view of one run: header, a row per stage, charts, log, errors.
 
@@ -273,6 +283,8 @@ class RunView:
             if self._closed:
                 return
             self._status = status
+            if _between_stages(status):
+                return  # the next stage's start (or the run's end) follows at once
             self._draw(status)
         if status.done():
             self._update_fallback()

@@ -235,3 +235,28 @@ def test_a_periodic_chart_redraw_takes_the_live_rows_turn() -> None:
     view._on_status(running(13))  # then the live row again
     assert sent == ["_extra", "_live"]
     assert "13" in view._live.value
+
+
+def test_a_stage_change_is_one_redraw_not_two() -> None:
+    pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="a"), sw.Stage(lambda x: x, name="b")])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=10,
+                 clock=time.time)
+    view = RunView(run)
+    sent: list[str] = []
+    for name in ("_live", "_table", "_extra"):
+        getattr(view, name).comm.send = lambda data=None, buffers=None, name=name, **_: \
+            sent.append(name)
+    S = sw.StageState
+
+    def status(a: sw.StageState, b: sw.StageState, current: int) -> sw.RunStatus:
+        return sw.RunStatus(run_id=run.run_id, pipeline="p", state=RunState.RUNNING,
+                            stages=(StageStatus(name="a", state=a),
+                                    StageStatus(name="b", state=b)), current=current)
+
+    view._on_status(status(S.RUNNING, S.PENDING, 0))
+    sent.clear()
+    view._on_status(status(S.SUCCEEDED, S.PENDING, 0))  # between stages: nothing sent
+    assert sent == []
+    assert view._status.stages[0].state is S.SUCCEEDED  # yet the latest status is kept
+    view._on_status(status(S.SUCCEEDED, S.RUNNING, 1))
+    assert "_live" in sent and "running" in view._live.value
