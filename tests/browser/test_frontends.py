@@ -94,11 +94,41 @@ GRID = """(scope) => {
     track_colour: getComputedStyle(bar).backgroundColor,
     buttons: Array.from(grid.querySelectorAll(':scope > .widget-button')).filter(visible)
       .map(b => b.innerText.trim()),
-    scroll: grid.scrollWidth, client: grid.clientWidth,
+    scroll: grid.scrollWidth, client: grid.clientWidth, colour: getComputedStyle(grid).color,
   };
 }"""
 
+# A run whose second stage fails once: Retry (from the page) runs it again, and it passes.
+FAILS_ONCE = """
+import stagewidget as sw
+pipe = sw.Pipeline("frontends")
+failures = [ValueError("bad batch")]
+
+@pipe.stage
+def load(n):
+    return list(range(n))
+
+@pipe.stage
+def a_longer_stage_name(items):
+    if failures:
+        raise failures.pop()
+    return [x for x in sw.track(items, desc="items")]
+
+@pipe.stage
+def save(items):
+    return len(items)
+
+run = pipe.start(40)
+print("the run ended", run.wait(60).state.value)
+"""
+
 TRANSPARENT = "rgba(0, 0, 0, 0)"
+
+
+def lightness(colour: str) -> float:
+    """The mean of a CSS ``rgb(...)``/``rgba(...)`` colour's channels, 0 to 255."""
+    channels = colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]
+    return sum(float(c) for c in channels) / 3
 
 
 def notebook(tmp_path: Path, name: str, *sources: str) -> Path:
@@ -177,6 +207,14 @@ def test_notebook7_draws_the_grid_and_cancel_cancels_the_run(
     assert all(width > 0 for _, width in layout["fills"][:3]), layout
     assert layout["buttons"] == ["Cancel"], layout
     nb7.screenshot("notebook7-running")
+    nb7.page.set_viewport_size({"width": 400, "height": 900})  # the narrow layout
+    nb7.page.wait_for_function(
+        "(sel) => document.querySelector(sel + ' .sw-run').getBoundingClientRect().width < 400",
+        arg=harness.PANEL)
+    narrow = nb7.page.evaluate(GRID, harness.PANEL)
+    assert_rows_drawn(narrow)
+    nb7.screenshot("notebook7-running-400")
+    nb7.page.set_viewport_size({"width": 1200, "height": 900})
     nb7.click("Cancel")
     nb7.wait_for_text("Cancelled: Retry resumes")
     nb7.run_code("print('state is', run.wait(10).state.value)")
@@ -241,5 +279,42 @@ def test_voila_renders_the_final_view_of_a_run_that_ended_during_execution(
         assert layout["buttons"] == [], layout  # no Cancel on a finished run
         assert "the run ended succeeded" in page.page.inner_text("body")
         page.screenshot("voila-finished")
+    finally:
+        page.page.close()
+
+
+def test_voila_dark_shows_the_failure_and_retry_runs_it_again(
+        voila_server: VoilaServer, browser: Any, tmp_path: Path) -> None:
+    name = voila_server.copy_in(notebook(tmp_path, "fails-once", FAILS_ONCE))
+    page = LabPage(voila_server, browser.new_page())
+    try:
+        page.page.set_viewport_size({"width": 1200, "height": 900})
+        page.page.goto(voila_server.notebook_url(name) + "&theme=dark")
+        page.page.wait_for_function(
+            "() => document.querySelectorAll('.sw-run .sw-grid .sw-r').length >= 4",
+            timeout=60_000, polling=50)
+        layout = page.page.evaluate(GRID, "body")
+        assert_rows_drawn(layout)
+        assert "frontends failed" in layout["names"][0], layout
+        assert lightness(layout["colour"]) > 150, layout  # light text: the dark theme's
+        assert layout["buttons"] == ["Retry"], layout
+        page.page.locator(".sw-run summary", has_text="Error").click()
+        trace = page.page.locator(".sw-run details pre", has_text="ValueError: bad batch")
+        trace.wait_for()
+        lines = trace.evaluate("(pre) => ({height: pre.clientHeight,"
+                               " size: parseFloat(getComputedStyle(pre).fontSize),"
+                               " count: pre.innerText.trim().split('\\n').length})")
+        assert lines["height"] <= 1.5 * lines["size"] * lines["count"], lines  # not spaced out
+        page.screenshot("voila-dark-failed")
+        page.page.locator(".sw-run .widget-button", has_text="Retry").click()
+        # the retry's view appears inside the first one, and its run succeeds
+        page.page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.sw-run .sw-run .sw-r > b'))"
+            ".some(b => b.innerText.includes('frontends succeeded'))",
+            timeout=60_000, polling=50)
+        retried = page.page.evaluate(GRID, "body")
+        assert_rows_drawn(retried)
+        assert retried["styled"] == [100, 100, 100, 100], retried
+        page.screenshot("voila-dark-retried")
     finally:
         page.page.close()
