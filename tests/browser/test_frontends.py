@@ -318,3 +318,30 @@ def test_voila_dark_shows_the_failure_and_retry_runs_it_again(
         page.screenshot("voila-dark-retried")
     finally:
         page.page.close()
+
+
+def test_voila_follows_a_run_still_going_and_cancel_cancels_it(
+        voila_server: VoilaServer, browser: Any, tmp_path: Path) -> None:
+    # the notebook ends with the run held: the page is shown, then the view follows the
+    # run through the kernel Voila keeps for the widgets
+    name = voila_server.copy_in(notebook(tmp_path, "held", HELD))
+    page = LabPage(voila_server, browser.new_page())
+    try:
+        page.page.set_viewport_size({"width": 1200, "height": 900})
+        page.page.goto(voila_server.notebook_url(name))
+        page.page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.sw-run .sw-r > small'))"
+            ".some(s => s.innerText.includes('held at half way'))", timeout=60_000, polling=50)
+        layout = page.page.evaluate(GRID, "body")
+        assert_rows_drawn(layout)
+        assert "frontends running" in layout["names"][0], layout
+        assert layout["buttons"] == ["Cancel"], layout
+        page.screenshot("voila-running")
+        page.page.locator(".sw-run .widget-button", has_text="Cancel").click()
+        page.page.locator(".sw-run .sw-x", has_text="Cancelled: Retry resumes").wait_for()
+        layout = page.page.evaluate(GRID, "body")
+        assert "frontends cancelled" in layout["names"][0], layout
+        assert layout["buttons"] == ["Retry"], layout
+        page.screenshot("voila-cancelled")
+    finally:
+        page.page.close()
