@@ -1,9 +1,11 @@
 """The widget view in the other front ends the issue names, with real servers on 127.0.0.1
-and headless Chromium: Notebook 7 (a running three-stage view, its grid, Cancel) and Voila
-(a view whose run finished while the notebook executed, rendered in the page).
+and headless Chromium: Notebook 7 (a running three-stage view, its grid wide and narrow,
+Cancel) and Voila (the final view of a run that ended while the notebook executed; a
+failure in the dark theme with its traceback and Retry; a run still going, then Cancel).
 
 JupyterLab 4 is tested in test_jupyterlab.py. Screenshots go to artifacts/screenshots/
-(git-ignored): ``notebook7-running``, ``notebook7-cancelled``, ``voila-finished``.
+(git-ignored): notebook7-running, notebook7-running-400, notebook7-cancelled,
+voila-finished, voila-dark-failed, voila-dark-retried, voila-running, voila-cancelled.
 """
 
 from __future__ import annotations
