@@ -67,6 +67,8 @@ _TONES = {
     "warning": "var(--jp-warn-color1)",
     "muted": "var(--jp-ui-font-color3)",
 }
+# ``pre`` sets its own line-height: Voila's ``.jp-OutputArea-output pre {line-height:
+# inherit}`` would give it ipywidgets' 28px (``.widget-html-content``), one line in two.
 _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _TONES.items()) + """
 .sw-run{container-type:inline-size;width:100%}
 .sw-run .sw-grid{display:grid;grid-template-columns:minmax(0,max-content) minmax(6em,1fr)
@@ -89,7 +91,7 @@ _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _T
 .sw-r>span,.sw-r>small{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font-size:inherit;
  font-variant-numeric:tabular-nums;color:var(--jp-ui-font-color2)}
 .sw-x,.sw-r>div{grid-column:1/-1;min-width:0;color:var(--jp-ui-font-color2)}
-.sw-grid pre{max-height:12em;overflow:auto;font-size:11px;margin:0}
+.sw-run .sw-grid pre{max-height:12em;overflow:auto;font-size:11px;line-height:1.3;margin:0}
 .sw-x svg{margin-right:.6em}
 .sw-chart polyline{fill:none;stroke-width:1.5;stroke:var(--jp-brand-color1)}
 .sw-chart text{font-size:10px;fill:currentColor}

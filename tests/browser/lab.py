@@ -51,59 +51,70 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class LabServer:
-    """A JupyterLab server process of its own, with its own config, data and settings."""
+class JupyterServer:
+    """A Jupyter server process of its own (its own config, data, runtime and settings
+    folders under ``base``), on 127.0.0.1 with a token; subclasses give the command line.
+
+    Ready once ``ready_path`` answers; ``close()`` ends it (and its kernels) by its PID.
+    """
+
+    app = "Jupyter server"
+    ready_path = "/api/status"
 
     def __init__(self, base: Path) -> None:
         self.token = secrets.token_hex(16)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root_dir = base / "root"
-        self.log_path = base / "lab.log"
-        settings = base / "settings"
-        for folder in (self.root_dir, settings, base / "config", base / "data",
+        self.log_path = base / "server.log"
+        self.settings_dir = base / "settings"
+        for folder in (self.root_dir, self.settings_dir, base / "config", base / "data",
                        base / "runtime", base / "workspaces"):
             folder.mkdir(parents=True, exist_ok=True)
-        _write_settings(settings)
+        _write_settings(self.settings_dir)
         env = dict(os.environ, JUPYTER_CONFIG_DIR=str(base / "config"),
                    JUPYTER_RUNTIME_DIR=str(base / "runtime"),
                    JUPYTER_DATA_DIR=str(base / "data"), PYTHONPATH=str(ROOT))
-        command = [
-            sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
-            "--ip=127.0.0.1", f"--port={self.port}", "--port-retries=0",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
-            f"--LabApp.user_settings_dir={settings}",
-            f"--LabApp.workspaces_dir={base / 'workspaces'}",
-        ]
         self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([sys.executable, "-m", *self.command(base)],
+                                     stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, cwd=self.root_dir)
         self._wait_ready()
+
+    def command(self, base: Path) -> list[str]:
+        """The arguments after ``python -m`` that start the server."""
+        raise NotImplementedError
+
+    def notebook_url(self, name: str) -> str:
+        """The address of the notebook ``name`` (in the root folder), token included."""
+        raise NotImplementedError
 
     def _api(self, path: str, method: str = "GET") -> Any:
         request = urllib.request.Request(f"{self.url}{path}", method=method,
                                          headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(request, timeout=10) as reply:
-            return json.loads(reply.read() or b"null")
+            body = reply.read()
+        try:
+            return json.loads(body or b"null")
+        except ValueError:  # an HTML page (Voila's tree)
+            return body
 
     def _wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.proc.returncode}:\n"
+                raise RuntimeError(f"{self.app} exited with {self.proc.returncode}:\n"
                                    + self.log_path.read_text()[-3000:])
             try:
-                self._api("/api/status")
+                self._api(self.ready_path)
                 return
             except OSError:  # not listening yet: wait a little on the process itself
                 try:
                     self.proc.wait(0.2)
                 except subprocess.TimeoutExpired:
                     pass
-        raise RuntimeError("JupyterLab did not answer in time:\n" + self.log_path.read_text()[-3000:])
+        raise RuntimeError(f"{self.app} did not answer in time:\n"
+                           + self.log_path.read_text()[-3000:])
 
     def copy_in(self, notebook: Path) -> str:
         """Copy ``notebook`` into the server's root under a fresh name; return that name."""
@@ -113,15 +124,40 @@ class LabServer:
             shutil.copy(extra, self.root_dir / extra.name)
         return name
 
+    def _stop(self) -> None:
+        """Ask the server to shut down (it shuts its kernels down first)."""
+        self._api("/api/shutdown", method="POST")
+
     def close(self) -> None:
-        """Shut the server down through its API; kill it (by its PID) if it hangs."""
+        """Shut the server down; kill it (by its PID) if it hangs."""
         try:
-            self._api("/api/shutdown", method="POST")
+            self._stop()
             self.proc.wait(20)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         self._log.close()
+
+
+class LabServer(JupyterServer):
+    """JupyterLab 4, with the news, update checks and extension manager turned off."""
+
+    app = "JupyterLab"
+
+    def command(self, base: Path) -> list[str]:
+        return [
+            "jupyter", "lab", "--allow-root", "--no-browser",
+            "--ip=127.0.0.1", f"--port={self.port}", "--port-retries=0",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={self.settings_dir}",
+            f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        ]
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
 
 
 def _write_settings(settings: Path) -> None:
@@ -138,16 +174,16 @@ def _write_settings(settings: Path) -> None:
 
 
 class LabPage:
-    """One browser tab on one notebook copy."""
+    """One browser tab on one notebook copy (in JupyterLab or Notebook 7: same app API)."""
 
-    def __init__(self, server: LabServer, page: Any) -> None:
+    def __init__(self, server: JupyterServer, page: Any) -> None:
         self.server = server
         self.page = page
 
     def open(self, notebook: Path) -> None:
         """Open a copy of ``notebook`` and wait until its kernel is idle."""
         name = self.server.copy_in(notebook)
-        self.page.goto(f"{self.server.url}/lab/tree/{name}?reset&token={self.server.token}")
+        self.page.goto(self.server.notebook_url(name))
         self.page.wait_for_function(READY_JS, timeout=90_000)
 
     def run_all(self) -> None:
@@ -211,10 +247,15 @@ class LabPage:
         self.page.close()
 
 
-@pytest.fixture(scope="session")
-def lab_server() -> Iterator[LabServer]:
+def require_chromium() -> None:
+    """Skip the test when Debian's Chromium is missing."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
+
+
+@pytest.fixture(scope="session")
+def lab_server() -> Iterator[LabServer]:
+    require_chromium()
     base = Path(tempfile.mkdtemp(prefix="stagewidget-lab-"))
     server = LabServer(base)
     yield server
@@ -223,11 +264,12 @@ def lab_server() -> Iterator[LabServer]:
 
 
 @pytest.fixture(scope="module")
-def browser(lab_server: LabServer) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     # module scope: Playwright's sync API keeps an event loop running in this thread
     # until it stops, which would break later tests that call asyncio.run()
     from playwright.sync_api import sync_playwright
 
+    require_chromium()
     profile = tempfile.mkdtemp(prefix="stagewidget-chromium-")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
