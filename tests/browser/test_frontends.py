@@ -25,8 +25,10 @@ from lab import JupyterServer, LabPage
 pytestmark = pytest.mark.integration
 browser = harness.browser  # the fixture
 
-# A run held at half of its middle stage until it is cancelled: the view stays still.
-HELD = """
+
+def three_stages(middle: str, end: str) -> str:
+    """A notebook cell: load -> a_longer_stage_name (``middle``, indented) -> save; ``end``."""
+    return f"""
 import threading
 import stagewidget as sw
 pipe = sw.Pipeline("frontends")
@@ -37,6 +39,17 @@ def load(n):
 
 @pipe.stage
 def a_longer_stage_name(items):
+{middle}
+@pipe.stage
+def save(items):
+    return len(items)
+
+run = pipe.start(40)
+{end}"""
+
+
+# A run held at half of its middle stage until it is cancelled: the view stays still.
+HELD = three_stages("""\
     idle = threading.Event()  # never set: a pause between looks at the cancel flag
     for i in sw.track(items, desc="items"):
         if i == len(items) // 2:
@@ -44,34 +57,12 @@ def a_longer_stage_name(items):
             while not sw.cancelled():
                 idle.wait(0.05)
     return items
-
-@pipe.stage
-def save(items):
-    return len(items)
-
-run = pipe.start(40)
-"""
+""", "")
 
 # A run that ends while its cell executes (Voila shows the page once all cells ran).
-FINISHED = """
-import stagewidget as sw
-pipe = sw.Pipeline("frontends")
-
-@pipe.stage
-def load(n):
-    return list(range(n))
-
-@pipe.stage
-def a_longer_stage_name(items):
+FINISHED = three_stages("""\
     return [x for x in sw.track(items, desc="items")]
-
-@pipe.stage
-def save(items):
-    return len(items)
-
-run = pipe.start(40)
-print("the run ended", run.wait(60).state.value)
-"""
+""", 'print("the run ended", run.wait(60).state.value)\n')
 
 # The last run view's grid, its rows in on-screen order (CSS ``order`` moves the running
 # stage's row): the name cells' text, the bars' tracks and fills, the colours, the buttons.
