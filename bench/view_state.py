@@ -16,20 +16,13 @@ import time
 import warnings
 from typing import Any
 
+import stagewidget as sw
+
 from .common import write_json
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    import ipywidgets as w
-    from ipywidgets.embed import dependency_state
-
-    import stagewidget as sw
-    from stagewidget.engine.logs import capture_logs
-    from stagewidget.views.widget import RunView
-
+def five_stage_pipeline() -> sw.Pipeline:
+    """Five stages with progress, logs and metrics; the last one fails."""
     def make(i: int) -> sw.Stage:
         def stage(x: Any) -> Any:
             for k in sw.track(range(50), desc="batches"):
@@ -40,9 +33,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return x
         return sw.Stage(stage, name=f"stage-{i}")
 
+    return sw.Pipeline("five", [make(i) for i in range(5)])
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    import ipywidgets as w
+    from ipywidgets.embed import dependency_state
+
+    from stagewidget.engine.logs import capture_logs
+    from stagewidget.views.widget import RunView
+
     handler = capture_logs()
     try:
-        pipe = sw.Pipeline("five", [make(i) for i in range(5)])
+        pipe = five_stage_pipeline()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Widget.widgets
             before = set(w.Widget.widgets)

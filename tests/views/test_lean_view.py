@@ -16,26 +16,12 @@ from conftest import WAIT_S
 from ipywidgets.embed import dependency_state
 
 import stagewidget as sw
+from bench.view_state import five_stage_pipeline  # the pipeline the benchmark measures
 from stagewidget import RunState, StageStatus
 from stagewidget.engine import run as run_module
 from stagewidget.engine.logs import capture_logs
 from stagewidget.views import format as fmt
 from stagewidget.views.widget import RunView, stage_html
-
-
-def five_stage_pipeline() -> sw.Pipeline:
-    """Five stages with progress, logs and metrics; the last one fails."""
-    def make(i: int):
-        def stage(x):
-            for k in sw.track(range(50), desc="batches"):
-                sw.report(loss=1.0 / (k + 1), acc=k / 50)
-                logging.getLogger("user").warning("stage %d, batch %d: a log line", i, k)
-            if i == 4:
-                raise ValueError("bad batch")
-            return x
-        return sw.Stage(stage, name=f"stage-{i}")
-
-    return sw.Pipeline("five", [make(i) for i in range(5)])
 
 
 def model_ids() -> set[str]:
