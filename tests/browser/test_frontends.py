@@ -10,6 +10,7 @@ voila-finished, voila-dark-failed, voila-dark-retried, voila-running, voila-canc
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import tempfile
@@ -254,16 +255,28 @@ def voila_server() -> Iterator[VoilaServer]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_voila_renders_the_final_view_of_a_run_that_ended_during_execution(
-        voila_server: VoilaServer, browser: Any, tmp_path: Path) -> None:
-    name = voila_server.copy_in(notebook(tmp_path, "finished", FINISHED))
-    page = LabPage(voila_server, browser.new_page())
+FOUR_ROWS = "() => document.querySelectorAll('.sw-run .sw-grid .sw-r').length >= 4"
+
+
+@contextlib.contextmanager
+def voila_page(server: VoilaServer, browser: Any, tmp_path: Path, stem: str, source: str,
+               ready: str, query: str = "") -> Iterator[LabPage]:
+    """Open notebook ``source`` in Voila at 1200 px; yield the page once ``ready`` holds."""
+    name = server.copy_in(notebook(tmp_path, stem, source))
+    page = LabPage(server, browser.new_page())
     try:
         page.page.set_viewport_size({"width": 1200, "height": 900})
-        page.page.goto(voila_server.notebook_url(name))
-        page.page.wait_for_function(
-            "() => document.querySelectorAll('.sw-run .sw-grid .sw-r').length >= 4",
-            timeout=60_000, polling=50)
+        page.page.goto(server.notebook_url(name) + query)
+        page.page.wait_for_function(ready, timeout=60_000, polling=50)
+        yield page
+    finally:
+        page.page.close()
+
+
+def test_voila_renders_the_final_view_of_a_run_that_ended_during_execution(
+        voila_server: VoilaServer, browser: Any, tmp_path: Path) -> None:
+    with voila_page(voila_server, browser, tmp_path, "finished", FINISHED,
+                    FOUR_ROWS) as page:
         layout = page.page.evaluate(GRID, "body")
         assert_rows_drawn(layout)
         assert "frontends succeeded" in layout["names"][0], layout
@@ -272,20 +285,12 @@ def test_voila_renders_the_final_view_of_a_run_that_ended_during_execution(
         assert layout["buttons"] == [], layout  # no Cancel on a finished run
         assert "the run ended succeeded" in page.page.inner_text("body")
         page.screenshot("voila-finished")
-    finally:
-        page.page.close()
 
 
 def test_voila_dark_shows_the_failure_and_retry_runs_it_again(
         voila_server: VoilaServer, browser: Any, tmp_path: Path) -> None:
-    name = voila_server.copy_in(notebook(tmp_path, "fails-once", FAILS_ONCE))
-    page = LabPage(voila_server, browser.new_page())
-    try:
-        page.page.set_viewport_size({"width": 1200, "height": 900})
-        page.page.goto(voila_server.notebook_url(name) + "&theme=dark")
-        page.page.wait_for_function(
-            "() => document.querySelectorAll('.sw-run .sw-grid .sw-r').length >= 4",
-            timeout=60_000, polling=50)
+    with voila_page(voila_server, browser, tmp_path, "fails-once", FAILS_ONCE, FOUR_ROWS,
+                    query="&theme=dark") as page:
         layout = page.page.evaluate(GRID, "body")
         assert_rows_drawn(layout)
         assert "frontends failed" in layout["names"][0], layout
@@ -309,22 +314,15 @@ def test_voila_dark_shows_the_failure_and_retry_runs_it_again(
         assert_rows_drawn(retried)
         assert retried["styled"] == [100, 100, 100, 100], retried
         page.screenshot("voila-dark-retried")
-    finally:
-        page.page.close()
 
 
 def test_voila_follows_a_run_still_going_and_cancel_cancels_it(
         voila_server: VoilaServer, browser: Any, tmp_path: Path) -> None:
     # the notebook ends with the run held: the page is shown, then the view follows the
     # run through the kernel Voila keeps for the widgets
-    name = voila_server.copy_in(notebook(tmp_path, "held", HELD))
-    page = LabPage(voila_server, browser.new_page())
-    try:
-        page.page.set_viewport_size({"width": 1200, "height": 900})
-        page.page.goto(voila_server.notebook_url(name))
-        page.page.wait_for_function(
-            "() => Array.from(document.querySelectorAll('.sw-run .sw-r > small'))"
-            ".some(s => s.innerText.includes('held at half way'))", timeout=60_000, polling=50)
+    held = ("() => Array.from(document.querySelectorAll('.sw-run .sw-r > small'))"
+            ".some(s => s.innerText.includes('held at half way'))")
+    with voila_page(voila_server, browser, tmp_path, "held", HELD, held) as page:
         layout = page.page.evaluate(GRID, "body")
         assert_rows_drawn(layout)
         assert "frontends running" in layout["names"][0], layout
@@ -336,5 +334,3 @@ def test_voila_follows_a_run_still_going_and_cancel_cancels_it(
         assert "frontends cancelled" in layout["names"][0], layout
         assert layout["buttons"] == ["Retry"], layout
         page.screenshot("voila-cancelled")
-    finally:
-        page.page.close()
