@@ -138,6 +138,7 @@ except BaseException as exc:
     print("pipe.run ended:", type(exc).__name__)
 """)
     lab.wait_for_text("running")
+    lab.wait_for_text("it/s")  # the stage runs and its progress reached the page
     lab.click("Cancel")
     lab.wait_for_text("pipe.run ended: Cancelled", timeout_s=20)
 
