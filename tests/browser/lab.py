@@ -227,6 +227,20 @@ class LabPage:
         self.page.wait_for_function(
             "(theme) => document.body.dataset.jpThemeName === theme", arg=name)
 
+    def wait_for_comm_subshell(self, timeout_s: float = 20.0) -> None:
+        """Wait until every widget comm of the kernel sends on JupyterLab's comm subshell.
+
+        JupyterLab 4.6 asks the kernel for that subshell when the first widget appears
+        and sends comm messages on the main shell until the reply arrives (a few hundred
+        ms behind a new view's messages): a click before then waits for the running cell.
+        """
+        self.page.wait_for_function("""() => {
+          const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+          const comms = Array.from(kernel._comms.values())
+            .filter(comm => comm.targetName === 'jupyter.widget');
+          return comms.length > 0 && comms.every(comm => comm.subshellId);
+        }""", timeout=timeout_s * 1000, polling=50)
+
     def click(self, label: str) -> None:
         """Click the last visible ipywidgets button labelled ``label``."""
         self.page.locator(f"{PANEL} .widget-button", has_text=label).last.click()

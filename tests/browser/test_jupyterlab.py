@@ -129,7 +129,7 @@ def check(items):
 
 def test_cancel_works_during_a_blocking_run(lab: LabPage, tmp_path: Path) -> None:
     # JupyterLab 4.6 sends widget messages on a kernel subshell (ipykernel 7): the click
-    # is handled while the main shell is busy in pipe.run()
+    # is handled while the main shell is busy in pipe.run(), once that subshell exists
     lab.open(empty_notebook(tmp_path))
     lab.run_code(SPIN + """
 try:
@@ -139,6 +139,7 @@ except BaseException as exc:
 """)
     lab.wait_for_text("running")
     lab.wait_for_text("it/s")  # the stage runs and its progress reached the page
+    lab.wait_for_comm_subshell()  # else the click queues behind pipe.run (2 of 5 full runs)
     lab.click("Cancel")
     lab.wait_for_text("pipe.run ended: Cancelled", timeout_s=20)
 
