@@ -65,6 +65,7 @@ def test_prefer_wait_answers_with_the_result_and_a_get_agrees(client) -> None:
     assert client.get(reply.headers["location"]).json() == body
 
 
+@pytest.mark.parametrize("store_kind", ["memory", "redis"])  # a wait of 2 s: not per store
 def test_prefer_wait_gives_202_after_n_seconds_and_blocks_no_other_request(client) -> None:
     gate = gate_name()
     replies: list[httpx.Response] = []
