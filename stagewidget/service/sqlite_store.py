@@ -39,6 +39,7 @@ POLL_S = 0.2  # how often other processes' writes and cancel requests are looked
 PURGE_S = 5.0  # how often the poller deletes expired rows
 CANCEL_KEEP_S = 60.0  # how long a cancel request stays in the database
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's write to end
+_MAX_IN = 500  # most watched runs a poll names in its query; beyond, it filters here
 
 _FIELDS = ("run_id", "pipeline", "state", "created_at", "finished_at", "heartbeat_at",
            "owner", "status_json", "claim")
@@ -78,6 +79,16 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
+def _create_private(path: str) -> None:
+    """Create ``path`` empty (a valid empty database) readable by its owner only, unless it
+    exists: records hold results, logs and tracebacks, which other local users must not
+    read. SQLite gives its -wal and -shm files the database file's permissions."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class SQLiteStore:
     """Records in a SQLite database file, shared by every process that opens it.
 
@@ -97,6 +108,9 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
                  poll_s: float = POLL_S) -> None:
         self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            raise ConfigError(f"the SQLite store needs a file path (got {self.path!r}); "
+                              "for runs kept in this process only, use the memory store")
         self.url = f"sqlite:///{self.path}"
         self._clock = clock
         self._poll_s = poll_s
@@ -116,6 +130,7 @@ class SQLiteStore:
         self._seen_seq = 0
         self._seen_cancel = 0
         try:
+            _create_private(self.path)
             connection = self._connect()
             try:
                 with self._write_lock:
@@ -123,7 +138,7 @@ class SQLiteStore:
                     connection.executescript(_SCHEMA)
             finally:
                 self._release(connection)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the SQLite store at {self.path!r} ({exc})") from None
 
     # -- connections ------------------------------------------------------------------
@@ -326,16 +341,23 @@ class SQLiteStore:
 
     def _poll(self) -> None:
         """Hand other stores' new writes to watchers and new cancel requests to callbacks."""
+        watched = sorted(self._watchers.run_ids())
+        query = f"SELECT seq, {_COLUMNS} FROM runs WHERE seq > ? AND writer != ?"
+        args: tuple[Any, ...] = (self._seen_seq, self._writer_id)
+        if len(watched) <= _MAX_IN:
+            query += f" AND run_id IN ({', '.join('?' * len(watched))})"
+            args = (*args, *watched)
         with self._connection() as db:
-            rows = db.execute(f"SELECT seq, writer, {_COLUMNS} FROM runs WHERE seq > ? "
-                              "ORDER BY seq", (self._seen_seq,)).fetchall()
-            cancels = db.execute("SELECT id, run_id FROM cancels WHERE id > ? ORDER BY id",
-                                 (self._seen_cancel,)).fetchall()
-        watched = self._watchers.run_ids()
-        for seq, writer, *row in rows:
-            self._seen_seq = max(self._seen_seq, int(seq))
-            if writer == self._writer_id or row[0] not in watched:
-                continue  # this store pushed its own writes already
+            db.execute("BEGIN")  # one snapshot for the three reads
+            try:
+                top = int(db.execute("SELECT seq FROM counter").fetchone()[0])
+                rows = db.execute(query + " ORDER BY seq", args).fetchall() if watched else []
+                cancels = db.execute("SELECT id, run_id FROM cancels WHERE id > ? ORDER BY id",
+                                     (self._seen_cancel,)).fetchall()
+            finally:
+                db.execute("COMMIT")
+        self._seen_seq = max(self._seen_seq, top)  # this store's own writes were pushed
+        for _, *row in rows:
             try:
                 record = self._record(tuple(row))
             except DamagedRecord as exc:

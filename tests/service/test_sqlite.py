@@ -151,6 +151,14 @@ def test_a_file_that_is_no_database_is_a_config_error(tmp_path) -> None:
         SQLiteStore(tmp_path / "notes.db")
 
 
+def test_the_database_files_are_readable_by_their_owner_only(stores, tmp_path) -> None:
+    stores().put(record("r1"), keep_s=60)  # records hold results, logs and tracebacks
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["runs.db", "runs.db-shm", "runs.db-wal"]
+    assert {name: (tmp_path / name).stat().st_mode & 0o777 for name in files} \
+        == dict.fromkeys(files, 0o600)
+
+
 def test_store_values_name_memory_redis_or_sqlite_and_nothing_else(tmp_path) -> None:
     assert isinstance(make_store(), MemoryStore)
     assert isinstance(make_store("memory"), MemoryStore)
@@ -163,7 +171,8 @@ def test_store_values_name_memory_redis_or_sqlite_and_nothing_else(tmp_path) -> 
     for bad, message in (("postgres://x/y", "unknown store 'postgres://x/y'"),
                          ("", "unknown store ''"),
                          ("sqlite://runs.db", "sqlite:///relative/path.db"),
-                         ("sqlite:///", "sqlite:///relative/path.db")):
+                         ("sqlite:///", "sqlite:///relative/path.db"),
+                         ("sqlite:///:memory:", "needs a file path")):
         with pytest.raises(ConfigError, match=message):
             make_store(bad)
     with pytest.raises(ConfigError, match="give the store once"):
