@@ -93,7 +93,8 @@ class SQLiteStore:
     """Records in a SQLite database file, shared by every process that opens it.
 
     Args:
-        path: the database file (created with its tables if missing).
+        path: the database file (created with its tables if missing, readable by its
+            owner only; ``~`` is expanded).
         clock: wall-clock function for expiry (default ``time.time``); every process
             sharing the file must agree on it.
         poll_s: how often other processes' writes and cancel requests are looked for.
@@ -107,7 +108,7 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
                  poll_s: float = POLL_S) -> None:
-        self.path = os.fspath(path)
+        self.path = os.path.expanduser(os.fspath(path))
         if self.path in ("", ":memory:") or self.path.startswith("file:"):
             raise ConfigError(f"the SQLite store needs a file path (got {self.path!r}); "
                               "for runs kept in this process only, use the memory store")
@@ -136,18 +137,20 @@ class SQLiteStore:
                 with self._write_lock:
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.executescript(_SCHEMA)
-            finally:
-                self._release(connection)
+            except BaseException:
+                connection.close()
+                raise
+            self._release(connection)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the SQLite store at {self.path!r} ({exc})") from None
 
     # -- connections ------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        # Autocommit (isolation_level None): writes open BEGIN IMMEDIATE themselves, so a
-        # transaction never has to upgrade a read lock, which busy_timeout cannot resolve.
+        # timeout= is SQLite's busy timeout. Autocommit (isolation_level None): writes open
+        # BEGIN IMMEDIATE themselves, so a transaction never has to upgrade a read lock,
+        # which the busy timeout cannot resolve.
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                      isolation_level=None, check_same_thread=False)
-        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # In WAL, NORMAL loses no commit when a process dies, only on power loss.
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
