@@ -194,16 +194,23 @@ def test_serve_exits_2_naming_a_bad_store(tmp_path, capsys) -> None:
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_finished_runs_stay_readable_after_the_service_restarts(sqlite_process) -> None:
-    first = sqlite_process()
+def test_after_a_crash_and_restart_finished_runs_read_the_same_and_running_ones_lost(
+        sqlite_process) -> None:
+    first = sqlite_process("--lost-after-s", "1")
     body = first.http.post("/api/pipelines/square/runs", json={"n": 100},
                            headers={"Prefer": "wait=20"}).json()
     assert body["state"] == "succeeded"
-    first.stop()
-    second = sqlite_process()
+    running = first.http.post("/api/pipelines/slow/runs",
+                              json={"steps": 100_000, "step_s": 0.01}).json()["run_id"]
+    first.stop(kill=True)  # SIGKILL: no final write, maybe mid-transaction
+    second = sqlite_process("--lost-after-s", "1")
     assert second.http.get(f"/api/runs/{body['run_id']}").json() == body
-    assert [r["run_id"] for r in second.http.get("/api/runs").json()["runs"]] \
-        == [body["run_id"]]
+    lost = wait_until(lambda: (r := second.http.get(f"/api/runs/{running}").json())["state"]
+                      == "lost" and r, what="the killed process's run to read lost")
+    assert f":{first.proc.pid})" in lost["error"]["message"]
+    listed = second.http.get("/api/runs").json()["runs"]
+    assert [(r["run_id"], r["state"]) for r in listed] == [(running, "lost"),
+                                                           (body["run_id"], "succeeded")]
     assert second.http.get("/api/health").json()["store"] == "sqlite"
 
 
