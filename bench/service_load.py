@@ -1,15 +1,17 @@
 """The status service under load, beside the origin design's Flask dev-server pattern.
 
 1. Status GETs per second: 8 keep-alive connections read one run's status for a few
-   seconds; stagewidget's service (memory store and Redis store) and the Flask origin, each
-   in its own process, rounds interleaved; medians of the rounds.
+   seconds; stagewidget's service (memory, Redis and SQLite stores) and the Flask origin,
+   each in its own process, rounds interleaved; medians of the rounds. ``ours-sqlite-b`` is
+   a second service process on the same SQLite file, serving the runs of ``ours-sqlite``:
+   its event streams follow them by polling the database (every 0.2 s).
 2. 100 live watchers of one running run for 6 s: stagewidget streams Server-Sent Events
    (pushed at most 10 times a second); the Flask origin can only be polled, so 100 clients
    poll it 10 times a second. Quoted: what the watchers received, how old the status was
    when it arrived (receive time minus the status's own update time: same clock), and the
    CPU seconds the server process used.
 
-Run: ``.venv/bin/python -m bench.service_load`` (about 1.5 minutes; needs redis-server).
+Run: ``.venv/bin/python -m bench.service_load`` (about 2 minutes; needs redis-server).
 """
 
 from __future__ import annotations
@@ -45,18 +47,23 @@ def _free_port() -> int:
 
 
 class Server:
-    """A server process: ``ours`` (memory or Redis store) or the Flask origin."""
+    """A server process: ``ours`` (memory, Redis or SQLite store) or the Flask origin.
 
-    def __init__(self, kind: str, redis_url: str | None = None) -> None:
+    With ``owner``, runs are started through that server and read through this one.
+    """
+
+    def __init__(self, kind: str, store: str | None = None, owner: Server | None = None
+                 ) -> None:
         self.kind, self.port = kind, _free_port()
+        self.owner_port = owner.port if owner is not None else self.port
         if kind == "flask":
             args = [sys.executable, "-m", "bench.flask_origin", str(self.port)]
         else:
             args = [sys.executable, "-m", "stagewidget", "serve",
                     "bench.service_pipelines:PIPELINES", "--port", str(self.port),
                     "--drain-s", "0"]  # the watched run is cancelled at once on stop()
-            if redis_url:
-                args += ["--redis", redis_url]
+            if store:
+                args += ["--store", store]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
                                      env=dict(os.environ, STAGEWIDGET_TOKEN=TOKEN))
@@ -85,7 +92,7 @@ class Server:
     def start_run(self, steps: int, step_s: float) -> str:
         import httpx
 
-        body = httpx.post(f"http://127.0.0.1:{self.port}{self.start_path()}",
+        body = httpx.post(f"http://127.0.0.1:{self.owner_port}{self.start_path()}",
                           json={"steps": steps, "step_s": step_s}, timeout=30,
                           headers={"Authorization": f"Bearer {TOKEN}"}).json()
         return body.get("task_id") or body["run_id"]
@@ -218,9 +225,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     redis = _redis()
-    kinds = ["ours-memory"] + (["ours-redis"] if redis else []) + ["flask"]
-    servers = {k: Server("flask" if k == "flask" else "ours",
-                         redis[1] if k == "ours-redis" and redis else None) for k in kinds}
+    sqlite_dir = tempfile.mkdtemp(prefix="stagewidget-bench-")
+    sqlite_url = f"sqlite:///{sqlite_dir}/runs.db"
+    kinds = ["ours-memory"] + (["ours-redis"] if redis else []) + [
+        "ours-sqlite", "ours-sqlite-b", "flask"]
+    servers: dict[str, Server] = {}
+    for kind in kinds:
+        if kind == "flask":
+            servers[kind] = Server("flask")
+        elif kind.startswith("ours-sqlite"):
+            servers[kind] = Server("ours", sqlite_url, owner=servers.get("ours-sqlite"))
+        else:
+            servers[kind] = Server("ours", redis[1] if kind == "ours-redis" and redis else None)
     result: dict[str, Any] = {"get": {}, "watch": {}}
     try:
         finished = {}
@@ -261,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
                 count, ages = asyncio.run(_pollers(server.port, server.status_path(run_id),
                                                    args.watchers, args.watch_s, 10.0))
             else:
-                how = "SSE (push)"
+                how = "SSE (polled 0.2 s)" if kind == "ours-sqlite-b" else "SSE (push)"
                 count, ages = asyncio.run(_sse_watchers(
                     server.port, server.status_path(run_id) + "/events", args.watchers,
                     args.watch_s))
@@ -277,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         if redis:
             redis[0].terminate()
             redis[0].wait(10)
+        shutil.rmtree(sqlite_dir, ignore_errors=True)
     write_json(args.json, result)
 
 

@@ -35,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
                        "dict of them, e.g. myproject.pipelines:PIPELINES")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8750)
-    serve.add_argument("--redis", default=None, help="redis://host:port/db to share runs")
+    stores = serve.add_mutually_exclusive_group()
+    stores.add_argument("--store", default=None,
+                        help="where runs are recorded: memory (default: this process only), "
+                        "redis://host:port/db (shared by processes on any host) or "
+                        "sqlite:///path/to/runs.db (a file shared by this host's processes; "
+                        "runs survive a restart)")
+    stores.add_argument("--redis", default=None, metavar="URL",
+                        help="redis://host:port/db: the same as --store with that URL")
     _add_security_flags(serve)
     serve.add_argument("--keep-s", type=float, default=600.0,
                        help="how long finished runs stay readable")
@@ -113,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         service = Service(load_object(args.pipelines), host=args.host, port=args.port,
-                          redis=args.redis, keep_s=args.keep_s,
+                          store=args.store, redis=args.redis, keep_s=args.keep_s,
                           max_finished=args.max_finished, lost_after_s=args.lost_after_s,
                           max_running=args.max_running,
                           executor=args.executor, cors_origins=tuple(args.cors_origin),

@@ -1,4 +1,5 @@
-"""The status service: start runs over HTTP, read or stream their status, share it via Redis.
+"""The status service: start runs over HTTP, read or stream their status, share it via Redis
+or a SQLite file.
 
 Needs the ``service`` extra (``pip install 'stagewidget[service]'``); nothing here is
 imported by ``import stagewidget``.

@@ -30,7 +30,7 @@ from ..status import RunState, RunStatus, StageState
 from .registry import RunRegistry
 from .store import MemoryStore, Store
 
-__all__ = ["ACCESS_LOGGER", "Service", "check_bind", "serve"]
+__all__ = ["ACCESS_LOGGER", "STORE_FORMS", "Service", "check_bind", "make_store", "serve"]
 
 ACCESS_LOGGER = "stagewidget.service.access"
 MAX_HEAD_BYTES = 64 * 1024
@@ -56,13 +56,36 @@ def check_bind(host: str, token: str | None) -> None:
             "start and cancel runs; drop --no-token (or token=''), or bind to 127.0.0.1")
 
 
-def make_store(redis: str | None, prefix: str = "stagewidget") -> Store:
-    """A ``RedisStore`` for a ``redis://`` URL, else a ``MemoryStore``."""
-    if redis:
+STORE_FORMS = "memory, redis://host:port/db or sqlite:///path/to/runs.db"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def make_store(store: str | Store | None = None, *, redis: str | None = None,
+               prefix: str = "stagewidget") -> Store:
+    """The store ``store`` names: ``"memory"`` (the default), a ``redis://`` URL or a
+    ``sqlite:///path.db`` URL (``sqlite:////abs/path.db`` for an absolute path); a
+    ``Store`` is used as it is. ``redis`` is the older way to give a Redis URL.
+
+    Raises:
+        ConfigError: ``store`` is none of these, both ``store`` and ``redis`` are given,
+            or the SQLite file cannot be opened.
+    """
+    if redis and store is not None:
+        raise ConfigError(f"give the store once: store={store!r} or redis={redis!r}, not both")
+    spec = redis if redis else store if store is not None else "memory"
+    if not isinstance(spec, str):
+        return spec
+    if spec == "memory":
+        return MemoryStore()
+    if spec.startswith(_REDIS_SCHEMES):
         from .redis_store import RedisStore
 
-        return RedisStore(redis, prefix=prefix)
-    return MemoryStore()
+        return RedisStore(spec, prefix=prefix)
+    if spec.startswith("sqlite:"):
+        from .sqlite_store import SQLiteStore, sqlite_path
+
+        return SQLiteStore(sqlite_path(spec))
+    raise ConfigError(f"unknown store {spec[:200]!r} (use {STORE_FORMS})")
 
 
 class Service:
@@ -71,7 +94,12 @@ class Service:
     Args:
         pipelines: the pipelines clients may start (a Pipeline, list or dict).
         host, port: where to listen (127.0.0.1 by default; port 0 picks a free one).
-        redis: a ``redis://`` URL to share runs between processes (default: in memory).
+        store: where runs are recorded: ``"memory"`` (the default: this process only),
+            ``"redis://host:port/db"`` (shared by processes on any host) or
+            ``"sqlite:///path.db"`` (a file shared by the processes of this host; runs
+            survive a restart), or a store object.
+        redis: a ``redis://`` URL, the same as ``store=`` with it (kept as an alias).
+        prefix: the Redis key prefix.
         token: the bearer token every request but ``GET /api/health`` needs. None (the
             default) generates a random one, read it from ``service.token``; ``""`` turns
             the check off (refused beyond loopback).
@@ -95,7 +123,8 @@ class Service:
     """
 
     def __init__(self, pipelines: Any = (), *, host: str = "127.0.0.1", port: int = 8750,
-                 redis: str | None = None, token: str | None = None,
+                 store: str | Store | None = None, redis: str | None = None,
+                 token: str | None = None,
                  cors_origins: tuple[str, ...] = (), max_body_bytes: int = 1 << 20,
                  max_head_bytes: int = MAX_HEAD_BYTES, head_timeout_s: float = HEAD_TIMEOUT_S,
                  http: str = "auto", expose_tracebacks: bool = False,
@@ -122,7 +151,8 @@ class Service:
 
         self.token: str = token
         """The bearer token clients send (``Authorization: Bearer <token>``); "" for none."""
-        self.registry = RunRegistry(pipelines, make_store(redis, prefix), **registry_options)
+        self.registry = RunRegistry(pipelines, make_store(store, redis=redis, prefix=prefix),
+                                    **registry_options)
         self.app = create_app(
             self.registry, token=token, max_body_bytes=max_body_bytes,
             cors_origins=tuple(cors_origins), expose_tracebacks=expose_tracebacks,

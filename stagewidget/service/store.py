@@ -163,6 +163,11 @@ class Watchers:
 
         return remove
 
+    def run_ids(self) -> frozenset[str]:
+        """The runs watched now."""
+        with self._lock:
+            return frozenset(self._by_run)
+
     def notify(self, record: Record) -> None:
         """Call the watchers of ``record``'s run; a failing watcher is logged and skipped.
 

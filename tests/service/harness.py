@@ -1,4 +1,5 @@
-"""Service test harness: a real redis-server, services in this process or others (fixtures)."""
+"""Service test harness: a real redis-server, SQLite files, services in this process or
+others (fixtures)."""
 
 from __future__ import annotations
 
@@ -106,9 +107,28 @@ def redis_server() -> Iterator[RedisServer]:
     shutil.rmtree(server.dir, ignore_errors=True)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sqlite"])
 def store_kind(request) -> str:
     return request.param
+
+
+def store_options(request, kind: str, prefix: str) -> dict[str, str]:
+    """The ``Service`` options for a store of ``kind``: the session's redis-server (under
+    ``prefix``) or a SQLite file in the test's tmp dir (one per test, shared by its
+    services)."""
+    if kind == "redis":
+        return {"redis": request.getfixturevalue("redis_server").url, "prefix": prefix}
+    if kind == "sqlite":
+        return {"store": f"sqlite:///{request.getfixturevalue('tmp_path') / 'runs.db'}"}
+    return {}
+
+
+def make_store(request, kind: str, prefix: str):
+    """A store of ``kind`` as ``store_options`` places it (the caller closes it)."""
+    from stagewidget.service.server import make_store as make
+
+    options = store_options(request, kind, prefix)
+    return make(options.get("store") or options.get("redis"), prefix=prefix)
 
 
 @pytest.fixture
@@ -118,19 +138,15 @@ def prefix() -> str:
 
 @pytest.fixture
 def make_service(request, prefix):
-    """Start in-process services (port 0) on the memory or the Redis store; stop them after.
+    """Start in-process services (port 0) on the memory, Redis or SQLite store; stop them.
 
     Each has a generated token (``service.token``; send ``headers=auth(service)``).
     """
     started: list[Service] = []
 
     def make(kind: str, **options) -> Service:
-        redis_url = None
-        if kind == "redis":
-            redis_url = request.getfixturevalue("redis_server").url
-        options.setdefault("adopt", False)
-        service = Service(svc_pipelines.PIPELINES, port=0, redis=redis_url, prefix=prefix,
-                          **options).start()
+        options = {"adopt": False, **store_options(request, kind, prefix), **options}
+        service = Service(svc_pipelines.PIPELINES, port=0, **options).start()
         started.append(service)
         return service
 
@@ -153,10 +169,12 @@ def client(service) -> Iterator[httpx.Client]:
 class ServiceProcess:
     """``python -m stagewidget serve svc_pipelines:PIPELINES`` in its own process.
 
-    Its token comes from ``$STAGEWIDGET_TOKEN`` (``self.token``; ``self.http`` sends it).
+    Its store is ``store``: a Redis URL (given as ``--redis``, the older flag) or any other
+    ``--store`` value. Its token comes from ``$STAGEWIDGET_TOKEN`` (``self.token``;
+    ``self.http`` sends it).
     """
 
-    def __init__(self, redis_url: str, prefix: str, *extra: str,
+    def __init__(self, store: str, prefix: str, *extra: str,
                  pipelines: str = "svc_pipelines:PIPELINES") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -167,7 +185,8 @@ class ServiceProcess:
         self._final: str | None = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stagewidget", "serve", pipelines,
-             "--port", str(self.port), "--redis", redis_url, *extra],
+             "--port", str(self.port),
+             "--redis" if store.startswith("redis://") else "--store", store, *extra],
             cwd=HERE, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.prefix = prefix
         self.http = httpx.Client(base_url=self.url, timeout=WAIT_S, headers=auth(self))
@@ -213,6 +232,22 @@ def service_process(redis_server):
         started.append(process)
         return process
 
+    yield make
+    for process in started:
+        process.stop(kill=True)
+
+
+@pytest.fixture
+def sqlite_process(tmp_path):
+    """Like ``service_process``, on one SQLite file (``sqlite_process.url``) per test."""
+    started: list[ServiceProcess] = []
+
+    def make(*extra: str, **options: str) -> ServiceProcess:
+        process = ServiceProcess(make.url, "stagewidget", *extra, **options)
+        started.append(process)
+        return process
+
+    make.url = f"sqlite:///{tmp_path / 'runs.db'}"
     yield make
     for process in started:
         process.stop(kill=True)

@@ -1,4 +1,4 @@
-"""The HTTP API, run against both stores (memory and a real redis-server)."""
+"""The HTTP API, run against every store (memory, a real redis-server, a SQLite file)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ def test_prefer_wait_answers_with_the_result_and_a_get_agrees(client) -> None:
     assert client.get(reply.headers["location"]).json() == body
 
 
+@pytest.mark.parametrize("store_kind", ["memory", "redis"])  # a wait of 2 s: not per store
 def test_prefer_wait_gives_202_after_n_seconds_and_blocks_no_other_request(client) -> None:
     gate = gate_name()
     replies: list[httpx.Response] = []
@@ -250,9 +251,8 @@ def test_the_sweep_keeps_only_the_newest_finished_runs(make_service, store_kind)
         assert [r["run_id"] for r in client.get("/api/runs").json()["runs"]] == ids[:1:-1]
 
 
-def test_runs_this_process_starts_are_published_by_serve(redis_server, store_kind) -> None:
-    options = {"redis": redis_server.url, "prefix": f"adopt-{uuid.uuid4().hex[:6]}"} \
-        if store_kind == "redis" else {}
+def test_runs_this_process_starts_are_published_by_serve(request, store_kind) -> None:
+    options = harness.store_options(request, store_kind, f"adopt-{uuid.uuid4().hex[:6]}")
     service = sw.serve(port=0, **options)
     try:
         run = svc_pipelines.square.start({"n": 10}, display=False)
@@ -316,7 +316,7 @@ def test_a_service_starts_once_and_stops_any_number_of_times() -> None:
     assert "stagewidget-service" not in names
 
 
-def test_stop_and_close_are_idempotent_on_both_stores(make_service, store_kind) -> None:
+def test_stop_and_close_are_idempotent_on_every_store(make_service, store_kind) -> None:
     service = make_service(store_kind)
     service.stop()
     service.stop()

@@ -1,6 +1,6 @@
 """Runs whose result or metrics JSON cannot hold still end in the store as they ended.
 
-Each run is served by a real service on the memory store and on a real redis-server: the
+Each run is served by a real service on each store (memory, a real redis-server, SQLite): the
 final status must be recorded (succeeded), ``Prefer: wait`` must answer 200, and the
 events stream must end.
 """
@@ -25,10 +25,9 @@ redis_server, store_kind, prefix = harness.redis_server, harness.store_kind, har
 
 @pytest.fixture
 def client(request, store_kind, prefix) -> Iterator[httpx.Client]:
-    """A real service of the hostile pipeline on the memory store or a real redis-server."""
-    redis_url = request.getfixturevalue("redis_server").url if store_kind == "redis" else None
-    service = Service([svc_pipelines.hostile], port=0, redis=redis_url, prefix=prefix,
-                      adopt=False).start()
+    """A real service of the hostile pipeline on the memory, Redis or SQLite store."""
+    service = Service([svc_pipelines.hostile], port=0, adopt=False,
+                      **harness.store_options(request, store_kind, prefix)).start()
     try:
         with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as http:
             yield http

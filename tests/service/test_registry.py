@@ -582,12 +582,7 @@ def test_record_from_fields_names_the_damage() -> None:
 # -- item 2's sibling: store callbacks are isolated like observers ----------------------
 def test_a_watcher_raising_base_exception_stops_neither_the_writer_nor_the_listener(
         request, store_kind, prefix, registries) -> None:
-    if store_kind == "redis":
-        from stagewidget.service.redis_store import RedisStore
-
-        store = RedisStore(request.getfixturevalue("redis_server").url, prefix=prefix)
-    else:
-        store = MemoryStore()
+    store = harness.make_store(request, store_kind, prefix)
     registry = RunRegistry(svc_pipelines.PIPELINES, store)
     registries.append(registry)
     gate = gate_name()

@@ -1,4 +1,5 @@
-"""Several processes sharing one Redis, and the faults they must survive."""
+"""Several processes sharing one Redis, and the faults they must survive; one run in every
+store gives the same JSON."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from harness import HERE, RedisServer, auth, read_events, wait_until
 
 from stagewidget.service import MemoryStore, Record, RunRegistry, Service
 from stagewidget.service.redis_store import RedisStore
+from stagewidget.service.sqlite_store import SQLiteStore
 
 pytestmark = pytest.mark.integration
 
@@ -102,24 +104,27 @@ def test_with_redis_down_the_run_completes_503s_meanwhile_and_recovers() -> None
         redis.stop()
 
 
-def test_memory_and_redis_stores_give_identical_json(redis_server, prefix) -> None:
-    memory = RunRegistry(store=MemoryStore(), adopt=True)
-    shared = RunRegistry(store=RedisStore(redis_server.url, prefix=prefix), adopt=True)
+def test_memory_redis_and_sqlite_stores_give_identical_json(redis_server, prefix, tmp_path
+                                                            ) -> None:
+    registries = [RunRegistry(store=MemoryStore(), adopt=True),
+                  RunRegistry(store=RedisStore(redis_server.url, prefix=prefix), adopt=True),
+                  RunRegistry(store=SQLiteStore(tmp_path / "runs.db"), adopt=True)]
     try:
         run = svc_pipelines.fails.start({"row": 2}, display=False)
         run.wait(WAIT_S)
-        done = [threading.Event() for _ in range(2)]
-        memory.when_recorded_done(run.run_id, done[0].set)
-        shared.when_recorded_done(run.run_id, done[1].set)
+        done = [threading.Event() for _ in registries]
+        for registry, event in zip(registries, done):
+            registry.when_recorded_done(run.run_id, event.set)
         assert all(event.wait(WAIT_S) for event in done)
-        from_memory, from_redis = memory.get(run.run_id), shared.get(run.run_id)
-        assert json.dumps(from_memory) == json.dumps(from_redis)
-        assert from_memory["state"] == "failed"
-        assert memory.list().runs == shared.list().runs
+        memory, *others = [json.dumps(registry.get(run.run_id)) for registry in registries]
+        assert others == [memory, memory]
+        assert json.loads(memory)["state"] == "failed"
+        assert [registry.list().runs for registry in registries[1:]] \
+            == [registries[0].list().runs] * 2
     finally:
-        memory.close()
-        shared.close()
-        shared.store.close()
+        for registry in registries:
+            registry.close()
+            registry.store.close()
 
 
 def test_every_redis_key_has_an_expiry(redis_server, make_service, prefix) -> None:
