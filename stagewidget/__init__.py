@@ -96,10 +96,20 @@ __version__ = "0.1.0"
 
 
 def runs() -> RunList:
-    """This process's recent runs: a live table with Cancel buttons in a notebook."""
+    """This process's recent runs: a live table with Cancel buttons in a notebook.
+
+    Below them, the latest recorded runs of the history (``sw.history()``) that are not
+    among them, at most ``_RUNS_HISTORY``; the list itself holds the live runs.
+    """
     from .views.table import RunList
 
-    return RunList(_recent_runs())
+    live = _recent_runs()
+    ids = {run.run_id for run in live}
+    recorded = [s for s in history(limit=_RUNS_HISTORY + len(ids)) if s.run_id not in ids]
+    return RunList(live, recorded[:_RUNS_HISTORY])
+
+
+_RUNS_HISTORY = 20  # recorded runs sw.runs() shows below the live ones
 
 
 def history(pipeline: _typing.Any = None, limit: int = 50) -> list[RunStatus]:

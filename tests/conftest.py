@@ -114,6 +114,14 @@ def _stagewidget_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data folder (run history) of this test's own, empty until a run is recorded."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("STAGEWIDGET_HOME", str(path))
+    return path
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
