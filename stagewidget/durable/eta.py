@@ -20,10 +20,13 @@ __all__ = ["RUNS_KEPT", "expected_durations"]
 
 RUNS_KEPT = 10
 
+# Driven from the runs, newest first, through the runs_finished index (CROSS JOIN
+# keeps SQLite from reordering the loop): it stops after RUNS_KEPT matches instead of
+# sorting every run in which the stage had this code.
 _QUERY = """
-SELECT s.elapsed_s FROM stages AS s JOIN runs AS r ON r.run_id = s.run_id
-WHERE s.name = ? AND s.fingerprint = ? AND s.state = 'succeeded'
-  AND r.pipeline = ? AND r.state = 'succeeded' AND s.elapsed_s IS NOT NULL
+SELECT s.elapsed_s FROM runs AS r CROSS JOIN stages AS s
+WHERE r.pipeline = ? AND r.state = 'succeeded' AND s.run_id = r.run_id AND s.name = ?
+  AND s.fingerprint = ? AND s.state = 'succeeded' AND s.elapsed_s IS NOT NULL
 ORDER BY r.finished_at DESC LIMIT ?
 """
 
@@ -46,7 +49,7 @@ def expected_durations(path: Path, pipeline: str, names: Sequence[str],
         expected: list[float | None] = []
         for name, fingerprint in zip(names, fingerprints, strict=True):
             rows = [] if fingerprint is None else conn.execute(
-                _QUERY, (name, fingerprint, pipeline, RUNS_KEPT)).fetchall()
+                _QUERY, (pipeline, name, fingerprint, RUNS_KEPT)).fetchall()
             expected.append(float(statistics.median(r[0] for r in rows)) if rows else None)
         return tuple(expected)
     except (sqlite3.Error, ConfigError) as err:  # no tables yet, or a damaged file

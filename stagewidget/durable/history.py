@@ -63,13 +63,13 @@ CREATE TABLE IF NOT EXISTS runs (
     elapsed_s REAL, retry_of TEXT, error_type TEXT, error_message TEXT,
     error_traceback TEXT, error_stage TEXT, owner TEXT NOT NULL, owner_started TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at);
-CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, state, finished_at);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, created_at);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (pipeline, state, finished_at);
 CREATE TABLE IF NOT EXISTS stages (
     run_id TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
     state TEXT NOT NULL, done INTEGER, total INTEGER, started_at REAL, finished_at REAL,
     elapsed_s REAL, expected_s REAL, fingerprint TEXT, metrics TEXT,
-    PRIMARY KEY (run_id, position));
-CREATE INDEX IF NOT EXISTS stages_by_code ON stages (name, fingerprint)
+    PRIMARY KEY (run_id, position))
 """
 
 _RELEASED = Outcome()
@@ -145,7 +145,7 @@ class _Entry:
     path: Path
     status: RunStatus
     fingerprints: tuple[str | None, ...]
-    written_at: float = -math.inf  # monotonic time of the last write (or failed try)
+    written_at: float  # monotonic time of the last write (or try, or the first offer)
     dirty: bool = True
 
 
@@ -170,6 +170,9 @@ class HistoryWriter:
         self._broken: set[Path] = set()  # databases given up on (logged once)
         self._warned: set[str] = set()
         self._at_exit = False
+        # only the writer thread uses these (one thread at a time: a new one starts once
+        # the last has stopped touching them)
+        self._connections: dict[Path, sqlite3.Connection] = {}
 
     def offer(self, path: Path, status: RunStatus, fingerprints: tuple[str | None, ...]
               ) -> None:
@@ -178,8 +181,9 @@ class HistoryWriter:
             if path in self._broken:
                 return
             entry = self._pending.get(status.run_id)
-            if entry is None:
-                entry = self._pending[status.run_id] = _Entry(path, status, fingerprints)
+            if entry is None:  # first written a second from now: a short run only ends
+                entry = self._pending[status.run_id] = _Entry(path, status, fingerprints,
+                                                              written_at=self._clock())
             else:
                 entry.status, entry.dirty = status, True
             if self._thread is None:
@@ -239,53 +243,65 @@ class HistoryWriter:
         return due, wait
 
     def _loop(self) -> None:
-        connections: dict[Path, sqlite3.Connection] = {}
-        try:
-            while True:
-                with self._cond:
+        while True:
+            with self._cond:
+                due, wait = self._due_locked()
+                while not due:
+                    if wait is None:  # nothing left to write: end; offer() restarts us
+                        self._thread = None
+                        self._cond.notify_all()
+                        return
+                    self._cond.wait(wait)
                     due, wait = self._due_locked()
-                    while not due:
-                        if wait is None:  # nothing left to write: end; offer() restarts us
-                            self._thread = None
-                            self._cond.notify_all()
-                            return
-                        self._cond.wait(wait)
-                        due, wait = self._due_locked()
-                    self._writing = len(due)
-                written = self._write(due, connections)
-                with self._cond:
-                    now = self._clock()
-                    for entry, status in due:
-                        entry.written_at = now
-                        if status is entry.status and entry in written:
-                            entry.dirty = False
-                            if status.state.terminal:
-                                self._pending.pop(status.run_id, None)
-                        if entry.path in self._broken:
+                self._writing = len(due)
+            written = self._write(due)
+            with self._cond:
+                now = self._clock()
+                for entry, status in due:
+                    entry.written_at = now
+                    if status is entry.status and entry in written:
+                        entry.dirty = False
+                        if status.state.terminal:
                             self._pending.pop(status.run_id, None)
-                    self._writing = 0
-                    self._cond.notify_all()
-        finally:
-            for conn in connections.values():
-                conn.close()
+                    if entry.path in self._broken:
+                        self._pending.pop(status.run_id, None)
+                self._writing = 0
+                self._cond.notify_all()
 
-    def _write(self, due: list[tuple[_Entry, RunStatus]],
-               connections: dict[Path, sqlite3.Connection]) -> list[_Entry]:
+    def _connection(self, path: Path) -> sqlite3.Connection:
+        """The writer's connection to ``path``, kept open across writer threads.
+
+        Kept, because closing the last connection to a WAL database checkpoints it and
+        deletes its WAL file, which every run would then pay for. Only the latest
+        database's connection is kept (the data folder rarely changes).
+        """
+        conn = self._connections.get(path)
+        if conn is None:
+            for stale in self._connections.values():
+                stale.close()
+            self._connections.clear()
+            conn = connect(path)
+            try:
+                ensure_schema(conn, "history", SCHEMA_VERSION, _SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            self._connections[path] = conn
+        return conn
+
+    def _write(self, due: list[tuple[_Entry, RunStatus]]) -> list[_Entry]:
         """Write ``due`` (one transaction per database); return the entries written."""
         written: list[_Entry] = []
         for path in {entry.path for entry, _ in due}:
             batch = [(entry, status) for entry, status in due if entry.path == path]
             try:
-                conn = connections.get(path)
-                if conn is None:
-                    conn = connections[path] = connect(path)
-                    ensure_schema(conn, "history", SCHEMA_VERSION, _SCHEMA)
+                conn = self._connection(path)
                 with transaction(conn):
                     for entry, status in batch:
                         _upsert(conn, status, entry.fingerprints)
                 written.extend(entry for entry, _ in batch)
             except (sqlite3.Error, OSError, ConfigError) as err:
-                stale = connections.pop(path, None)
+                stale = self._connections.pop(path, None)
                 if stale is not None:
                     stale.close()
                 if _busy(err):  # another process held the lock past the busy timeout

@@ -56,6 +56,17 @@ MANY = textwrap.dedent("""
 """)
 
 
+ENDING = textwrap.dedent("""
+    import stagewidget as sw
+
+    def work():
+        sw.report(answer=42)
+        return 42
+
+    sw.Pipeline("brief", [work]).start(display=False)  # the script ends at once
+""")
+
+
 def child(script: str, home: Path) -> subprocess.Popen:
     env = {**os.environ, "STAGEWIDGET_HOME": str(home)}
     return subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
@@ -93,3 +104,12 @@ def test_two_processes_record_a_hundred_runs_each_in_one_database(home: Path) ->
                             ).fetchall() == [(400,)]
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert len(sw.history("busy", limit=1000)) == 200
+
+
+def test_a_script_ending_during_its_run_has_the_final_state_recorded(home: Path) -> None:
+    proc = child(ENDING, home)
+    _out, err = proc.communicate(timeout=WAIT_S * 2)
+    assert proc.returncode == 0, err
+    [recorded] = sw.history()
+    assert (recorded.pipeline, recorded.state) == ("brief", RunState.SUCCEEDED)
+    assert dict(recorded.stages[0].metrics) == {"answer": 42}
