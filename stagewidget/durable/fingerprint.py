@@ -3,7 +3,8 @@
 A minimal version: the function's bytecode, constants (nested functions' code
 included), the names it uses, its defaults and its closure values. File names and line
 numbers are left out, so the same code in a re-run notebook cell, or moved down a file,
-keeps its fingerprint. The helpers a stage calls are not covered.
+keeps its fingerprint. The helpers a stage calls are not covered, and values (constants,
+defaults, closure values) count by their bounded ``repr`` (``status.safe_repr``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import re
 from types import CodeType
 from typing import Any
 
+from ..status import safe_repr
+
 __all__ = ["stage_fingerprint"]
 
+_REPR_CHARS = 2_000
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # default reprs differ from process to process
 
 
@@ -71,7 +75,8 @@ def _feed_code(digest: Any, code: CodeType) -> None:
 
 
 def _text(value: Any) -> str:
-    return _ADDRESS.sub("", repr(value))
+    # bounded: a closure holding a list of ten million items must not cost its repr
+    return _ADDRESS.sub("", safe_repr(value, _REPR_CHARS))
 
 
 def _name(fn: Any) -> str:

@@ -118,3 +118,13 @@ def test_an_edited_stage_has_no_expected_duration(home: Path) -> None:
         display=False).wait(WAIT_S)
     assert status.stages[0].expected_s is not None  # same code: timed before
     assert status.stages[1].expected_s is None
+
+
+def test_the_widget_shows_expected_durations_and_slow_stages_in_the_warning_tone() -> None:
+    from stagewidget.views.widget import stage_html
+
+    late = running_status(4.5, [2.0]).stages[0]
+    assert 'class="sw-r sw-warning' in stage_html(late) and "slow" in stage_html(late)
+    on_time = running_status(1.0, [2.0]).stages[0]
+    assert 'class="sw-r sw-active' in stage_html(on_time)
+    assert "pending · ~5.0s" in stage_html(StageStatus("b", expected_s=5.0))
