@@ -116,7 +116,7 @@ def open_history(pipeline: Any) -> Path | None:
     try:
         return history_path()
     except OSError as err:
-        _WRITER.warn_once(f"home:{err}", "run history is off: cannot create the data folder "
+        _writer().warn_once(f"home:{err}", "run history is off: cannot create the data folder "
                                          "(%s); set STAGEWIDGET_HOME to a writable folder", err)
         return None
 
@@ -134,7 +134,7 @@ class RunRecorder:
         self.fingerprints = tuple(fingerprints)
 
     def __call__(self, status: RunStatus) -> None:
-        _WRITER.offer(self.path, status, self.fingerprints)
+        _writer().offer(self.path, status, self.fingerprints)
 
     def __repr__(self) -> str:
         return f"<RunRecorder {str(self.path)!r}>"
@@ -170,6 +170,7 @@ class HistoryWriter:
         self._broken: set[Path] = set()  # databases given up on (logged once)
         self._warned: set[str] = set()
         self._at_exit = False
+        self.pid = os.getpid()
         # only the writer thread uses these (one thread at a time: a new one starts once
         # the last has stopped touching them)
         self._connections: dict[Path, sqlite3.Connection] = {}
@@ -224,7 +225,7 @@ class HistoryWriter:
     def _start_locked(self) -> None:
         if not self._at_exit:
             self._at_exit = True
-            atexit.register(self.flush, EXIT_FLUSH_S)
+            atexit.register(_flush_at_exit)  # once per process (a forked child inherits it)
         self._thread = threading.Thread(target=self._loop, name="stagewidget-history",
                                         daemon=True)
         self._thread.start()
@@ -318,18 +319,33 @@ class HistoryWriter:
 _WRITER = HistoryWriter()  # the process's one writer (no thread until the first run)
 
 
+def _writer() -> HistoryWriter:
+    """The process's writer; a forked child gets one of its own (the parent's thread is
+    not in the child, its lock may have been held at the fork, its connections are not
+    to be shared)."""
+    global _WRITER
+    if _WRITER.pid != os.getpid():
+        _WRITER = HistoryWriter()
+    return _WRITER
+
+
+def _flush_at_exit() -> None:
+    if _WRITER.pid == os.getpid():  # a forked child's inherited registration: not its writer
+        _WRITER.flush(EXIT_FLUSH_S)
+
+
 def flush(timeout_s: float = 2.0, *, finished_only: bool = False) -> bool:
     """Write every recorded snapshot not written yet; block at most ``timeout_s``.
 
     Returns True once everything pending is in the database. ``finished_only``: see
     ``HistoryWriter.flush``.
     """
-    return _WRITER.flush(timeout_s, finished_only=finished_only)
+    return _writer().flush(timeout_s, finished_only=finished_only)
 
 
 def warn_once(key: str, message: str, *args: Any) -> None:
     """Log ``message`` on ``stagewidget.history`` as a warning, once per process per ``key``."""
-    _WRITER.warn_once(key, message, *args)
+    _writer().warn_once(key, message, *args)
 
 
 def _busy(err: BaseException) -> bool:
@@ -441,6 +457,6 @@ def _lost_if_orphaned(conn: sqlite3.Connection, status: RunStatus, row: sqlite3.
         conn.execute("UPDATE runs SET state = ? WHERE run_id = ? AND state = ?",
                      (RunState.LOST.value, status.run_id, status.state.value))
     except sqlite3.Error as err:
-        _WRITER.warn_once(f"lost:{err}", "cannot record run %s as lost: %s",
+        _writer().warn_once(f"lost:{err}", "cannot record run %s as lost: %s",
                           status.run_id, err)
     return replace(status, state=RunState.LOST)
