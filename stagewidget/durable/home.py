@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["HOME_ENV", "data_home"]
+__all__ = ["HOME_ENV", "data_home", "home_dir"]
 
 HOME_ENV = "STAGEWIDGET_HOME"
 
@@ -27,6 +27,11 @@ def data_home(*, create: bool = True) -> Path:
     if create:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def home_dir() -> Path:
+    """The data folder's path, not created (``data_home(create=False)``)."""
+    return data_home(create=False)
 
 
 def _chosen() -> Path:
