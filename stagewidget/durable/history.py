@@ -140,7 +140,7 @@ class RunRecorder:
         return f"<RunRecorder {str(self.path)!r}>"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Entry:
     path: Path
     status: RunStatus
@@ -301,7 +301,7 @@ class HistoryWriter:
                     for entry, status in batch:
                         _upsert(conn, status, entry.fingerprints)
                 written.extend(entry for entry, _ in batch)
-            except (sqlite3.Error, OSError, ConfigError) as err:
+            except Exception as err:  # never let the writer die: a run must not wait on it
                 stale = self._connections.pop(path, None)
                 if stale is not None:
                     stale.close()
