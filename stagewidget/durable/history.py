@@ -299,7 +299,17 @@ class HistoryWriter:
                 conn = self._connection(path)
                 with transaction(conn):
                     for entry, status in batch:
-                        _upsert(conn, status, entry.fingerprints)
+                        conn.execute("SAVEPOINT run")  # a run skipped leaves no half
+                        try:
+                            _upsert(conn, status, entry.fingerprints)
+                            conn.execute("RELEASE run")
+                        except sqlite3.DatabaseError:
+                            raise  # the database's fault, not this run's
+                        except Exception as err:  # this run's data: skip it, go on
+                            conn.execute("ROLLBACK TO run")
+                            conn.execute("RELEASE run")
+                            self.warn_once(f"run:{status.run_id}", "cannot record run %s: "
+                                           "%r", status.run_id, err)
                 written.extend(entry for entry, _ in batch)
             except Exception as err:  # never let the writer die: a run must not wait on it
                 stale = self._connections.pop(path, None)
@@ -365,20 +375,34 @@ def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and -_MAX_INT <= value <= _MAX_INT else None
 
 
+def _text(value: Any) -> str | None:
+    """``value`` as text SQLite accepts: lone surrogates (a stage's odd bytes) escaped."""
+    if value is None:
+        return None
+    text = str(json_safe(value))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _upsert(conn: sqlite3.Connection, status: RunStatus,
             fingerprints: tuple[str | None, ...]) -> None:
     error = status.error
     trace = error.traceback[-_TRACEBACK_CHARS:] if error is not None else None
     conn.execute(
         "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (status.run_id, str(status.pipeline), status.state.value, _integer(status.current),
-         _real(status.created_at), _real(status.started_at), _real(status.finished_at),
-         _real(status.updated_at), _real(status.elapsed_s), status.retry_of,
-         error.type if error else None, error.message if error else None, trace,
-         error.stage if error else None, default_owner(), process_started()))
+        (_text(status.run_id), _text(status.pipeline), status.state.value,
+         _integer(status.current), _real(status.created_at), _real(status.started_at),
+         _real(status.finished_at), _real(status.updated_at), _real(status.elapsed_s),
+         _text(status.retry_of), _text(error.type) if error else None,
+         _text(error.message) if error else None, _text(trace),
+         _text(error.stage) if error else None, default_owner(), process_started()))
     conn.executemany(
         "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(status.run_id, i, str(s.name), s.state.value, _integer(s.done), _integer(s.total),
+        [(_text(status.run_id), i, _text(s.name), s.state.value, _integer(s.done),
+          _integer(s.total),
           _real(s.started_at), _real(s.finished_at), _real(s.elapsed_s), _real(s.expected_s),
           fingerprints[i] if i < len(fingerprints) else None,
           json.dumps({str(k): json_safe(v) for k, v in s.metrics.items()}))

@@ -158,3 +158,20 @@ def test_runs_shows_recorded_runs_below_the_live_ones(home: Path) -> None:
     text = repr(listed)
     assert text.index(live.run_id[:8]) < text.index("history: 1 earlier run(s)") < \
         text.index("0123abcd")
+
+
+def test_odd_text_is_recorded_escaped_and_recording_goes_on(home: Path, caplog) -> None:
+    def odd(rows):
+        sw.report(note="\udcff")
+        raise ValueError("bad byte \udcff")
+
+    name = "odd \udcfe pipeline"
+    with caplog.at_level(logging.WARNING, logger="stagewidget.history"):
+        assert sw.Pipeline(name, [load, odd]).start(display=False).wait(WAIT_S).state is \
+            RunState.FAILED
+        assert sw.Pipeline("sums", [load, total]).start(display=False).result(WAIT_S) == 6
+        recorded = sw.history()
+    assert caplog.records == []  # nothing logged: nothing was refused
+    assert [s.pipeline for s in recorded] == ["sums", "odd \\udcfe pipeline"]
+    assert recorded[1].error.message == "bad byte \\udcff"
+    assert dict(recorded[1].stages[1].metrics) == {"note": "\udcff"}  # JSON escapes it
