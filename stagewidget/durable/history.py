@@ -51,6 +51,7 @@ _log = logging.getLogger("stagewidget.history")
 HISTORY_ENV = "STAGEWIDGET_HISTORY"
 DB_NAME = "history.sqlite3"
 WRITE_INTERVAL_S = 1.0  # a running run is written at most this often
+LINGER_S = 1.0  # an idle writer thread waits this long for new work before it ends
 EXIT_FLUSH_S = 5.0  # at exit, the writer gets this long to write what is left
 SCHEMA_VERSION = 1
 _TRACEBACK_CHARS = 20_000  # a recorded traceback is cut to its last this many characters
@@ -136,6 +137,14 @@ class RunRecorder:
     def __call__(self, status: RunStatus) -> None:
         _writer().offer(self.path, status, self.fingerprints)
 
+    def prepare(self) -> None:
+        """Start the writer thread now, from the caller's thread (call before launching).
+
+        So the recorder, called on the ticker's thread, never starts a thread itself: a
+        delivery that slow would count as a stuck observer there.
+        """
+        _writer().prepare()
+
     def __repr__(self) -> str:
         return f"<RunRecorder {str(self.path)!r}>"
 
@@ -152,8 +161,9 @@ class _Entry:
 class HistoryWriter:
     """Writes the latest snapshot of each run; one per process, its thread started lazily.
 
-    The thread (``stagewidget-history``, a daemon) ends as soon as nothing is left to
-    write and starts again with the next snapshot; at exit, what is left is written
+    The thread (``stagewidget-history``, a daemon) is started by ``prepare()`` when a
+    run is created (in its caller's thread), ends once nothing was left to write for
+    ``LINGER_S``, and starts again with the next run; at exit, what is left is written
     (``EXIT_FLUSH_S`` at most). Its condition guards only the pending entries: it is
     never held while writing to a database or calling out.
     """
@@ -192,6 +202,13 @@ class HistoryWriter:
             elif status.state.terminal or \
                     self._clock() - entry.written_at >= self._interval_s:
                 self._cond.notify_all()
+
+    def prepare(self) -> None:
+        """Start the writer thread unless it runs (it lingers ``LINGER_S`` when idle)."""
+        with self._cond:
+            if self._thread is None:
+                self._start_locked()
+            self._cond.notify_all()  # a lingering thread: its idle time starts over
 
     def flush(self, timeout_s: float, *, finished_only: bool = False) -> bool:
         """Write every pending snapshot now; block until written (True) or ``timeout_s``.
@@ -247,11 +264,19 @@ class HistoryWriter:
         while True:
             with self._cond:
                 due, wait = self._due_locked()
+                idle_since = None
                 while not due:
-                    if wait is None:  # nothing left to write: end; offer() restarts us
-                        self._thread = None
-                        self._cond.notify_all()
-                        return
+                    if wait is None:  # nothing to write: linger a while, then end
+                        now = self._clock()
+                        idle_since = now if idle_since is None else idle_since
+                        if now - idle_since >= LINGER_S:
+                            self._thread = None
+                            self._cond.notify_all()
+                            return
+                        self._cond.notify_all()  # flush() waiters: all written
+                        wait = idle_since + LINGER_S - now
+                    else:
+                        idle_since = None
                     self._cond.wait(wait)
                     due, wait = self._due_locked()
                 self._writing = len(due)

@@ -120,6 +120,8 @@ class Run:
         self._history = history.open_history(pipeline)
         self._fingerprints = tuple(stage_fingerprint(s.fn) for s in stages) \
             if self._history is not None else ()
+        self._recorder = history.RunRecorder(self._history, self._fingerprints) \
+            if self._history is not None else None
         expected: tuple[float | None, ...] = (None,) * len(stages)
         if self._history is not None:
             history.flush(_SETTLE_S, finished_only=True)  # a run that just ended counts
@@ -174,8 +176,8 @@ class Run:
         run = cls(pipeline, pipeline.stages if stages is None else stages, data,
                   executor=resolve_executor(executor), refresh_hz=refresh_hz,
                   clock=clock or time.time, **more)
-        if run._history is not None:  # first, so it sees what other observers see
-            run.subscribe(history.RunRecorder(run._history, run._fingerprints))
+        if run._recorder is not None:  # first, so it sees what other observers see
+            run.subscribe(run._recorder)
         for observer in observers:
             run.subscribe(observer)
         if launch:
@@ -192,6 +194,8 @@ class Run:
         require_gil()
         if self._notifier.started:
             raise AlreadyStarted(f"run {self.run_id} was already launched")
+        if self._recorder is not None:
+            self._recorder.prepare()  # here, not on the ticker's thread (see prepare)
         _kept.append(self)
         _recent.append(weakref.ref(self))
         for listener in tuple(_start_listeners):
