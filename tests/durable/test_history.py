@@ -175,3 +175,14 @@ def test_odd_text_is_recorded_escaped_and_recording_goes_on(home: Path, caplog) 
     assert [s.pipeline for s in recorded] == ["sums", "odd \\udcfe pipeline"]
     assert recorded[1].error.message == "bad byte \\udcff"
     assert dict(recorded[1].stages[1].metrics) == {"note": "\udcff"}  # JSON escapes it
+
+
+def test_the_runs_widget_lists_recorded_runs_in_a_table_of_their_own(home: Path) -> None:
+    from stagewidget.views.table import RunsWidget
+
+    assert sw.Pipeline("sums", [load, broken]).start(display=False).wait(WAIT_S).done()
+    [recorded] = sw.history()
+    table = RunsWidget([], [recorded])
+    html = table.widget.children[-1].value
+    assert "history: 1 earlier run(s)" in html and recorded.run_id[:8] in html
+    assert "ValueError in broken: row 2 is not a number" in html
