@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import stagewidget as sw
-from stagewidget.durable import db, eta, history
+from stagewidget.durable import eta, history
+from stagewidget.durable.db import transaction
+from stagewidget.durable.records import open_db, write_run
 
 from .common import write_json
 
@@ -122,12 +124,11 @@ def _size(home: Path) -> str:
 def read_records(records: int, repeats: int, home: Path) -> dict[str, Any]:
     """Fill the history to ``records`` runs; time sw.history() and the ETA lookup."""
     path = home / history.DB_NAME
-    conn = db.connect(path)
-    db.ensure_schema(conn, "history", history.SCHEMA_VERSION, history._SCHEMA)
+    conn = open_db(path)
     names = ("load", "fit", "score")
     fingerprints = ("a" * 32, "b" * 32, "c" * 32)
     existing = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
-    with db.transaction(conn):
+    with transaction(conn):
         for i in range(existing, records):
             stages = tuple(sw.StageStatus(name, sw.StageState.SUCCEEDED, started_at=i,
                                           finished_at=i + 1.0, elapsed_s=1.0 + (i % 7) / 10,
@@ -136,7 +137,7 @@ def read_records(records: int, repeats: int, home: Path) -> dict[str, Any]:
             status = sw.RunStatus(str(uuid.uuid4()), f"bench-{i % 5}", sw.RunState.SUCCEEDED,
                                   stages, current=2, created_at=float(i), started_at=float(i),
                                   finished_at=i + 3.0, elapsed_s=3.0)
-            history._upsert(conn, status, fingerprints)
+            write_run(conn, status, fingerprints)
     conn.close()
 
     def timed(fn: Callable[[], object]) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .db import connect
-from .history import warn_once
+from .writer import warn_once
 
 __all__ = ["RUNS_KEPT", "expected_durations"]
 
