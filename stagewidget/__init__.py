@@ -12,9 +12,11 @@ may change; the optional parts (``TextView``, ``ProcessExecutor``, ``DaskExecuto
 from __future__ import annotations
 
 import importlib
+import sqlite3 as _sqlite3
 import typing as _typing
 import warnings
 
+from .durable import history as _history
 from .engine.executors import Executor, InlineExecutor, ThreadExecutor
 from .engine.fanout import map  # sw.map: the builtin, counted as the stage's progress
 from .engine.progress import advance, cancelled, current_stage, report, set_total, track
@@ -81,6 +83,7 @@ __all__ = [
     "advance",
     "cancelled",
     "current_stage",
+    "history",
     "map",
     "report",
     "runs",
@@ -93,10 +96,46 @@ __version__ = "0.1.0"
 
 
 def runs() -> RunList:
-    """This process's recent runs: a live table with Cancel buttons in a notebook."""
+    """This process's recent runs: a live table with Cancel buttons in a notebook.
+
+    Below them, the latest recorded runs of the history (``sw.history()``) that are not
+    among them, at most ``_RUNS_HISTORY``; the list itself holds the live runs.
+    """
     from .views.table import RunList
 
-    return RunList(_recent_runs())
+    live = _recent_runs()
+    ids = {run.run_id for run in live}
+    recorded = [s for s in history(limit=_RUNS_HISTORY + len(ids)) if s.run_id not in ids]
+    return RunList(live, recorded[:_RUNS_HISTORY])
+
+
+_RUNS_HISTORY = 20  # recorded runs sw.runs() shows below the live ones
+
+
+def history(pipeline: _typing.Any = None, limit: int = 50) -> list[RunStatus]:
+    """The recorded runs of every process using this data folder, newest first.
+
+    Each is a ``RunStatus`` snapshot as last recorded (its ``result`` is not recorded:
+    it reads as None). A run whose process died before it ended reads as ``lost``.
+
+    Args:
+        pipeline: only this pipeline's runs (a ``Pipeline`` or its name); None for all.
+        limit: at most this many runs (a positive int).
+
+    Raises:
+        ConfigError: ``pipeline`` or ``limit`` is not as described.
+    """
+    name = getattr(pipeline, "name", pipeline)
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"pipeline must be a Pipeline, its name or None (got {pipeline!r})")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a positive int (got {limit!r})")
+    _history.flush()  # this process's runs as they are now
+    try:
+        return _history.read_history(name, limit)
+    except _sqlite3.Error as err:
+        _history.warn_once(f"read:{err}", "cannot read the run history: %s", err)
+        return []
 
 
 def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:

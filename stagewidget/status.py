@@ -299,6 +299,9 @@ class StageStatus:
     ``advance()`` calls, or else its outermost ``track()`` loop or library bar, whose
     ``desc`` and ``unit`` it then takes); ``inner`` holds the nested levels below that.
     ``history`` keeps a bounded series of every numeric metric reported, for charts.
+    ``expected_s`` is how long the stage usually takes (the median of its recorded
+    durations with the same code, see ``stagewidget.durable.eta``), or None without
+    history; it feeds ``eta_s`` and ``overdue``.
     """
 
     name: str
@@ -314,6 +317,7 @@ class StageStatus:
     message: str | None = None
     inner: tuple[Level, ...] = ()
     unit: str | None = None
+    expected_s: float | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -334,9 +338,15 @@ class StageStatus:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the average rate; 0 once finished; None when unknown."""
+        """Seconds left; 0 once finished; None when unknown.
+
+        While running: its expected duration minus its elapsed time (never below 0)
+        when it has one, else the work left at the average rate so far.
+        """
         if self.state.terminal:
             return 0.0
+        if self.state is StageState.RUNNING and self.expected_s is not None:
+            return max(self.expected_s - self.elapsed_s, 0.0)
         rate = self.rate
         if self.state is not StageState.RUNNING or self.total is None or rate is None:
             return None
@@ -344,6 +354,12 @@ class StageStatus:
             return max(self.total - self.done, 0) / rate
         except OverflowError:  # a total past float range: no meaningful ETA
             return None
+
+    @property
+    def overdue(self) -> bool:
+        """True while running for more than twice its expected duration."""
+        return self.state is StageState.RUNNING and self.expected_s is not None and \
+            self.elapsed_s > 2 * self.expected_s
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data (never raises; see ``json_safe``)."""
@@ -359,6 +375,8 @@ class StageStatus:
             "elapsed_s": json_safe(self.elapsed_s),
             "rate": json_safe(self.rate),
             "eta_s": json_safe(self.eta_s),
+            "expected_s": json_safe(self.expected_s),
+            "overdue": self.overdue,
             "metrics": {_json_key(k): json_safe(v) for k, v in self.metrics.items()},
             "history": {_json_key(k): [_json_float(v) for v in vs]
                         for k, vs in self.history.items()},
@@ -436,9 +454,19 @@ class RunStatus:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left, extrapolated from the time taken so far; None when unknown."""
+        """Seconds left; 0 once ended; None when unknown.
+
+        When every stage after the current one has an expected duration (from the run
+        history): the current stage's ``eta_s`` plus those durations. Otherwise
+        extrapolated from the time taken so far and the share done.
+        """
         if self.state.terminal:
             return 0.0
+        if self.state is RunState.RUNNING and self.current is not None:
+            remaining = self.stages[self.current].eta_s
+            later = [s.expected_s for s in self.stages[self.current + 1:]]
+            if remaining is not None and None not in later:
+                return remaining + sum(s for s in later if s is not None)
         fraction = self.fraction
         if self.state is not RunState.RUNNING or fraction <= 0.0 or self.elapsed_s <= 0:
             return None

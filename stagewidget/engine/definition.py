@@ -103,17 +103,24 @@ class PipelineDefinition:
     With ``capture=True`` (the default) the tqdm bars that a stage's code creates are
     shown as that stage's progress instead of drawing themselves; ``capture=False``
     leaves them alone (a stage's own ``capture=`` wins over the pipeline's).
+    With ``history=True`` (the default) every run is recorded in the run history
+    (``sw.history()``), which also gives the ETAs; ``history=False`` records nothing.
     """
 
     def __init__(self, name: str, stages: Iterable[StageLike] = (), *,
-                 capture: bool = True) -> None:
+                 capture: bool = True, history: bool = True) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineError(f"pipeline name must be a non-empty string (got {_describe(name)})")
         if not isinstance(capture, bool):
             raise PipelineError(
                 f"pipeline {name!r} capture must be True or False (got {_describe(capture)})"
             )
+        if not isinstance(history, bool):
+            raise PipelineError(
+                f"pipeline {name!r} history must be True or False (got {_describe(history)})"
+            )
         self.capture = capture
+        self.history = history
         if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
             raise PipelineError(
                 f"pipeline {name!r} stages must be a list of functions or Stage objects "

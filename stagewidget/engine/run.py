@@ -13,6 +13,9 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ..durable import history
+from ..durable.eta import expected_durations
+from ..durable.fingerprint import stage_fingerprint
 from ..errors import AlreadyStarted, Cancelled, InvalidTransition, PipelineError
 from ..status import (
     ErrorInfo,
@@ -77,6 +80,7 @@ def on_run_start(listener: Callable[[Run], None]) -> Callable[[], None]:
     return remove
 
 _SKIP: Mapping[StageState, StageState] = {StageState.PENDING: StageState.SKIPPED}
+_SETTLE_S = 0.5  # a new run waits this long at most for the last runs' history writes
 _DELIVERY_GRACE_S = 5.0  # wait() lets observers this long to receive the final status
 
 
@@ -111,9 +115,22 @@ class Run:
         self._outcome = Outcome()
         # not at exit: a status service's last writes (atexit) still read the result
         weakref.finalize(self, self._outcome.release).atexit = False
+        # The run history: where this run is recorded (None: not recorded), the stages'
+        # code fingerprints and, from earlier runs with the same code, their durations.
+        self._history = history.open_history(pipeline)
+        self._fingerprints = tuple(stage_fingerprint(s.fn) for s in stages) \
+            if self._history is not None else ()
+        self._recorder = history.RunRecorder(self._history, self._fingerprints) \
+            if self._history is not None else None
+        expected: tuple[float | None, ...] = (None,) * len(stages)
+        if self._history is not None:
+            history.flush(_SETTLE_S, finished_only=True)  # a run that just ended counts
+            expected = expected_durations(self._history, pipeline.name,
+                                          [s.name for s in stages], self._fingerprints)
         now = clock()
         statuses = done_stages + tuple(
-            StageStatus(name=s.name, total=s.total) for s in stages[start_index:]
+            StageStatus(name=s.name, total=s.total, expected_s=e)
+            for s, e in zip(stages[start_index:], expected[start_index:], strict=True)
         )
         self._status = RunStatus(run_id=self.run_id, pipeline=pipeline.name, stages=statuses,
                                  created_at=now, updated_at=now, retry_of=retry_of,
@@ -159,6 +176,8 @@ class Run:
         run = cls(pipeline, pipeline.stages if stages is None else stages, data,
                   executor=resolve_executor(executor), refresh_hz=refresh_hz,
                   clock=clock or time.time, **more)
+        if run._recorder is not None:  # first, so it sees what other observers see
+            run.subscribe(run._recorder)
         for observer in observers:
             run.subscribe(observer)
         if launch:
@@ -175,6 +194,8 @@ class Run:
         require_gil()
         if self._notifier.started:
             raise AlreadyStarted(f"run {self.run_id} was already launched")
+        if self._recorder is not None:
+            self._recorder.prepare()  # here, not on the ticker's thread (see prepare)
         _kept.append(self)
         _recent.append(weakref.ref(self))
         for listener in tuple(_start_listeners):

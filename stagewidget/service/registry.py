@@ -15,7 +15,6 @@ from __future__ import annotations
 import builtins  # RunRegistry.list shadows list in its class body
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ..durable.owner import default_owner, owner_alive
 from ..engine.call import NO_INPUT
 from ..engine.run import Run, on_run_start
 from ..errors import (
@@ -56,39 +56,6 @@ class RunsPage:
     def __init__(self, runs: list[dict[str, Any]], total: int) -> None:
         self.runs = runs
         self.total = total
-
-
-def default_owner() -> str:
-    """This process, as run records name it: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str, host: str) -> bool:
-    """True if ``owner`` (``host:pid``) is a live process on ``host``, this machine.
-
-    Only a process on this host can be checked (``kill(pid, 0)``; a zombie counts as
-    gone); any other owner gives False. A pid reused by another process reads as alive.
-    """
-    owner_host, _, pid_text = owner.rpartition(":")
-    if owner_host != host or not (pid_text.isascii() and pid_text.isdigit()):
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # it exists, under another user
-    except (OSError, OverflowError, ValueError):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rpartition(b")")[2].split()[:1]
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc here: kill() said it exists
-        return True
-    return state not in ([b"Z"], [b"X"])
 
 
 class _Once:

@@ -33,6 +33,7 @@ __all__ = [
     "run_line",
     "stage_figures",
     "stage_line",
+    "stage_tone",
     "state_symbol",
     "state_tone",
     "summary",
@@ -145,21 +146,40 @@ def state_tone(state: RunState | StageState) -> str:
     return STATE_TONES.get(state.value, "muted")
 
 
+def stage_tone(stage: StageStatus) -> str:
+    """The tone of a stage's row: its state's, or ``warning`` while it is ``overdue``."""
+    return "warning" if stage.overdue else state_tone(stage.state)
+
+
+def _expected(stage: StageStatus) -> list[str]:
+    """``["~5.0s"]``: a pending stage's expected duration (from the history), if known."""
+    if stage.state is StageState.PENDING and stage.expected_s is not None:
+        return [f"~{format_duration(stage.expected_s)}"]
+    return []
+
+
+def _slow(stage: StageStatus) -> list[str]:
+    """``["slow"]`` for a stage running over twice its expected duration."""
+    return ["slow"] if stage.overdue else []
+
+
 def stage_figures(stage: StageStatus) -> str:
     """A stage's figures for a table cell: ``42/100 epoch · 3.20 epoch/s · eta 18.0s``.
 
     A finished stage reads ``succeeded in 1.2s`` after its counts; one that has not
-    run reads its state (``pending``, ``skipped``).
+    run reads its state (``pending``, ``skipped``), and its expected duration from the
+    run history when known (``pending · ~5.0s``); an overdue one ends in ``slow``.
     """
     duration = _stage_duration(stage)
     if stage.state is not StageState.RUNNING and duration is None:
-        return stage.state.value
+        return " · ".join((stage.state.value, *_expected(stage)))
     parts = [_progress(None, stage.done, stage.total, stage.unit)] \
         if stage.done or stage.total else []
     if stage.state is StageState.RUNNING:
         parts.append(format_rate(stage.rate, stage.unit))
         if stage.eta_s is not None:
             parts.append(f"eta {format_duration(stage.eta_s)}")
+        parts.extend(_slow(stage))
     else:
         parts.append(f"{stage.state.value} in {format_duration(duration)}")
     return " · ".join(part for part in parts if part)
@@ -203,6 +223,7 @@ def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_W
         parts.append(f"eta {format_duration(stage.eta_s)}")
     elif stage.state.terminal and duration is not None:
         parts.append(f"in {format_duration(duration)}")
+    parts.extend(_expected(stage) + _slow(stage))
     parts.append(format_metrics(stage.metrics))
     segments = [" ".join(part for part in parts if part)]
     if stage.message:
@@ -224,6 +245,7 @@ def run_line(status: RunStatus, width: int = 20) -> str:
         if stage.total is not None or stage.done:
             parts.append(_progress(stage.desc, stage.done, stage.total, stage.unit))
         parts.append(format_rate(stage.rate, stage.unit))
+        parts.extend(_slow(stage))
         segments.append(" ".join(part for part in parts if part))
     if status.state.terminal:
         segments.append(f"in {format_duration(status.elapsed_s)}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import html
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..status import RunStatus
@@ -18,13 +19,25 @@ __all__ = ["RunList"]
 
 
 class RunList(list):  # type: ignore[type-arg]
-    """A list of runs that shows itself as a table; live, with Cancel, in a notebook."""
+    """A list of runs that shows itself as a table; live, with Cancel, in a notebook.
+
+    ``history`` holds recorded runs (``sw.history()`` snapshots) shown below the live
+    ones, newest first; the list itself holds only the live runs.
+    """
+
+    def __init__(self, runs: Iterable[Run] = (), history: Iterable[RunStatus] = ()) -> None:
+        super().__init__(runs)
+        self.history = list(history)
 
     def __repr__(self) -> str:
         lines = [f"{len(self)} run(s)"]
         for run in self:
             status = run.status()
             lines.append(f"{run.run_id[:8]}  {fmt.run_line(status)}")
+        if self.history:
+            lines.append(f"history: {len(self.history)} earlier run(s), newest first")
+            lines.extend(f"{status.run_id[:8]}  {_when(status)}  {fmt.run_line(status)}"
+                         for status in self.history)
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -36,7 +49,7 @@ class RunList(list):  # type: ignore[type-arg]
         if not in_widget_frontend():
             print(repr(self))
             return
-        display(RunsWidget(list(self)).widget)
+        display(RunsWidget(list(self), self.history).widget)
 
 
 _BAR_STYLE = {"success": "success", "danger": "danger", "warning": "warning"}
@@ -50,7 +63,7 @@ class RunsWidget:
     kept by the kernel's comm registry, never keeps a run's result alive.
     """
 
-    def __init__(self, runs: list[Run]) -> None:
+    def __init__(self, runs: list[Run], history: Iterable[RunStatus] = ()) -> None:
         import ipywidgets as w
 
         self._rows = []
@@ -66,7 +79,37 @@ class RunsWidget:
             _draw_row(row, run.status())
             run.subscribe(lambda status, row=row: _draw_row(row, status))
         header = w.HTML(f"<b>{len(runs)} run(s) in this kernel</b>")
-        self.widget = w.VBox([header, *[w.HBox(list(row)) for row in self._rows]])
+        parts = [header, *[w.HBox(list(row)) for row in self._rows]]
+        recorded = list(history)
+        if recorded:  # one static HTML table: a recorded run no longer changes
+            parts.append(w.HTML(history_html(recorded)))
+        self.widget = w.VBox(parts)
+
+
+def history_html(history: list[RunStatus]) -> str:
+    """The recorded runs as a small HTML table: when, pipeline, state, id, duration, error."""
+    rows = "".join(
+        f"<tr><td>{_when(s)}</td><td>{html.escape(s.pipeline)}</td>"
+        f"<td>{fmt.state_symbol(s.state)} {s.state.value}</td>"
+        f"<td><code>{s.run_id[:8]}</code></td><td>{fmt.format_duration(s.elapsed_s)}</td>"
+        f"<td>{html.escape(_error(s))}</td></tr>"
+        for s in history)
+    return (f"<b>history: {len(history)} earlier run(s)</b><table>"
+            "<tr><th>started</th><th>pipeline</th><th>state</th><th>run</th><th>took</th>"
+            f"<th></th></tr>{rows}</table>")
+
+
+def _when(status: RunStatus) -> str:
+    """The run's creation time, local, to the minute."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(status.created_at))
+
+
+def _error(status: RunStatus) -> str:
+    error = status.error
+    if error is None:
+        return ""
+    where = f" in {error.stage}" if error.stage else ""
+    return f"{error.type}{where}: {' '.join(error.message.split())}"[:200]
 
 
 def _canceller(ref: weakref.ref[Run]) -> Callable[[Any], None]:

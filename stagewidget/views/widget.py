@@ -162,7 +162,7 @@ def stage_html(stage: StageStatus, place: str = "") -> str:
                  f"{fmt.format_count(level.done, level.total, level.unit)}"
                  for i, level in enumerate(stage.inner)]
         cells += f"<div><pre>{html.escape(chr(10).join(lines))}</pre></div>"
-    return _row(cells, fmt.state_tone(stage.state), place)
+    return _row(cells, fmt.stage_tone(stage), place)
 
 
 def extra_html(status: RunStatus) -> str:

@@ -17,8 +17,12 @@ def ticker_threads() -> list[threading.Thread]:
 
 def held_pipeline(gate: threading.Event, started: threading.Event | None = None
                   ) -> sw.Pipeline:
-    """load -> hold (counts until ``gate`` opens) -> double."""
-    pipe = sw.Pipeline("held")
+    """load -> hold (counts until ``gate`` opens) -> double.
+
+    History off: these tests count delivery threads and observers, and a recorded run
+    has one more of each (its recorder and the history writer, tested in tests/durable).
+    """
+    pipe = sw.Pipeline("held", history=False)
 
     @pipe.stage
     def load(x):

@@ -1,0 +1,154 @@
+"""The run history: every run's status recorded in SQLite, read back as snapshots.
+
+Recording: a ``RunRecorder`` (one per run, subscribed as an observer) hands each
+snapshot to the process's one writer (``writer.py``), which writes it off the hot path.
+Reading: ``read_history()`` gives the recorded runs as ``RunStatus`` snapshots, newest
+first; their result reads as released (it is never recorded). A run recorded as
+unfinished whose owner process is gone from this host reads as ``lost`` and is
+recorded so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..status import RunState, RunStatus, StageStatus
+from .home import data_home
+from .owner import owner_alive
+from .records import open_db, run_from_row, stage_from_row
+from .writer import flush, warn_once, writer
+
+__all__ = ["DB_NAME", "HISTORY_ENV", "RunRecorder", "flush", "history_path", "open_history",
+           "read_history", "recording_on", "warn_once"]
+
+HISTORY_ENV = "STAGEWIDGET_HISTORY"
+DB_NAME = "history.sqlite3"
+
+
+def recording_on(pipeline: Any) -> bool:
+    """Whether runs of ``pipeline`` are recorded: its ``history`` and ``$STAGEWIDGET_HISTORY``.
+
+    Raises:
+        ConfigError: ``$STAGEWIDGET_HISTORY`` is set to something other than a switch.
+    """
+    if not getattr(pipeline, "history", True):
+        return False
+    text = os.environ.get(HISTORY_ENV, "")
+    switch = text.strip().lower()
+    if switch in ("", "1", "true", "yes", "on"):
+        return True
+    if switch in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{HISTORY_ENV}={text!r} is not a switch; set it to 1 (record runs, "
+                      "the default) or 0 (record nothing)")
+
+
+def history_path(*, create: bool = True) -> Path:
+    """The history database's path, in the data folder (``$STAGEWIDGET_HOME``).
+
+    Raises:
+        OSError: the data folder cannot be created (``create=True``).
+    """
+    return data_home(create=create) / DB_NAME
+
+
+def open_history(pipeline: Any) -> Path | None:
+    """The database ``pipeline``'s runs are recorded in, or None when they are not.
+
+    None too (logged once) when the data folder cannot be created.
+
+    Raises:
+        ConfigError: ``$STAGEWIDGET_HISTORY`` is not a switch.
+    """
+    if not recording_on(pipeline):
+        return None
+    try:
+        return history_path()
+    except OSError as err:
+        warn_once(f"home:{err}", "run history is off: cannot create the data folder (%s); "
+                  "set STAGEWIDGET_HOME to a writable folder", err)
+        return None
+
+
+class RunRecorder:
+    """An observer recording one run's snapshots in the history database at ``path``.
+
+    Called on the ticker thread; it only hands the snapshot to the process's writer.
+    """
+
+    __slots__ = ("fingerprints", "path")
+
+    def __init__(self, path: Path, fingerprints: Sequence[str | None]) -> None:
+        self.path = path
+        self.fingerprints = tuple(fingerprints)
+
+    def __call__(self, status: RunStatus) -> None:
+        writer().offer(self.path, status, self.fingerprints)
+
+    def prepare(self) -> None:
+        """Start the writer thread now, from the caller's thread (call before launching).
+
+        So the recorder, called on the ticker's thread, never starts a thread itself: a
+        delivery that slow would count as a stuck observer there.
+        """
+        writer().prepare()
+
+    def __repr__(self) -> str:
+        return f"<RunRecorder {str(self.path)!r}>"
+
+
+def read_history(pipeline: str | None = None, limit: int = 50, *,
+                 path: Path | None = None) -> list[RunStatus]:
+    """The recorded runs (of ``pipeline``, or all), newest first, at most ``limit``.
+
+    Unfinished runs whose owner process is gone from this host read as ``lost`` (and
+    are recorded so). No database yet gives an empty list.
+
+    Raises:
+        sqlite3.Error: the database cannot be read.
+        ConfigError: it was written by a newer stagewidget.
+    """
+    path = history_path(create=False) if path is None else path
+    if not path.exists():
+        return []
+    conn = open_db(path)
+    try:
+        conn.row_factory = sqlite3.Row
+        where, args = ("WHERE pipeline = ?", (pipeline, limit)) if pipeline is not None \
+            else ("", (limit,))
+        chosen = f"SELECT run_id FROM runs {where} ORDER BY created_at DESC, rowid DESC " \
+                 "LIMIT ?"
+        runs = conn.execute(f"SELECT * FROM runs WHERE run_id IN ({chosen}) "
+                            "ORDER BY created_at DESC, rowid DESC", args).fetchall()
+        stages: dict[str, list[StageStatus]] = {}
+        for row in conn.execute(f"SELECT * FROM stages WHERE run_id IN ({chosen}) "
+                                "ORDER BY run_id, position", args):
+            stages.setdefault(row["run_id"], []).append(stage_from_row(row))
+        statuses = [run_from_row(row, tuple(stages.get(row["run_id"], ()))) for row in runs]
+        return [_lost_if_orphaned(conn, status, row) for status, row in zip(statuses, runs,
+                                                                              strict=True)]
+    finally:
+        conn.close()
+
+
+def _lost_if_orphaned(conn: sqlite3.Connection, status: RunStatus, row: sqlite3.Row
+                      ) -> RunStatus:
+    """``status`` as ``lost`` (recorded so) when it is unfinished and its owner is gone."""
+    host = socket.gethostname()
+    if status.state.terminal or row["owner"].rpartition(":")[0] != host:
+        return status  # finished, or another host's run: nobody here can tell if it lives
+    if owner_alive(row["owner"], host, row["owner_started"]):
+        return status
+    try:  # only if nobody wrote it since we read it (its owner's final write wins)
+        conn.execute("UPDATE runs SET state = ? WHERE run_id = ? AND state = ?",
+                     (RunState.LOST.value, status.run_id, status.state.value))
+    except sqlite3.Error as err:
+        warn_once(f"lost:{err}", "cannot record run %s as lost: %s", status.run_id, err)
+    return replace(status, state=RunState.LOST)

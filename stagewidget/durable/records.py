@@ -1,0 +1,140 @@
+"""The run history's tables, and a run's status as rows of them and back.
+
+Only text SQLite accepts goes in (lone surrogates escaped), ints that fit in 64 bits and
+finite floats; the result is never recorded, and reads back as released.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..status import (
+    ErrorInfo,
+    Outcome,
+    RunState,
+    RunStatus,
+    StageState,
+    StageStatus,
+    json_safe,
+)
+from .db import connect, ensure_schema
+from .owner import default_owner, process_started
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "open_db", "run_from_row", "stage_from_row",
+           "write_run"]
+
+SCHEMA_VERSION = 1
+_TRACEBACK_CHARS = 20_000  # a recorded traceback is cut to its last this many characters
+_MAX_INT = 2**63 - 1  # SQLite's integers are 64-bit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, state TEXT NOT NULL,
+    current INTEGER, created_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
+    elapsed_s REAL, retry_of TEXT, error_type TEXT, error_message TEXT,
+    error_traceback TEXT, error_stage TEXT, owner TEXT NOT NULL, owner_started TEXT);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, created_at);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (pipeline, state, finished_at);
+CREATE TABLE IF NOT EXISTS stages (
+    run_id TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
+    state TEXT NOT NULL, done INTEGER, total INTEGER, started_at REAL, finished_at REAL,
+    elapsed_s REAL, expected_s REAL, fingerprint TEXT, metrics TEXT,
+    PRIMARY KEY (run_id, position))
+"""
+
+_RELEASED = Outcome()
+_RELEASED.release()  # a recorded run's result was never recorded: it reads as released
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """Open the history database at ``path`` (created if need be), its tables made.
+
+    Raises:
+        sqlite3.Error: it cannot be opened or written.
+        ConfigError: it was written by a newer stagewidget.
+    """
+    conn = connect(path)
+    try:
+        ensure_schema(conn, "history", SCHEMA_VERSION, SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _real(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and -_MAX_INT <= value <= _MAX_INT else None
+
+
+def _text(value: Any) -> str | None:
+    """``value`` as text SQLite accepts: lone surrogates (a stage's odd bytes) escaped."""
+    if value is None:
+        return None
+    text = str(json_safe(value))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def write_run(conn: sqlite3.Connection, status: RunStatus,
+              fingerprints: tuple[str | None, ...]) -> None:
+    """Insert or replace the rows of ``status`` (its run and its stages)."""
+    error = status.error
+    trace = error.traceback[-_TRACEBACK_CHARS:] if error is not None else None
+    conn.execute(
+        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (_text(status.run_id), _text(status.pipeline), status.state.value,
+         _integer(status.current), _real(status.created_at), _real(status.started_at),
+         _real(status.finished_at), _real(status.updated_at), _real(status.elapsed_s),
+         _text(status.retry_of), _text(error.type) if error else None,
+         _text(error.message) if error else None, _text(trace),
+         _text(error.stage) if error else None, default_owner(), process_started()))
+    conn.executemany(
+        "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(_text(status.run_id), i, _text(s.name), s.state.value, _integer(s.done),
+          _integer(s.total),
+          _real(s.started_at), _real(s.finished_at), _real(s.elapsed_s), _real(s.expected_s),
+          fingerprints[i] if i < len(fingerprints) else None,
+          json.dumps({str(k): json_safe(v) for k, v in s.metrics.items()}))
+         for i, s in enumerate(status.stages)])
+
+
+def stage_from_row(row: sqlite3.Row) -> StageStatus:
+    """A stage's status from its row."""
+    try:
+        metrics = json.loads(row["metrics"] or "{}")
+    except ValueError:
+        metrics = {}
+    return StageStatus(name=row["name"], state=StageState(row["state"]),
+                       done=row["done"] or 0, total=row["total"],
+                       started_at=row["started_at"], finished_at=row["finished_at"],
+                       elapsed_s=row["elapsed_s"] or 0.0, expected_s=row["expected_s"],
+                       metrics=metrics if isinstance(metrics, dict) else {})
+
+
+def run_from_row(row: sqlite3.Row, stages: tuple[StageStatus, ...]) -> RunStatus:
+    """A run's status (its result released) from its row and its stages."""
+    error = None
+    if row["error_type"] is not None:
+        error = ErrorInfo(type=row["error_type"], message=row["error_message"] or "",
+                          traceback=row["error_traceback"] or "", stage=row["error_stage"])
+    return RunStatus(run_id=row["run_id"], pipeline=row["pipeline"],
+                     state=RunState(row["state"]), stages=stages, current=row["current"],
+                     created_at=row["created_at"] or 0.0, started_at=row["started_at"],
+                     finished_at=row["finished_at"], updated_at=row["updated_at"] or 0.0,
+                     elapsed_s=row["elapsed_s"] or 0.0, error=error, retry_of=row["retry_of"],
+                     outcome=_RELEASED)

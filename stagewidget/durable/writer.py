@@ -1,0 +1,269 @@
+"""The process's one history writer: the latest snapshot of each run, written off the
+hot path from a thread of its own.
+
+Each changed run is written at most once every ``WRITE_INTERVAL_S`` and its final state
+always. Nothing a run does waits for the database: one that cannot be written
+(read-only, full disk, damaged) is logged once on the ``stagewidget.history`` logger and
+the runs go on unrecorded.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..status import RunStatus
+from .db import transaction
+from .records import open_db, write_run
+
+__all__ = ["EXIT_FLUSH_S", "HistoryWriter", "LINGER_S", "WRITE_INTERVAL_S", "flush",
+           "warn_once", "writer"]
+
+_log = logging.getLogger("stagewidget.history")
+
+WRITE_INTERVAL_S = 1.0  # a running run is written at most this often
+LINGER_S = 1.0  # an idle writer thread waits this long for new work before it ends
+EXIT_FLUSH_S = 5.0  # at exit, the writer gets this long to write what is left
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    path: Path
+    status: RunStatus
+    fingerprints: tuple[str | None, ...]
+    written_at: float  # monotonic time of the last write (or try, or the first offer)
+    dirty: bool = True
+
+
+class HistoryWriter:
+    """Writes the latest snapshot of each run; one per process, its thread started lazily.
+
+    The thread (``stagewidget-history``, a daemon) is started by ``prepare()`` when a
+    run is launched (in the launching thread), ends once nothing was left to write for
+    ``LINGER_S``, and starts again with the next run; at exit, what is left is written
+    (``EXIT_FLUSH_S`` at most). Its condition guards only the pending entries: it is
+    never held while writing to a database or calling out.
+    """
+
+    def __init__(self, interval_s: float = WRITE_INTERVAL_S,
+                 clock: Any = time.monotonic) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: dict[str, _Entry] = {}
+        self._thread: threading.Thread | None = None
+        self._urgent = 0  # flush() calls waiting: write now, ignoring the interval
+        self._writing = 0  # entries being written by the thread right now
+        self._broken: set[Path] = set()  # databases given up on (logged once)
+        self._warned: set[str] = set()
+        self._at_exit = False
+        self.pid = os.getpid()
+        # only the writer thread uses these (one thread at a time: a new one starts once
+        # the last has stopped touching them)
+        self._connections: dict[Path, sqlite3.Connection] = {}
+
+    def offer(self, path: Path, status: RunStatus, fingerprints: tuple[str | None, ...]
+              ) -> None:
+        """Keep ``status`` as its run's latest snapshot, to be written soon. Never blocks."""
+        with self._cond:
+            if path in self._broken:
+                return
+            entry = self._pending.get(status.run_id)
+            if entry is None:  # first written a second from now: a short run only ends
+                entry = self._pending[status.run_id] = _Entry(path, status, fingerprints,
+                                                              written_at=self._clock())
+            else:
+                entry.status, entry.dirty = status, True
+            if self._thread is None:
+                self._start_locked()
+            elif status.state.terminal or \
+                    self._clock() - entry.written_at >= self._interval_s:
+                self._cond.notify_all()
+
+    def prepare(self) -> None:
+        """Start the writer thread unless it runs (it lingers ``LINGER_S`` when idle)."""
+        with self._cond:
+            if self._thread is None:
+                self._start_locked()
+            self._cond.notify_all()  # a lingering thread: its idle time starts over
+
+    def flush(self, timeout_s: float, *, finished_only: bool = False) -> bool:
+        """Write every pending snapshot now; block until written (True) or ``timeout_s``.
+
+        With ``finished_only``, return as soon as every finished run is written (at once
+        when none waits), so the next run's expected durations include them.
+        """
+        with self._cond:
+            if finished_only and not any(e.dirty and e.status.state.terminal
+                                         for e in self._pending.values()):
+                return True
+            self._urgent += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(self._idle_locked, timeout_s)
+            finally:
+                self._urgent -= 1
+
+    def warn_once(self, key: str, message: str, *args: Any) -> None:
+        """Log ``message`` as a warning, once per process for each ``key``."""
+        with self._cond:
+            first = key not in self._warned
+            self._warned.add(key)
+        if first:
+            _log.warning(message, *args)
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _idle_locked(self) -> bool:
+        return not self._writing and not any(e.dirty for e in self._pending.values())
+
+    def _start_locked(self) -> None:
+        if not self._at_exit:
+            self._at_exit = True
+            atexit.register(_flush_at_exit)  # once per process (a forked child inherits it)
+        self._thread = threading.Thread(target=self._loop, name="stagewidget-history",
+                                        daemon=True)
+        self._thread.start()
+
+    def _due_locked(self) -> tuple[list[tuple[_Entry, RunStatus]], float | None]:
+        """(entries to write now with their snapshot, seconds until the next is due)."""
+        now, due, wait = self._clock(), [], None
+        for entry in self._pending.values():
+            if not entry.dirty:
+                continue
+            left = entry.written_at + self._interval_s - now
+            if left <= 0 or self._urgent or entry.status.state.terminal:
+                due.append((entry, entry.status))
+            else:
+                wait = left if wait is None else min(wait, left)
+        return due, wait
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                due, wait = self._due_locked()
+                idle_since = None
+                while not due:
+                    if wait is None:  # nothing to write: linger a while, then end
+                        now = self._clock()
+                        idle_since = now if idle_since is None else idle_since
+                        if now - idle_since >= LINGER_S:
+                            self._thread = None
+                            self._cond.notify_all()
+                            return
+                        self._cond.notify_all()  # flush() waiters: all written
+                        wait = idle_since + LINGER_S - now
+                    else:
+                        idle_since = None
+                    self._cond.wait(wait)
+                    due, wait = self._due_locked()
+                self._writing = len(due)
+            written = self._write(due)
+            with self._cond:
+                now = self._clock()
+                for entry, status in due:
+                    entry.written_at = now
+                    if status is entry.status and entry in written:
+                        entry.dirty = False
+                        if status.state.terminal:
+                            self._pending.pop(status.run_id, None)
+                    if entry.path in self._broken:
+                        self._pending.pop(status.run_id, None)
+                self._writing = 0
+                self._cond.notify_all()
+
+    def _connection(self, path: Path) -> sqlite3.Connection:
+        """The writer's connection to ``path``, kept open across writer threads.
+
+        Kept, because closing the last connection to a WAL database checkpoints it and
+        deletes its WAL file, which every run would then pay for. Only the latest
+        database's connection is kept (the data folder rarely changes).
+        """
+        conn = self._connections.get(path)
+        if conn is None:
+            for stale in self._connections.values():
+                stale.close()
+            self._connections.clear()
+            conn = self._connections[path] = open_db(path)
+        return conn
+
+    def _write(self, due: list[tuple[_Entry, RunStatus]]) -> list[_Entry]:
+        """Write ``due`` (one transaction per database); return the entries written."""
+        written: list[_Entry] = []
+        for path in {entry.path for entry, _ in due}:
+            batch = [(entry, status) for entry, status in due if entry.path == path]
+            try:
+                conn = self._connection(path)
+                with transaction(conn):
+                    for entry, status in batch:
+                        conn.execute("SAVEPOINT run")  # a run skipped leaves no half
+                        try:
+                            write_run(conn, status, entry.fingerprints)
+                            conn.execute("RELEASE run")
+                        except sqlite3.DatabaseError:
+                            raise  # the database's fault, not this run's
+                        except Exception as err:  # this run's data: skip it, go on
+                            conn.execute("ROLLBACK TO run")
+                            conn.execute("RELEASE run")
+                            self.warn_once(f"run:{status.run_id}", "cannot record run %s: "
+                                           "%r", status.run_id, err)
+                written.extend(entry for entry, _ in batch)
+            except Exception as err:  # never let the writer die: a run must not wait on it
+                stale = self._connections.pop(path, None)
+                if stale is not None:
+                    stale.close()
+                if _busy(err):  # another process held the lock past the busy timeout
+                    self.warn_once(f"busy:{path}", "run history %s is busy (%s); retrying",
+                                   path, err)
+                    continue
+                with self._cond:
+                    self._broken.add(path)
+                self.warn_once(f"broken:{path}", "run history is off for this process: "
+                               "cannot write %s (%s); runs go on unrecorded", path, err)
+        return written
+
+
+_WRITER = HistoryWriter()  # the process's one writer (no thread until the first run)
+
+
+def writer() -> HistoryWriter:
+    """The process's writer; a forked child gets one of its own (the parent's thread is
+    not in the child, its lock may have been held at the fork, its connections are not
+    to be shared)."""
+    global _WRITER
+    if _WRITER.pid != os.getpid():
+        _WRITER = HistoryWriter()
+    return _WRITER
+
+
+def _flush_at_exit() -> None:
+    if _WRITER.pid == os.getpid():  # a forked child's inherited registration: not its writer
+        _WRITER.flush(EXIT_FLUSH_S)
+
+
+def flush(timeout_s: float = 2.0, *, finished_only: bool = False) -> bool:
+    """Write every recorded snapshot not written yet; block at most ``timeout_s``.
+
+    Returns True once everything pending is in the database. ``finished_only``: see
+    ``HistoryWriter.flush``.
+    """
+    return writer().flush(timeout_s, finished_only=finished_only)
+
+
+def warn_once(key: str, message: str, *args: Any) -> None:
+    """Log ``message`` on ``stagewidget.history`` as a warning, once per process per ``key``."""
+    writer().warn_once(key, message, *args)
+
+
+def _busy(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and (
+        "locked" in str(err) or "busy" in str(err))
+
+
+# -- snapshot <-> rows ---------------------------------------------------------------------
