@@ -1,6 +1,7 @@
 """The package is a strict downward house: its imports form no cycle and never go up.
 
-Layers, bottom to top: ``errors``; ``status``; ``engine``; ``views``, ``service`` and
+Layers, bottom to top: ``errors``; ``status``; ``durable`` (the data folder and the
+stage cache, which the engine uses); ``engine``; ``views``, ``service`` and
 ``adapters``; the public facade (``__init__``, ``pipeline``, ``__main__``, ``demo``). A
 module may import its own layer or lower ones, never a higher one, and the import graph
 (module-level and function-level imports alike) has no cycle. Imports inside a function
@@ -20,15 +21,17 @@ import stagewidget
 PACKAGE = "stagewidget"
 ROOT = Path(stagewidget.__file__).parent
 
-LAYERS = {"errors": 0, "status": 1, "engine": 2, "views": 3, "service": 3, "adapters": 3,
-          "__init__": 4, "pipeline": 4, "__main__": 4, "demo": 4}
-FACADE_LAYER = 4
+LAYERS = {"errors": 0, "status": 1, "durable": 2, "engine": 3, "views": 4, "service": 4,
+          "adapters": 4, "__init__": 5, "pipeline": 5, "__main__": 5, "demo": 5}
+FACADE_LAYER = 5
 
 # Third-party packages a user may not have: imported where they are needed, on use.
 OPTIONAL = frozenset({
     "ipywidgets", "IPython", "dask", "distributed", "cloudpickle", "redis", "nest_asyncio",
     "nest_asyncio2", "starlette", "uvicorn", "tqdm", "keras", "lightning",
     "pytorch_lightning", "torch", "transformers", "optuna", "sklearn", "numpy",
+    # a dependency, but its import takes ~0.3 s: loaded by the stage cache when used
+    "joblib",
 })
 # The package's optional parts, loaded on first use so ``import stagewidget`` stays
 # small and fast (the style guide's "optional parts imported lazily"): the HTTP service,
@@ -219,4 +222,12 @@ def test_the_engine_does_not_import_the_views() -> None:
     engine = [module for module in MODULES if module.startswith(f"{PACKAGE}.engine")]
     edges = internal_edges()
     assert [(m, t) for m in engine for t in edges[m] if not t.startswith(
-        (f"{PACKAGE}.engine", f"{PACKAGE}.status", f"{PACKAGE}.errors"))] == []
+        (f"{PACKAGE}.engine", f"{PACKAGE}.durable", f"{PACKAGE}.status",
+         f"{PACKAGE}.errors"))] == []
+
+
+def test_durable_imports_only_errors_and_status() -> None:
+    durable = [module for module in MODULES if module.startswith(f"{PACKAGE}.durable")]
+    edges = internal_edges()
+    assert [(m, t) for m in durable for t in edges[m] if not t.startswith(
+        (f"{PACKAGE}.durable", f"{PACKAGE}.status", f"{PACKAGE}.errors"))] == []
