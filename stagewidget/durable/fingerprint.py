@@ -14,8 +14,10 @@ It leaves out on purpose:
   calling it; pass such values as the stage's input, a default or a closure instead.
 
 Values (defaults, closure cells) are hashed by value with ``joblib.hash``; a function
-value by its own fingerprint. A value joblib cannot hash (a lock, an open file, a
-generator...) counts by its type only: changing it does not change the fingerprint.
+value by its own fingerprint. A value joblib cannot hash (it pickles it) counts by its
+type and its attributes (``__dict__``, by the same rule) if it has any, else by its type
+only (a lock, an open file, a generator): changing such a value does not change the
+fingerprint.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ _log = logging.getLogger("stagewidget")
 _VERSION = b"stagewidget-fingerprint-1"
 # Constants are simple immutable values (the compiler makes nothing else): written as
 # type name and repr, which do not depend on the process (frozensets are sorted).
+# The flags saying what kind of function it is (generator, coroutine, *args...), not the
+# __future__ flags: a notebook's earlier `from __future__ import ...` sets those on every
+# later cell's code (where they change the code, the bytecode differs anyway).
+_KIND_FLAGS = 0x3FF
 _PLAIN = (str, bytes, int, float, complex, bool, type(None), type(Ellipsis))
 
 
@@ -85,7 +91,7 @@ def _feed_callable(digest: Any, fn: Any, seen: set[int]) -> None:
         # a callable object: its class's __call__, and the object's own value
         _feed(digest, b"object")
         _feed_callable(digest, type(fn).__call__, seen)
-        _feed_value(digest, fn, seen)
+        _feed_value(digest, fn, seen - {id(fn)})  # by value: not "seen" as a callable
     else:  # a builtin, a class, a C-implemented callable: by its name
         _feed(digest, b"named", _qualified_name(fn).encode())
 
@@ -103,7 +109,7 @@ def _feed_code(digest: Any, code: types.CodeType) -> None:
     _feed(digest, b"code", code.co_code)
     _feed(digest, b"name", code.co_name.encode())
     _feed(digest, b"args", repr((code.co_argcount, code.co_posonlyargcount,
-                                 code.co_kwonlyargcount, code.co_flags)).encode())
+                                 code.co_kwonlyargcount, code.co_flags & _KIND_FLAGS)).encode())
     for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
         _feed(digest, b"names", "\0".join(names).encode())
     _feed(digest, b"exceptions", code.co_exceptiontable)
@@ -146,9 +152,17 @@ def _feed_value(digest: Any, value: object, seen: set[int]) -> None:
     try:
         hashed = _joblib_hash(value)
     except Exception as exc:  # joblib pickles the value to hash it: many things refuse
-        _log.debug("fingerprint: a %s value is counted by its type only (%s)",
-                   _qualified_name(type(value)), exc)
-        _feed(digest, b"unhashable", _qualified_name(type(value)).encode())
+        kind = _qualified_name(type(value)).encode()
+        state = getattr(value, "__dict__", None)
+        if isinstance(state, dict) and id(value) not in seen:  # e.g. a local class's object
+            seen.add(id(value))
+            _feed(digest, b"attributes", kind)
+            for name in sorted(state, key=str):
+                _feed(digest, b"attribute", str(name).encode())
+                _feed_value(digest, state[name], seen)
+            return
+        _log.debug("fingerprint: a %s value is counted by its type only (%s)", kind, exc)
+        _feed(digest, b"unhashable", kind)
     else:
         _feed(digest, b"value", hashed.encode())
 
