@@ -95,7 +95,7 @@ class StageCache:
         except Exception as exc:  # joblib pickles the input to hash it
             warnings.warn(CacheWarning(
                 f"stage {stage!r} of pipeline {pipeline!r} runs uncached: its input "
-                f"(a {type(data).__name__}) cannot be hashed ({type(exc).__name__}: {exc})"
+                f"({_a(data)}) cannot be hashed ({type(exc).__name__}: {exc})"
             ), stacklevel=2)
             return None
         try:
@@ -119,7 +119,7 @@ class StageCache:
 
         try:
             output = joblib.load(key.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # never stored, or evicted
             return False, None
         except Exception as exc:
             warnings.warn(CacheWarning(
@@ -159,8 +159,8 @@ class StageCache:
         except Exception as exc:
             why = str(exc) if isinstance(exc, _TooBig) else f"{type(exc).__name__}: {exc}"
             warnings.warn(CacheWarning(
-                f"stage {key.stage!r} of pipeline {key.pipeline!r}: its output (a "
-                f"{type(output).__name__}) was not cached, the run goes on ({why})"
+                f"stage {key.stage!r} of pipeline {key.pipeline!r}: its output ("
+                f"{_a(output)}) was not cached, the run goes on ({why})"
             ), stacklevel=2)
             return False
         finally:
@@ -259,6 +259,11 @@ def _joblib_hash(value: object) -> str:
     import joblib  # a dependency; imported on use so that importing stagewidget stays fast
 
     return str(joblib.hash(value))
+
+
+def _a(value: object) -> str:
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def _slug(name: str) -> str:
