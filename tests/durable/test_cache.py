@@ -69,6 +69,16 @@ def test_the_text_view_says_cached() -> None:
     assert stream.getvalue().count("cached") >= 3, stream.getvalue()
 
 
+def test_the_widget_rows_say_cached() -> None:
+    from stagewidget.views.widget import stage_html
+
+    pipe = counting_pipeline()
+    pipe.run(10, display=False)
+    status = pipe.start(10, display=False).wait(20)
+    assert all(">cached<" in stage_html(stage) for stage in status.stages), \
+        [stage_html(stage) for stage in status.stages]
+
+
 def test_another_input_runs_the_stages_again() -> None:
     pipe = counting_pipeline()
     pipe.run(10, display=False)
