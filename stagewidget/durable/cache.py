@@ -258,7 +258,9 @@ def _max_bytes(given: int | None) -> int:
 def _joblib_hash(value: object) -> str:
     import joblib  # a dependency; imported on use so that importing stagewidget stays fast
 
-    return str(joblib.hash(value))
+    # sha1 rather than joblib's default md5: about twice as fast on large arrays here
+    # (50 vs 90 ms for 50 MB, python -m bench.cache); collisions are not a threat model
+    return str(joblib.hash(value, hash_name="sha1"))
 
 
 def _a(value: object) -> str:

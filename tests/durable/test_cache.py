@@ -23,8 +23,13 @@ calls: list[str] = []
 
 
 @pytest.fixture(autouse=True)
-def _no_calls_yet() -> None:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh stagewidget home per test (the default cache is ``<home>/cache``)."""
     calls.clear()
+    folder = tmp_path / "home"
+    monkeypatch.setenv("STAGEWIDGET_HOME", str(folder))
+    monkeypatch.delenv("STAGEWIDGET_CACHE_MAX_BYTES", raising=False)
+    return folder
 
 
 def states(run: sw.Run) -> list[sw.StageState]:
