@@ -25,8 +25,8 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,7 +147,9 @@ class StageCache:
         tmp: str | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key.path.name}.", suffix=".tmp", dir=folder)
+            # our own unique name in the same folder (same file system: os.replace is atomic)
+            tmp = str(folder / f".{key.path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as file:
                 joblib.dump(output, file)
             size = os.path.getsize(tmp)
