@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -318,3 +320,59 @@ class _Append:
             file.write("ran\n")
         return "out"
 
+
+
+def test_an_async_stage_is_cached_too() -> None:
+    async def fetch(n: int) -> list[int]:
+        calls.append("fetch")
+        return list(range(n))
+
+    pipe = sw.Pipeline("async", [fetch], cache=True)
+    assert pipe.run(3, display=False) == [0, 1, 2]
+    run = pipe.start(3, display=False)
+    assert run.result(20) == [0, 1, 2]
+    assert states(run) == [CACHED]
+    assert calls == ["fetch"]
+
+
+SHARING = """
+import sys, warnings
+import numpy as np
+from stagewidget.durable.cache import StageCache
+
+warnings.simplefilter("error")  # any CacheWarning (a failed store or read) fails
+cache = StageCache(sys.argv[1], max_bytes=5_000_000)  # two outputs: evicting all along
+print("ready", flush=True)
+sys.stdin.readline()  # both processes start together
+for i in range(100):
+    key = cache.key("shared", f"s{i % 5}", len, i % 5)
+    assert cache.store(key, np.full(250_000, i % 5))
+    found, output = cache.load(key)  # the other process may have evicted it: a miss
+    assert not found or output[0] == i % 5
+print("ok")
+"""
+
+
+def test_processes_sharing_a_cache_store_load_and_evict_without_errors(tmp_path: Path) -> None:
+    workers = [subprocess.Popen([sys.executable, "-c", SHARING, str(tmp_path / "shared")],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+    for worker in workers:
+        out, err = worker.communicate("go\n", timeout=120)
+        assert (worker.returncode, out.strip()) == (0, "ok"), err
+    assert StageCache(tmp_path / "shared", max_bytes=5_000_000).size_bytes() <= 5_000_000
+    assert list((tmp_path / "shared").rglob("*.tmp")) == []
+
+
+def test_a_write_failing_halfway_leaves_no_file_behind(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path / "c")
+    key = cache.key("p", "half", len, 1)
+    assert key is not None
+    # the array is written before pickling reaches the lock and fails
+    with pytest.warns(CacheWarning, match="was not cached"):
+        assert not cache.store(key, [np.zeros(1_000_000), threading.Lock()])
+    assert [p.name for p in (tmp_path / "c").rglob("*") if p.is_file()] == []
+    assert cache.load(key) == (False, None)
