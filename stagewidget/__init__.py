@@ -17,6 +17,7 @@ import typing as _typing
 import warnings
 
 from .durable import history as _history
+from .durable.cache import clear_cache
 from .engine.executors import Executor, InlineExecutor, ThreadExecutor
 from .engine.fanout import map  # sw.map: the builtin, counted as the stage's progress
 from .engine.progress import advance, cancelled, current_stage, report, set_total, track
@@ -82,6 +83,7 @@ __all__ = [
     "adapters",
     "advance",
     "cancelled",
+    "clear_cache",
     "current_stage",
     "history",
     "map",

@@ -29,6 +29,10 @@ class Pipeline(PipelineDefinition):
     With ``capture=True`` (the default) the tqdm bars that a stage's code creates are
     shown as that stage's progress instead of drawing themselves; ``capture=False``
     leaves them alone (a stage's own ``capture=`` wins over the pipeline's).
+
+    With ``cache=True`` each stage's output is kept on disk (``sw.clear_cache()`` empties
+    it), keyed by the stage's own code and its input: a later run, in this process or a
+    fresh kernel, loads it instead of running the stage, which shows as ``cached``.
     """
 
     def start(self, data: Any = NO_INPUT, *, executor: Any = None, display: Any = None,

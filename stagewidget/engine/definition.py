@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, overload
 
+from ..durable.cache import StageCache
 from ..errors import PipelineError
 from .call import NO_INPUT
 
@@ -36,6 +37,9 @@ class Stage:
             (``"thread"``, ``"inline"`` or an executor object).
         capture: show the tqdm bars of the code the stage calls as its progress (and
             hide their own drawing); None follows the pipeline's ``capture``.
+        cache: keep this stage's output on disk and skip the stage when its code and
+            input are unchanged (True), never (False); None follows the pipeline's
+            ``cache``.
     """
 
     fn: Callable[..., Any]
@@ -43,6 +47,7 @@ class Stage:
     total: int | None = None
     executor: Any = None
     capture: bool | None = None
+    cache: bool | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -66,6 +71,11 @@ class Stage:
             raise PipelineError(
                 f"stage {self.name!r} capture must be True, False or None "
                 f"(got {_describe(self.capture)})"
+            )
+        if self.cache is not None and not isinstance(self.cache, bool):
+            raise PipelineError(
+                f"stage {self.name!r} cache must be True, False or None "
+                f"(got {_describe(self.cache)})"
             )
 
     @property
@@ -105,10 +115,16 @@ class PipelineDefinition:
     leaves them alone (a stage's own ``capture=`` wins over the pipeline's).
     With ``history=True`` (the default) every run is recorded in the run history
     (``sw.history()``), which also gives the ETAs; ``history=False`` records nothing.
+
+    With ``cache=True`` each stage's output is stored on disk, keyed by the stage's code
+    and its input, and a later run (in any process) loads it instead of running the
+    stage; pass a ``StageCache`` to choose its folder or size cap. A stage's own
+    ``cache=`` wins over the pipeline's. Off by default.
     """
 
     def __init__(self, name: str, stages: Iterable[StageLike] = (), *,
-                 capture: bool = True, history: bool = True) -> None:
+                 capture: bool = True, history: bool = True,
+                 cache: bool | StageCache = False) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineError(f"pipeline name must be a non-empty string (got {_describe(name)})")
         if not isinstance(capture, bool):
@@ -119,8 +135,14 @@ class PipelineDefinition:
             raise PipelineError(
                 f"pipeline {name!r} history must be True or False (got {_describe(history)})"
             )
+        if not isinstance(cache, (bool, StageCache)):
+            raise PipelineError(
+                f"pipeline {name!r} cache must be True, False or a StageCache "
+                f"(got {_describe(cache)})"
+            )
         self.capture = capture
         self.history = history
+        self.cache = cache
         if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
             raise PipelineError(
                 f"pipeline {name!r} stages must be a list of functions or Stage objects "
@@ -144,24 +166,27 @@ class PipelineDefinition:
         return f"Pipeline({self.name!r}, [{names}])"
 
     def add(self, stage: StageLike, *, name: str | None = None, total: int | None = None,
-            executor: Any = None, capture: bool | None = None) -> Stage:
+            executor: Any = None, capture: bool | None = None,
+            cache: bool | None = None) -> Stage:
         """Append a stage (a function or a ``Stage``) and return it as a ``Stage``.
 
         Adding a function with the name and qualified name of an existing stage (a
         notebook cell run again) replaces that stage in place.
         """
         return self._add(stage, name=name, total=total, executor=executor, capture=capture,
-                         redefine=True)
+                         cache=cache, redefine=True)
 
     def _add(self, stage: StageLike, *, name: str | None = None, total: int | None = None,
-             executor: Any = None, capture: bool | None = None, redefine: bool) -> Stage:
+             executor: Any = None, capture: bool | None = None, cache: bool | None = None,
+             redefine: bool) -> Stage:
         if not isinstance(stage, Stage):
             stage = Stage(stage, name=name or "", total=total, executor=executor,
-                          capture=capture)
+                          capture=capture, cache=cache)
         elif name is not None or total is not None or executor is not None or \
-                capture is not None:
+                capture is not None or cache is not None:
             raise PipelineError(
-                f"stage {stage.name!r} is already a Stage; set name/total/executor/capture on it"
+                f"stage {stage.name!r} is already a Stage; set name/total/executor/capture/"
+                "cache on it"
             )
         index = next((i for i, s in enumerate(self._stages) if s.name == stage.name), None)
         if index is not None and not (redefine and _redefines(self._stages[index].fn, stage.fn)):
@@ -185,19 +210,20 @@ class PipelineDefinition:
 
     @overload
     def stage(self, name: str | None = None, /, *, total: int | None = None,
-              executor: Any = None, capture: bool | None = None
+              executor: Any = None, capture: bool | None = None, cache: bool | None = None
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def stage(self, fn_or_name: Any = None, /, *, total: int | None = None,
               executor: Any = None, name: str | None = None,
-              capture: bool | None = None) -> Any:
+              capture: bool | None = None, cache: bool | None = None) -> Any:
         """Decorate a function to append it as a stage; the function is returned unchanged.
 
         Usable bare (``@pipe.stage``) or with a display name and options
-        (``@pipe.stage("Preprocess", total=3)``, ``@pipe.stage(capture=False)``).
+        (``@pipe.stage("Preprocess", total=3)``, ``@pipe.stage(cache=False)``).
         """
         if callable(fn_or_name) and not isinstance(fn_or_name, str):
-            self.add(fn_or_name, name=name, total=total, executor=executor, capture=capture)
+            self.add(fn_or_name, name=name, total=total, executor=executor, capture=capture,
+                     cache=cache)
             return fn_or_name
         if fn_or_name is not None and not isinstance(fn_or_name, str):
             raise PipelineError(
@@ -206,7 +232,8 @@ class PipelineDefinition:
         display = fn_or_name if fn_or_name is not None else name
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(fn, name=display, total=total, executor=executor, capture=capture)
+            self.add(fn, name=display, total=total, executor=executor, capture=capture,
+                     cache=cache)
             return fn
 
         return decorate
@@ -222,6 +249,12 @@ class PipelineDefinition:
         else:
             first.check_accepts(data)
 
+    def cache_for(self, stage: Stage) -> StageCache | None:
+        """The cache ``stage`` uses in this pipeline's runs (None: it runs uncached)."""
+        wanted = stage.cache if stage.cache is not None else self.cache is not False
+        if not wanted:
+            return None
+        return self.cache if isinstance(self.cache, StageCache) else StageCache()
 
 
 def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..durable import history
 from ..durable.eta import expected_durations
 from ..durable.fingerprint import stage_fingerprint
+from ..durable.cache import CacheKey, StageCache
 from ..errors import AlreadyStarted, Cancelled, InvalidTransition, PipelineError
 from ..status import (
     ErrorInfo,
@@ -29,6 +30,7 @@ from ..status import (
 )
 from . import hooks, libprogress, shutdown
 from . import output as stage_output
+from .call import NO_INPUT
 from .executors import Executor, LoopOwner, StageContext, resolve_executor
 from .gil import require_gil
 from .logs import LOG_LINES, RunLog
@@ -108,6 +110,11 @@ class Run:
             if s.executor is not None else executor
             for s in stages
         )
+        # each stage's output cache (None: uncached), resolved now so a bad setting
+        # fails the start, not the run
+        cache_for = getattr(pipeline, "cache_for", None)
+        self._caches: tuple[StageCache | None, ...] = tuple(
+            cache_for(s) if cache_for is not None else None for s in stages)
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         # The live result and exception; snapshots reach them through this box, which
@@ -516,7 +523,7 @@ class Run:
                                   stages={index: StageState.CANCELLED}, others=_SKIP)
                     return
                 outcome, data = self._run_stage(index, data)
-                if outcome is not StageState.SUCCEEDED:
+                if not outcome.succeeded:  # succeeded, or its output came from the cache
                     if outcome is StageState.CANCELLED and isinstance(data, KeyboardInterrupt):
                         interrupted = data
                     _unpin(data)
@@ -537,8 +544,19 @@ class Run:
             raise interrupted  # inline: Ctrl-C cancelled the run; the caller sees it too
 
     def _run_stage(self, index: int, data: Any) -> tuple[StageState, Any]:
-        """Run one stage; return (its final state, its output or the exception)."""
+        """Run one stage, or load its cached output; return (its final state, its output
+        or the exception)."""
         stage = self._stages[index]
+        cache = self._caches[index]
+        key = cache.key(self.pipeline.name, stage.name, stage.fn, data, no_input=NO_INPUT) \
+            if cache is not None else None
+        if cache is not None and key is not None:
+            found, output = cache.load(key)
+            if found:  # the stage is not called: its output is what it returned before
+                self._move_to(current=index, stages={index: StageState.CACHED})
+                with self._cond:
+                    self._input, self._input_index = output, index + 1
+                return StageState.CACHED, output
         progress = StageProgress(stage.name, stage.total, log_sink=self._logs)
         executor = self._executor_for(index)
         capture = stage.capture if stage.capture is not None else \
@@ -577,7 +595,21 @@ class Run:
         self._move_to(stages={index: StageState.SUCCEEDED})
         with self._cond:
             self._input, self._input_index = output, index + 1
+        if cache is not None and key is not None:
+            self._store(cache, key, output)
         return StageState.SUCCEEDED, output
+
+    def _store(self, cache: StageCache, key: CacheKey, output: Any) -> None:
+        """Store a stage's output in the driver, before the next stage can change it.
+
+        After the stage's SUCCEEDED (already delivered: the ticker does not wait for
+        the write, and no lock is held); a failure is a warning, never the run's.
+        """
+        try:
+            cache.store(key, output)
+        except Exception:  # store() warns for the output and the disk; this is a bug
+            _log.exception("could not cache stage %r of run %s; the run goes on",
+                           key.stage, self.run_id)
 
     def _asked_to_stop(self, exc: BaseException) -> bool:
         """Whether a stage's cancel-like exception is a cancel someone asked for.

@@ -1,7 +1,7 @@
 """The package is a strict downward house: its imports form no cycle and never go up.
 
 Layers, bottom to top: ``errors``; ``status``; ``durable`` (the data folder, the run
-history); ``engine``; ``views``, ``service`` and
+history, the stage cache); ``engine``; ``views``, ``service`` and
 ``adapters``; the public facade (``__init__``, ``pipeline``, ``__main__``, ``demo``). A
 module may import its own layer or lower ones, never a higher one, and the import graph
 (module-level and function-level imports alike) has no cycle. Imports inside a function
@@ -30,6 +30,8 @@ OPTIONAL = frozenset({
     "ipywidgets", "IPython", "dask", "distributed", "cloudpickle", "redis", "nest_asyncio",
     "nest_asyncio2", "starlette", "uvicorn", "tqdm", "keras", "lightning",
     "pytorch_lightning", "torch", "transformers", "optuna", "sklearn", "numpy",
+    # a dependency, but its import takes ~0.3 s: loaded by the stage cache when used
+    "joblib",
 })
 # The package's optional parts, loaded on first use so ``import stagewidget`` stays
 # small and fast (the style guide's "optional parts imported lazily"): the HTTP service,
@@ -222,3 +224,10 @@ def test_the_engine_does_not_import_the_views() -> None:
     assert [(m, t) for m in engine for t in edges[m] if not t.startswith(
         (f"{PACKAGE}.engine", f"{PACKAGE}.durable", f"{PACKAGE}.status",
          f"{PACKAGE}.errors"))] == []
+
+
+def test_durable_imports_only_errors_and_status() -> None:
+    durable = [module for module in MODULES if module.startswith(f"{PACKAGE}.durable")]
+    edges = internal_edges()
+    assert [(m, t) for m in durable for t in edges[m] if not t.startswith(
+        (f"{PACKAGE}.durable", f"{PACKAGE}.status", f"{PACKAGE}.errors"))] == []
