@@ -18,6 +18,10 @@ value by its own fingerprint. A value joblib cannot hash (it pickles it) counts 
 type and its attributes (``__dict__``, by the same rule) if it has any, else by its type
 only (a lock, an open file, a generator): changing such a value does not change the
 fingerprint.
+
+``stage_fingerprint(fn, values=False)`` covers the code alone (values count by their type,
+plain constants and functions as above): what the run history matches durations on,
+cheap enough for every run's start, whatever a stage's closure holds.
 """
 
 from __future__ import annotations
@@ -43,16 +47,19 @@ _KIND_FLAGS = 0x3FF
 _PLAIN = (str, bytes, int, float, complex, bool, type(None), type(Ellipsis))
 
 
-def stage_fingerprint(fn: Callable[..., Any]) -> str:
+def stage_fingerprint(fn: Callable[..., Any], *, values: bool = True) -> str:
     """Return a hex digest of ``fn``'s own code and values, stable across processes.
+
+    With ``values=False`` a default or closure value that is not a plain constant or a
+    function counts by its type only (nothing is hashed or imported).
 
     ``fn`` is a plain or ``async def`` function, a ``functools.partial`` of one (its
     arguments count as values), a bound method (its instance counts as a value), a
     callable object (its class's ``__call__`` and the object itself) or a builtin (its
     qualified name). See the module docstring for what is and is not covered.
     """
-    digest = hashlib.sha256(_VERSION)
-    _feed_callable(digest, fn, set())
+    digest = hashlib.sha256(_VERSION if values else _VERSION + b"-code")
+    _feed_callable(digest, fn, set() if values else _CodeOnly())
     return digest.hexdigest()
 
 
@@ -91,7 +98,9 @@ def _feed_callable(digest: Any, fn: Any, seen: set[int]) -> None:
         # a callable object: its class's __call__, and the object's own value
         _feed(digest, b"object")
         _feed_callable(digest, type(fn).__call__, seen)
-        _feed_value(digest, fn, seen - {id(fn)})  # by value: not "seen" as a callable
+        others = _CodeOnly(seen) if isinstance(seen, _CodeOnly) else set(seen)
+        others.discard(id(fn))  # by value: not "seen" as a callable
+        _feed_value(digest, fn, others)
     else:  # a builtin, a class, a C-implemented callable: by its name
         _feed(digest, b"named", _qualified_name(fn).encode())
 
@@ -140,6 +149,10 @@ def _const_digest(const: object) -> bytes:
     return digest.digest()
 
 
+class _CodeOnly(set[int]):
+    """The ``seen`` set of a code-only fingerprint (``values=False``)."""
+
+
 def _feed_value(digest: Any, value: object, seen: set[int]) -> None:
     """A default or closure value: by its own fingerprint if a function, else by value."""
     if isinstance(value, (types.FunctionType, functools.partial, types.MethodType)):
@@ -148,6 +161,9 @@ def _feed_value(digest: Any, value: object, seen: set[int]) -> None:
     if _is_plain(value):  # no need for joblib (and its import) for None, 3, ("a", 1)
         _feed(digest, b"plain", type(value).__name__.encode())
         _feed_const(digest, tuple(value) if isinstance(value, list) else value)
+        return
+    if isinstance(seen, _CodeOnly):
+        _feed(digest, b"typed", _qualified_name(type(value)).encode())
         return
     try:
         hashed = _joblib_hash(value)

@@ -14,9 +14,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..durable import history
+from ..durable.cache import CacheKey, StageCache
 from ..durable.eta import expected_durations
 from ..durable.fingerprint import stage_fingerprint
-from ..durable.cache import CacheKey, StageCache
 from ..errors import AlreadyStarted, Cancelled, InvalidTransition, PipelineError
 from ..status import (
     ErrorInfo,
@@ -125,7 +125,7 @@ class Run:
         # The run history: where this run is recorded (None: not recorded), the stages'
         # code fingerprints and, from earlier runs with the same code, their durations.
         self._history = history.open_history(pipeline)
-        self._fingerprints = tuple(stage_fingerprint(s.fn) for s in stages) \
+        self._fingerprints = tuple(stage_fingerprint(s.fn, values=False) for s in stages) \
             if self._history is not None else ()
         self._recorder = history.RunRecorder(self._history, self._fingerprints) \
             if self._history is not None else None

@@ -154,3 +154,27 @@ def test_a_fresh_process_gives_the_same_fingerprint() -> None:
     out = subprocess.run([sys.executable, "-c", script], input="\n" + SOURCE, env=env,
                          capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == stage_fingerprint(define(SOURCE))
+
+
+def test_the_code_only_fingerprint_never_hashes_a_value() -> None:
+    # the run history fingerprints every stage of every run at its start: a closure over
+    # a big object must cost nothing there, and its value must not matter
+    class Big:
+        def __init__(self, size: int) -> None:
+            self.size = size
+
+        def __reduce__(self) -> Any:
+            raise AssertionError("a code-only fingerprint must not pickle a value")
+
+    def closing_over(value: object) -> Callable[[int], int]:
+        def stage(x: int) -> int:
+            return x + len(str(value))
+        return stage
+
+    small, big = closing_over(Big(1)), closing_over(Big(10**9))
+    assert stage_fingerprint(small, values=False) == stage_fingerprint(big, values=False)
+    assert stage_fingerprint(closing_over(np.zeros(3)), values=False) == \
+        stage_fingerprint(closing_over(np.ones(3)), values=False)
+    assert stage_fingerprint(closing_over(np.zeros(3))) != \
+        stage_fingerprint(closing_over(np.ones(3)))
+    assert stage_fingerprint(small, values=False) != stage_fingerprint(small)

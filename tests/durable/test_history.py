@@ -49,7 +49,7 @@ def test_a_run_is_recorded_with_its_stages_metrics_and_fingerprints(home: Path) 
     assert recorded.result is None and recorded.result_released  # never recorded
     assert recorded.to_dict()["result_unavailable"].startswith("released")
     assert db_rows(home, "SELECT fingerprint FROM stages ORDER BY position") == \
-        [(stage_fingerprint(load),), (stage_fingerprint(total),)]
+        [(stage_fingerprint(load, values=False),), (stage_fingerprint(total, values=False),)]
     [(owner, started)] = db_rows(home, "SELECT owner, owner_started FROM runs")
     assert owner.endswith(f":{os.getpid()}") and started is not None
 
