@@ -2,23 +2,32 @@
 
 A stage's expected duration is the median of its durations in the last ``RUNS_KEPT``
 succeeded runs of the same pipeline in which that stage had the same code fingerprint
-(an edited stage starts afresh). Read once, when a run is created.
+(an edited stage starts afresh). Read when a run is created, from a memo of this
+process's last reading while no run has ended here since and it is under
+``MEMO_S`` old (so a thousand runs started at once read the database once).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import statistics
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
 from .db import connect
-from .writer import warn_once
+from .writer import warn_once, writer
 
-__all__ = ["RUNS_KEPT", "expected_durations"]
+__all__ = ["MEMO_S", "RUNS_KEPT", "expected_durations"]
 
 RUNS_KEPT = 10
+MEMO_S = 5.0  # other processes' runs count after at most this long
+
+_Key = tuple[Path, str, tuple[str, ...], tuple[str | None, ...]]
+_memo: dict[_Key, tuple[int, float, tuple[float | None, ...]]] = {}
+_memo_lock = threading.Lock()
 
 # Driven from the runs, newest first, through the runs_finished index (CROSS JOIN
 # keeps SQLite from reordering the loop): it stops after RUNS_KEPT matches instead of
@@ -37,6 +46,22 @@ def expected_durations(path: Path, pipeline: str, names: Sequence[str],
 
     Never raises: a database that cannot be read gives no expectations (logged once).
     """
+    key = (path, pipeline, tuple(names), tuple(fingerprints))
+    finals, now = writer().finals_written, time.monotonic()
+    with _memo_lock:
+        memo = _memo.get(key)
+    if memo is not None and memo[0] == finals and now - memo[1] < MEMO_S:
+        return memo[2]
+    expected = _read(path, pipeline, names, fingerprints)
+    with _memo_lock:
+        if len(_memo) >= 256:  # bounded: pipelines rarely number that many
+            _memo.clear()
+        _memo[key] = (finals, now, expected)
+    return expected
+
+
+def _read(path: Path, pipeline: str, names: Sequence[str],
+          fingerprints: Sequence[str | None]) -> tuple[float | None, ...]:
     nothing: tuple[float | None, ...] = (None,) * len(names)
     if not path.exists():
         return nothing

@@ -1,7 +1,9 @@
 """The run history: every run's status recorded in SQLite, read back as snapshots.
 
-Recording: a ``RunRecorder`` (one per run, subscribed as an observer) hands each
-snapshot to the process's one writer (``writer.py``), which writes it off the hot path.
+Recording: a ``RunRecorder`` (one per run) has the process's one writer (``writer.py``)
+follow the run: the writer samples it about once a second and is handed its final
+snapshot when it ends, and writes them off the hot path (no observer: recording adds no
+work to the delivery thread).
 Reading: ``read_history()`` gives the recorded runs as ``RunStatus`` snapshots, newest
 first; their result reads as released (it is never recorded). A run recorded as
 unfinished whose owner process is gone from this host reads as ``lost`` and is
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -78,9 +80,10 @@ def open_history(pipeline: Any) -> Path | None:
 
 
 class RunRecorder:
-    """An observer recording one run's snapshots in the history database at ``path``.
+    """Records one run in the history database at ``path``, through the process's writer.
 
-    Called on the ticker thread; it only hands the snapshot to the process's writer.
+    ``follow(status, sample)`` when the run starts; ``recorder(final_status)`` when it
+    ends. Neither blocks.
     """
 
     __slots__ = ("fingerprints", "path")
@@ -92,12 +95,12 @@ class RunRecorder:
     def __call__(self, status: RunStatus) -> None:
         writer().offer(self.path, status, self.fingerprints)
 
-    def prepare(self) -> None:
-        """Start the writer thread now, from the caller's thread (call before launching).
+    def follow(self, status: RunStatus, sample: Callable[[], RunStatus | None]) -> None:
+        """Record the run from ``status`` on, sampling it with ``sample()`` (None: gone)."""
+        writer().follow(self.path, status, self.fingerprints, sample)
 
-        So the recorder, called on the ticker's thread, never starts a thread itself: a
-        delivery that slow would count as a stuck observer there.
-        """
+    def prepare(self) -> None:
+        """Start the writer thread now, from the caller's thread (call before launching)."""
         writer().prepare()
 
     def __repr__(self) -> str:

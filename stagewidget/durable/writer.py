@@ -1,10 +1,12 @@
 """The process's one history writer: the latest snapshot of each run, written off the
 hot path from a thread of its own.
 
-Each changed run is written at most once every ``WRITE_INTERVAL_S`` and its final state
-always. Nothing a run does waits for the database: one that cannot be written
-(read-only, full disk, damaged) is logged once on the ``stagewidget.history`` logger and
-the runs go on unrecorded.
+A followed run is sampled by the writer itself (its ``sample()``, about once every
+``WRITE_INTERVAL_S``), so recording asks nothing of the delivery thread: a run nobody
+watches stays unobserved. Each run is written at most once every ``WRITE_INTERVAL_S``
+and its final state (offered when it ends) always. Nothing a run does waits for the
+database: one that cannot be written (read-only, full disk, damaged) is logged once on
+the ``stagewidget.history`` logger and the runs go on unrecorded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,8 @@ class _Entry:
     fingerprints: tuple[str | None, ...]
     written_at: float  # monotonic time of the last write (or try, or the first offer)
     dirty: bool = True
+    # the run's status now, None once the run is gone (a followed run; else None)
+    sample: Callable[[], RunStatus | None] | None = None
 
 
 class HistoryWriter:
@@ -62,6 +67,8 @@ class HistoryWriter:
         self._urgent = 0  # flush() calls waiting: write now, ignoring the interval
         self._writing = 0  # entries being written by the thread right now
         self._broken: set[Path] = set()  # databases given up on (logged once)
+        self._finals: set[str] = set()  # runs whose final state waits to be written
+        self.finals_written = 0  # final states written so far (ETAs read again after one)
         self._warned: set[str] = set()
         self._at_exit = False
         self.pid = os.getpid()
@@ -81,11 +88,27 @@ class HistoryWriter:
                                                               written_at=self._clock())
             else:
                 entry.status, entry.dirty = status, True
+            if status.state.terminal:
+                self._finals.add(status.run_id)
             if self._thread is None:
                 self._start_locked()
             elif status.state.terminal or \
                     self._clock() - entry.written_at >= self._interval_s:
                 self._cond.notify_all()
+
+    def follow(self, path: Path, status: RunStatus, fingerprints: tuple[str | None, ...],
+               sample: Callable[[], RunStatus | None]) -> None:
+        """Record ``status`` (first written a second from now), then ``sample()`` about
+        once a second until a final state is offered or ``sample()`` gives None. Never
+        blocks; ``sample`` is called from the writer's thread, without its lock."""
+        with self._cond:
+            if path in self._broken:
+                return
+            self._pending[status.run_id] = _Entry(path, status, fingerprints,
+                                                  written_at=self._clock(), sample=sample)
+            if self._thread is None:
+                self._start_locked()
+            self._cond.notify_all()
 
     def prepare(self) -> None:
         """Start the writer thread unless it runs (it lingers ``LINGER_S`` when idle)."""
@@ -97,12 +120,14 @@ class HistoryWriter:
     def flush(self, timeout_s: float, *, finished_only: bool = False) -> bool:
         """Write every pending snapshot now; block until written (True) or ``timeout_s``.
 
-        With ``finished_only``, return as soon as every finished run is written (at once
-        when none waits), so the next run's expected durations include them.
+        Followed runs are sampled first, so what is written is their state now. With
+        ``finished_only``, return as soon as every finished run is written (at once when
+        none waits), so the next run's expected durations include them.
         """
+        if not finished_only:
+            self._sample_followed(every=True)
         with self._cond:
-            if finished_only and not any(e.dirty and e.status.state.terminal
-                                         for e in self._pending.values()):
+            if finished_only and not self._finals:
                 return True
             self._urgent += 1
             self._cond.notify_all()
@@ -132,25 +157,58 @@ class HistoryWriter:
         self._thread.start()
 
     def _due_locked(self) -> tuple[list[tuple[_Entry, RunStatus]], float | None]:
-        """(entries to write now with their snapshot, seconds until the next is due)."""
+        """(entries to write now with their snapshot, seconds until the next is due or
+        the next followed run is to be sampled: 0 when one is to be sampled now)."""
         now, due, wait = self._clock(), [], None
         for entry in self._pending.values():
-            if not entry.dirty:
-                continue
             left = entry.written_at + self._interval_s - now
+            if not entry.dirty:
+                if entry.sample is not None:  # followed: sampled when its interval is over
+                    left = max(left, 0.0)
+                    wait = left if wait is None else min(wait, left)
+                continue
             if left <= 0 or self._urgent or entry.status.state.terminal:
                 due.append((entry, entry.status))
             else:
                 wait = left if wait is None else min(wait, left)
         return due, wait
 
+    def _sample_followed(self, *, every: bool = False) -> None:
+        """Take a fresh snapshot of each followed run whose interval is over (``every``:
+        of each one), outside the lock: ``sample()`` takes the run's own lock."""
+        with self._cond:
+            now = self._clock()
+            todo = [(entry, entry.sample) for entry in self._pending.values()
+                    if entry.sample is not None and not entry.status.state.terminal
+                    and (every or now - entry.written_at >= self._interval_s)]
+        for entry, sample in todo:
+            try:
+                status = sample()
+            except Exception as err:  # pragma: no cover - status() does not raise
+                status = None
+                self.warn_once(f"sample:{entry.status.run_id}", "cannot sample run %s: %r",
+                               entry.status.run_id, err)
+            with self._cond:
+                if self._pending.get(entry.status.run_id) is not entry or \
+                        entry.status.state.terminal:
+                    continue  # written and dropped, or its final state offered meanwhile
+                if status is None:  # the run is gone without an end (never launched)
+                    self._pending.pop(entry.status.run_id, None)
+                elif not entry.dirty and _changes(status) == _changes(entry.status):
+                    entry.written_at = self._clock()  # as written: look again later
+                else:
+                    entry.status, entry.dirty = status, True
+                    if status.state.terminal:
+                        self._finals.add(status.run_id)
+
     def _loop(self) -> None:
+        idle_since = None
         while True:
+            self._sample_followed()
             with self._cond:
                 due, wait = self._due_locked()
-                idle_since = None
-                while not due:
-                    if wait is None:  # nothing to write: linger a while, then end
+                if not due:
+                    if wait is None:  # nothing to write or follow: linger, then end
                         now = self._clock()
                         idle_since = now if idle_since is None else idle_since
                         if now - idle_since >= LINGER_S:
@@ -161,8 +219,10 @@ class HistoryWriter:
                         wait = idle_since + LINGER_S - now
                     else:
                         idle_since = None
-                    self._cond.wait(wait)
-                    due, wait = self._due_locked()
+                    if wait > 0:
+                        self._cond.wait(wait)
+                    continue
+                idle_since = None
                 self._writing = len(due)
             written = self._write(due)
             with self._cond:
@@ -173,8 +233,11 @@ class HistoryWriter:
                         entry.dirty = False
                         if status.state.terminal:
                             self._pending.pop(status.run_id, None)
+                            self._finals.discard(status.run_id)
+                            self.finals_written += 1
                     if entry.path in self._broken:
                         self._pending.pop(status.run_id, None)
+                        self._finals.discard(status.run_id)
                 self._writing = 0
                 self._cond.notify_all()
 
@@ -259,6 +322,15 @@ def flush(timeout_s: float = 2.0, *, finished_only: bool = False) -> bool:
 def warn_once(key: str, message: str, *args: Any) -> None:
     """Log ``message`` on ``stagewidget.history`` as a warning, once per process per ``key``."""
     writer().warn_once(key, message, *args)
+
+
+def _changes(status: RunStatus) -> tuple[Any, ...]:
+    """What a new write of a running run would change (its clock aside): a run held
+    without progress is not written again and again."""
+    current = status.current_stage
+    return (status.state, status.current, status.error is not None,
+            tuple((s.state, s.done, s.total) for s in status.stages),
+            None if current is None else (tuple(current.metrics.items()), current.message))
 
 
 def _busy(err: BaseException) -> bool:

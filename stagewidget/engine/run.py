@@ -183,8 +183,8 @@ class Run:
         run = cls(pipeline, pipeline.stages if stages is None else stages, data,
                   executor=resolve_executor(executor), refresh_hz=refresh_hz,
                   clock=clock or time.time, **more)
-        if run._recorder is not None:  # first, so it sees what other observers see
-            run.subscribe(run._recorder)
+        if run._recorder is not None:
+            _record(run, run._recorder)
         for observer in observers:
             run.subscribe(observer)
         if launch:
@@ -202,7 +202,7 @@ class Run:
         if self._notifier.started:
             raise AlreadyStarted(f"run {self.run_id} was already launched")
         if self._recorder is not None:
-            self._recorder.prepare()  # here, not on the ticker's thread (see prepare)
+            self._recorder.prepare()  # the writer thread, started from the caller's
         _kept.append(self)
         _recent.append(weakref.ref(self))
         for listener in tuple(_start_listeners):
@@ -641,6 +641,25 @@ class Run:
         error = ErrorInfo.from_exception(exc, None)
         self._move_to(RunState.FAILED, error=error, others={
             StageState.RUNNING: StageState.FAILED, StageState.PENDING: StageState.SKIPPED})
+
+
+def _record(run: Run, recorder: history.RunRecorder) -> None:
+    """Record ``run`` in the history: the writer samples it about once a second while it
+    runs (an observer would have the ticker sample every run ten times a second, watched
+    or not) and gets its final status from a done-callback. Both hold the run weakly."""
+    ref = weakref.ref(run)
+
+    def sample() -> RunStatus | None:
+        alive = ref()
+        return None if alive is None else alive.status()
+
+    def ended() -> None:
+        alive = ref()
+        if alive is not None:
+            recorder(alive.status())
+
+    recorder.follow(run.status(), sample)
+    run._on_done(ended)
 
 
 def _weak_sampler(run: Run) -> Callable[[], RunStatus]:

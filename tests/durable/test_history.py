@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import WAIT_S, join_stagewidget_threads
 
 import stagewidget as sw
-from stagewidget import RunState, StageState
+from stagewidget import RunState, RunStatus, StageState, StageStatus
 from stagewidget.durable import history
+from stagewidget.durable import writer as writer_module
 from stagewidget.durable.fingerprint import stage_fingerprint
 
 
@@ -186,3 +189,58 @@ def test_the_runs_widget_lists_recorded_runs_in_a_table_of_their_own(home: Path)
     html = table.widget.children[-1].value
     assert "history: 1 earlier run(s)" in html and recorded.run_id[:8] in html
     assert "ValueError in broken: row 2 is not a number" in html
+
+
+def test_a_recorded_run_has_no_observer_and_its_progress_is_written_while_it_runs(
+        home: Path) -> None:
+    # the writer samples the run itself: recording adds no work to the delivery thread
+    gate, seen = threading.Event(), threading.Event()
+
+    def held():
+        for i in sw.track(range(10), desc="rows"):
+            if i == 4:
+                seen.set()
+                gate.wait(WAIT_S)
+
+    run = sw.Pipeline("held", [held]).start(display=False)
+    try:
+        assert seen.wait(WAIT_S)
+        assert run._notifier._observers == []
+        history.flush(WAIT_S)  # samples the running run, then writes it
+        [recorded] = sw.history()
+        assert recorded.state is RunState.RUNNING and recorded.stages[0].done == 5
+    finally:
+        gate.set()
+    run.wait(WAIT_S)
+    assert [r.state for r in sw.history()] == [RunState.SUCCEEDED]
+
+
+def test_a_followed_run_is_written_again_only_when_it_changed(
+        tmp_path: Path, monkeypatch) -> None:
+    written: list[int] = []
+    monkeypatch.setattr(writer_module, "write_run",
+                        lambda conn, status, fps: written.append(status.stages[0].done))
+    state = {"done": 1, "samples": 0}
+    sampled = threading.Condition()
+
+    def sample() -> RunStatus:
+        with sampled:
+            state["samples"] += 1
+            sampled.notify_all()
+        stage = StageStatus("a", state=StageState.RUNNING, done=state["done"], total=9)
+        return RunStatus("r", "p", state=RunState.RUNNING, current=0, stages=(stage,))
+
+    def samples_reach(count: int) -> None:
+        with sampled:
+            assert sampled.wait_for(lambda: state["samples"] >= count, WAIT_S)
+
+    writer = writer_module.HistoryWriter(interval_s=0.01)
+    writer.follow(tmp_path / "h.sqlite3", sample(), (None,), sample)
+    samples_reach(8)
+    assert written == [1]  # sampled again and again, written once
+    state["done"] = 7
+    samples_reach(state["samples"] + 3)
+    final = replace(sample(), state=RunState.SUCCEEDED)
+    writer.offer(tmp_path / "h.sqlite3", final, (None,))
+    assert writer.flush(WAIT_S)
+    assert written == [1, 7, 7]  # the change, then the final state

@@ -29,8 +29,7 @@ KILLED = textwrap.dedent("""
 
     recorded = threading.Event()
     run = sw.Pipeline("doomed", [prepare, hang]).start(display=False)
-    # the recorder was subscribed first: once this observer sees the stage running,
-    # the recorder has been handed that snapshot too
+    # flush() samples the run, so what it writes is its state now: stage 2 running
     run.subscribe(lambda s: s.stages[1].state.value == "running" and recorded.set())
     assert recorded.wait(20) and history.flush(20)
     print(run.run_id, flush=True)
