@@ -18,7 +18,7 @@ from .common import machine
 
 SUITE = ["track_overhead", "tqdm_capture", "frontend_traffic", "view_state", "kernel_latency",
          "end_to_end", "ticker_cpu", "scale", "service_load", "service_queue", "claims",
-         "dask_progress", "history"]
+         "dask_progress", "history", "cache"]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 

@@ -13,6 +13,13 @@ from typing import Any
 
 __all__ = ["machine", "per_item_main", "percentile", "write_json"]
 
+# Benchmarks measure runs as users get them (run history on), recorded in a throwaway data
+# folder rather than the user's history (a kernel a benchmark starts inherits it).
+if "STAGEWIDGET_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["STAGEWIDGET_HOME"] = tempfile.mkdtemp(prefix="stagewidget-bench-")
+
 
 def machine() -> dict[str, Any]:
     """Where the figures were measured."""

@@ -102,17 +102,6 @@ class Recorder:
         return self.snapshots[-1]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _stagewidget_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Keep the run history (and anything else durable) out of the real data folder.
-
-    Set in ``os.environ``, so the processes and kernels the tests start inherit it.
-    """
-    home = tmp_path_factory.mktemp("stagewidget-home")
-    os.environ["STAGEWIDGET_HOME"] = str(home)
-    return home
-
-
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data folder (run history) of this test's own, empty until a run is recorded."""
