@@ -99,10 +99,6 @@ class RunRecorder:
         """Record the run from ``status`` on, sampling it with ``sample()`` (None: gone)."""
         writer().follow(self.path, status, self.fingerprints, sample)
 
-    def prepare(self) -> None:
-        """Start the writer thread now, from the caller's thread (call before launching)."""
-        writer().prepare()
-
     def __repr__(self) -> str:
         return f"<RunRecorder {str(self.path)!r}>"
 

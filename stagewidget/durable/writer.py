@@ -50,9 +50,9 @@ class _Entry:
 class HistoryWriter:
     """Writes the latest snapshot of each run; one per process, its thread started lazily.
 
-    The thread (``stagewidget-history``, a daemon) is started by ``prepare()`` when a
-    run is launched (in the launching thread), ends once nothing was left to write for
-    ``LINGER_S``, and starts again with the next run; at exit, what is left is written
+    The thread (``stagewidget-history``, a daemon) is started by ``follow()`` when a
+    run is launched (in the launching thread), ends once nothing was left to write or
+    follow for ``LINGER_S``, and starts again with the next run; at exit, what is left is written
     (``EXIT_FLUSH_S`` at most). Its condition guards only the pending entries: it is
     never held while writing to a database or calling out.
     """
@@ -109,13 +109,6 @@ class HistoryWriter:
             if self._thread is None:
                 self._start_locked()
             self._cond.notify_all()
-
-    def prepare(self) -> None:
-        """Start the writer thread unless it runs (it lingers ``LINGER_S`` when idle)."""
-        with self._cond:
-            if self._thread is None:
-                self._start_locked()
-            self._cond.notify_all()  # a lingering thread: its idle time starts over
 
     def flush(self, timeout_s: float, *, finished_only: bool = False) -> bool:
         """Write every pending snapshot now; block until written (True) or ``timeout_s``.

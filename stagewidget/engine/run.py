@@ -183,8 +183,6 @@ class Run:
         run = cls(pipeline, pipeline.stages if stages is None else stages, data,
                   executor=resolve_executor(executor), refresh_hz=refresh_hz,
                   clock=clock or time.time, **more)
-        if run._recorder is not None:
-            _record(run, run._recorder)
         for observer in observers:
             run.subscribe(observer)
         if launch:
@@ -201,8 +199,8 @@ class Run:
         require_gil()
         if self._notifier.started:
             raise AlreadyStarted(f"run {self.run_id} was already launched")
-        if self._recorder is not None:
-            self._recorder.prepare()  # the writer thread, started from the caller's
+        if self._recorder is not None:  # recorded once launched, from the caller's thread
+            _record(self, self._recorder)
         _kept.append(self)
         _recent.append(weakref.ref(self))
         for listener in tuple(_start_listeners):

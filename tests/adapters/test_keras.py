@@ -54,7 +54,9 @@ def test_epochs_and_steps_are_levels_and_logs_are_charted(recorder: Recorder) ->
 
     run = start([train], recorder)
     gate.wait_reached()
-    mid = recorder.wait_for(lambda s: s.stages[0].inner[-1:] == (Level("step", 3, 6),))
+    # held at epoch 1's third step (epoch 0's third step may have been sampled too)
+    mid = recorder.wait_for(lambda s: s.stages[0].done == 1
+                            and s.stages[0].inner[-1:] == (Level("step", 3, 6),))
     stage = mid.stages[0]
     assert (stage.desc, stage.done, stage.total) == ("epoch", 1, EPOCHS)
     assert stage.metrics["epoch"] == 1 and "val_loss" in stage.metrics
