@@ -13,7 +13,13 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyStarted, Cancelled, InvalidTransition, PipelineError
+from ..errors import (
+    AlreadyStarted,
+    Cancelled,
+    InvalidTransition,
+    PipelineError,
+    _RunOptionError,
+)
 from ..status import (
     ErrorInfo,
     Outcome,
@@ -93,7 +99,7 @@ class Run:
                  start_index: int = 0, done_stages: tuple[StageStatus, ...] = (),
                  retry_of: str | None = None) -> None:
         if not isinstance(refresh_hz, (int, float)) or not refresh_hz > 0:
-            raise PipelineError(f"refresh_hz must be a positive number (got {refresh_hz!r})")
+            raise _RunOptionError(f"refresh_hz must be a positive number (got {refresh_hz!r})")
         self.run_id = str(uuid.uuid4())
         self.pipeline = pipeline
         self.refresh_hz = float(refresh_hz)
