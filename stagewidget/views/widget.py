@@ -138,23 +138,28 @@ def _name(symbol: str, name: str) -> str:
     return f"<b><em>{symbol}</em>{html.escape(name)}</b>"
 
 
-def header_html(status: RunStatus) -> str:
-    """The header row: pipeline and state, the overall bar, percent, elapsed time, ETA."""
+def header_html(status: RunStatus, held_s: float = 0.0) -> str:
+    """The header row: pipeline and state, the overall bar, percent, elapsed time, ETA.
+
+    ``held_s``: how long the running stage has made no progress (``fmt.progress_held``).
+    """
+    figures = fmt.run_figures(status, held_s)
     return _row(_name(fmt.state_symbol(status.state), f"{status.pipeline} {status.state.value}")
-                + _bar(status.fraction) + f"<span>{html.escape(fmt.run_figures(status))}</span>",
+                + _bar(status.fraction) + f"<span>{html.escape(figures)}</span>",
                 fmt.state_tone(status.state))
 
 
-def stage_html(stage: StageStatus, place: str = "") -> str:
+def stage_html(stage: StageStatus, place: str = "", held_s: float = 0.0) -> str:
     """One stage's row: state and name, its bar, its figures, its metrics and message.
 
-    ``place`` is ``y`` for the running stage's row, ``z`` for a row after it, else empty.
-    The running stage's nested loops (``↳ steps ███ 12/40``) follow, full width.
+    ``place`` is ``y`` for the running stage's row, ``z`` for a row after it, else empty;
+    ``held_s`` as in ``header_html``. The running stage's nested loops (``↳ steps ███
+    12/40``) follow, full width.
     """
     unknown = stage.fraction is None and stage.state is StageState.RUNNING
     cells = (_name(fmt.state_symbol(stage.state), stage.name)
              + _bar(stage.fraction, unknown=unknown)
-             + f"<span>{html.escape(fmt.stage_figures(stage))}</span>")
+             + f"<span>{html.escape(fmt.stage_figures(stage, held_s))}</span>")
     extra = fmt.format_metrics(stage.metrics)
     if stage.message:
         extra = f"{extra}  {' '.join(stage.message.split())}".strip()
@@ -254,6 +259,7 @@ class RunView:
         self._stages_at_extra: tuple[object, ...] = ()
         self._live_at = -math.inf
         self._bars_at_live: tuple[object, ...] = ()
+        self._held: tuple[object, float] | None = None  # see fmt.progress_held
         self._retries: list[weakref.ref[Run]] = []
         self._handles: list[Any] = []
         # The view's own lock: it orders refresh() (any thread) against the delivery
@@ -362,12 +368,13 @@ class RunView:
                 extra = None
         # At most one message a delivery while nothing moves: a periodic redraw of the
         # charts and log takes the live row's turn (it is redrawn at the next delivery).
+        self._held, held_s = fmt.progress_held(status, self._held)
         if moved or extra is None:
             bars = _bars(status)
             since = now - self._live_at
             if moved or since >= TEXT_PERIOD_S or (
                     since >= BAR_PERIOD_S and bars != self._bars_at_live):
-                self._draw_rows(status, current)
+                self._draw_rows(status, current, held_s)
                 self._live_at, self._bars_at_live = now, bars
         if extra is not None:
             self._extra.value = extra
@@ -375,12 +382,12 @@ class RunView:
         if status.done():
             self._draw_end(status)
 
-    def _draw_rows(self, status: RunStatus, current: int | None) -> None:
-        live = header_html(status)
+    def _draw_rows(self, status: RunStatus, current: int | None, held_s: float) -> None:
+        live = header_html(status, held_s)
         table = []
         for index, stage in enumerate(status.stages):
             if index == current:
-                live += stage_html(stage, "y")
+                live += stage_html(stage, "y", held_s)
             else:
                 table.append(stage_html(stage, "z" if current is not None and index > current
                                         else ""))

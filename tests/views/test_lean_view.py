@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -301,3 +302,58 @@ def test_a_stage_change_is_one_redraw_not_two() -> None:
     assert view._status.stages[0].state is S.SUCCEEDED  # yet the latest status is kept
     view._on_status(status(S.SUCCEEDED, S.RUNNING, 1))
     assert "_live" in sent and "running" in view._live.value
+
+
+def test_a_stage_held_without_progress_shows_how_long_instead_of_a_stale_eta(clock) -> None:
+    reached, release = threading.Event(), threading.Event()
+
+    def held(_):
+        sw.advance(10)
+        reached.set()
+        release.wait(WAIT_S)  # held: waiting on an event, no progress
+
+    pipe = sw.Pipeline("p", [sw.Stage(held, name="wait", total=100)])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50, clock=clock)
+    view = RunView(run)
+    run.launch()
+    try:
+        assert reached.wait(WAIT_S)
+        clock.tick(1.0)
+        view.refresh()  # 10 steps in 1 s: an ETA from that rate
+        assert "10/100 · 10.0 it/s · eta 9.0s" in view._live.value
+        # (held since the first snapshot showing 10 steps: a delivery at 0 s, or that 1 s)
+        clock.tick(3.0)
+        view.refresh()  # held for 3 or 4 s: not long enough to call it stale
+        assert "eta 36.0s" in view._live.value
+        clock.tick(6.0)
+        view.refresh()  # held for 9 or 10 s, ninety of its steps: no ETA claims a figure
+        live = view._live.value
+        assert re.search(r"no progress for (9|10)\.0s", live) and "eta" not in live
+        assert "<span>10% · 10.0s</span>" in live  # the header: elapsed time, no ETA
+    finally:
+        release.set()
+        run.wait(WAIT_S)
+    assert "no progress" not in view._live.value and "succeeded" in view._live.value
+
+
+def test_progress_held_counts_from_the_first_snapshot_showing_the_counts() -> None:
+    def running(done: int, elapsed_s: float, *, current: int = 0) -> sw.RunStatus:
+        stages = tuple(StageStatus(name=name, state=sw.StageState.RUNNING if i == current
+                                   else sw.StageState.PENDING, done=done if i == current
+                                   else 0, total=100, elapsed_s=elapsed_s)
+                       for i, name in enumerate(("a", "b")))
+        return sw.RunStatus(run_id="0" * 32, pipeline="p", state=RunState.RUNNING,
+                            stages=stages, current=current, elapsed_s=elapsed_s)
+
+    mark, held_s = fmt.progress_held(running(5, 1.0), None)
+    assert held_s == 0.0
+    mark, held_s = fmt.progress_held(running(5, 7.5), mark)
+    assert held_s == 6.5 and fmt.eta_is_stale(running(5, 7.5).stages[0], held_s)
+    mark, held_s = fmt.progress_held(running(6, 8.0), mark)  # progress: counts again
+    assert held_s == 0.0
+    _, held_s = fmt.progress_held(running(6, 9.0, current=1), mark)  # another stage
+    assert held_s == 0.0
+    # a slow stage (one step a minute) is not stalled between its steps
+    slow = StageStatus(name="epochs", state=sw.StageState.RUNNING, done=2, total=10,
+                       elapsed_s=160.0)
+    assert not fmt.eta_is_stale(slow, 40.0) and fmt.eta_is_stale(slow, 160.0 - 30.0)
