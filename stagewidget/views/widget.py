@@ -246,9 +246,9 @@ class RunView:
     second of which a reader sees the tenths of a second change. The charts and log
     panel (a few KB) is redrawn when it changed and ``EXTRA_PERIOD_S`` passed: a stage
     reporting metrics on every step would otherwise resend every chart on every
-    refresh; that redraw takes the live row's turn. No timer: what was skipped is drawn
-    by the next delivery (the ticker delivers at least once a second while running),
-    the final one at the latest. ``clock`` (seconds) is injectable for tests.
+    refresh. No timer: what was skipped is drawn by the next delivery (the ticker
+    delivers at least once a second while running), the final one at the latest.
+    ``clock`` (seconds) is injectable for tests.
     """
 
     def __init__(self, run: Run, *, refresh_hz: float | None = None,
@@ -366,16 +366,13 @@ class RunView:
             self._stages_at_extra = stages
             if extra == self._extra.value:
                 extra = None
-        # At most one message a delivery while nothing moves: a periodic redraw of the
-        # charts and log takes the live row's turn (it is redrawn at the next delivery).
         self._held, held_s = fmt.progress_held(status, self._held)
-        if moved or extra is None:
-            bars = _bars(status)
-            since = now - self._live_at
-            if moved or since >= TEXT_PERIOD_S or (
-                    since >= BAR_PERIOD_S and bars != self._bars_at_live):
-                self._draw_rows(status, current, held_s)
-                self._live_at, self._bars_at_live = now, bars
+        bars = _bars(status)
+        since = now - self._live_at
+        if moved or since >= TEXT_PERIOD_S or (
+                since >= BAR_PERIOD_S and bars != self._bars_at_live):
+            self._draw_rows(status, current, held_s)
+            self._live_at, self._bars_at_live = now, bars
         if extra is not None:
             self._extra.value = extra
             self._extra_at = now

@@ -246,7 +246,7 @@ def test_charts_and_log_are_redrawn_at_most_once_a_period_but_always_at_the_end(
     assert f"chatty: loss {last:.4g}</text>" in view._extra.value  # the final chart
 
 
-def test_a_periodic_chart_redraw_takes_the_live_rows_turn() -> None:
+def test_charts_and_the_live_row_are_redrawn_each_at_its_own_cadence() -> None:
     now = [0.0]
     pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
     run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=10,
@@ -266,17 +266,21 @@ def test_a_periodic_chart_redraw_takes_the_live_rows_turn() -> None:
 
     view._on_status(running(1))  # a transition: everything may go
     sent.clear()
-    for step in range(2, 12):  # deliveries within the chart period: the live row only
-        now[0] = step * TEXT_PERIOD_S / 10
+    for step in range(2, 11):  # nine deliveries in a chart period: the live row once
+        now[0] = (step - 1) * EXTRA_PERIOD_S / 10
         view._on_status(running(step))
     assert sent == ["_live"]
     sent.clear()
     now[0] = EXTRA_PERIOD_S
-    view._on_status(running(12))  # the period passed: the chart, and nothing else
-    now[0] += TEXT_PERIOD_S
-    view._on_status(running(13))  # then the live row again
-    assert sent == ["_extra", "_live"]
-    assert "13" in view._live.value
+    view._on_status(running(11))  # both periods passed: the chart and the live row
+    assert sorted(sent) == ["_extra", "_live"]
+    sent.clear()
+    now[0] = EXTRA_PERIOD_S + TEXT_PERIOD_S / 2
+    view._on_status(running(12))  # neither period passed: nothing
+    assert sent == []
+    now[0] = EXTRA_PERIOD_S + TEXT_PERIOD_S
+    view._on_status(running(13))  # the live row's passed: the live row
+    assert sent == ["_live"] and "13" in view._live.value
 
 
 def test_a_stage_change_is_one_redraw_not_two() -> None:
