@@ -14,8 +14,10 @@ The HTML widgets' boxes are ``display: contents``, so their cells are items of t
 grid. Items keep their document order (live, Cancel, table, extra, Retry) except where
 a class moves them: the running stage's cells (``sw-y``) come after the rows before it,
 the rows after it (``sw-z``) after those, the extra cells (``sw-x``) last. So the Cancel
-button is the header row's last cell, and a saved final view carries no positions at
-all. Layout and style models are shared by all the widgets.
+button is the header row's last cell, at the right edge (its column is never narrower
+than the button: the metrics cells sharing it clip instead), and a saved final view
+carries no positions at all. In a narrow panel (two columns) it gets a line of its
+own, at the right edge too. Layout and style models are shared by all the widgets.
 
 Widgets are created on the kernel's main thread (where ``start()`` is called). Snapshots
 arrive on the run's delivery thread, which paces them (at most ``refresh_hz`` a second
@@ -75,11 +77,11 @@ _TONES = {
 _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _TONES.items()) + """
 .sw-run{container-type:inline-size;width:100%}
 .sw-run .sw-grid{display:grid;grid-template-columns:minmax(0,max-content) minmax(6em,1fr)
- minmax(0,max-content) minmax(0,max-content);gap:3px .9em;align-items:center;width:100%;
+ minmax(0,max-content) minmax(auto,max-content);gap:3px .9em;align-items:center;width:100%;
  color:var(--jp-ui-font-color1);font-size:var(--jp-widgets-font-size);line-height:1.4}
 .sw-grid>.widget-html,.sw-grid>.widget-html>.widget-html-content{display:contents}
 .sw-r{display:contents}.sw-x{order:3}.sw-y>*{order:1}.sw-z>*{order:2}
-.sw-grid>.widget-button{margin:0;width:auto;justify-self:end}
+.sw-grid>.widget-button{margin:0;width:auto;min-width:max-content;justify-self:end}
 .sw-grid>.sw-retry{order:4;grid-column:1/-1;justify-self:start}
 .sw-grid>.sw-run{order:5;grid-column:1/-1}
 .sw-r>b{grid-column:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
@@ -101,7 +103,8 @@ _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _T
 .sw-x summary{cursor:pointer;color:var(--sw-c,inherit)}
 .sw-hide{display:none!important}
 @container (max-width:480px){.sw-run .sw-grid{grid-template-columns:minmax(0,max-content)
- minmax(40%,1fr)}.sw-r>span,.sw-r>small{grid-column:1/-1;padding-left:1.3em}}
+ minmax(40%,1fr)}.sw-r>span,.sw-r>small{grid-column:1/-1;padding-left:1.3em}
+ .sw-grid>.widget-button{grid-column:1/-1}}
 </style>"""
 _CSS = _CSS.replace("\n ", " ").replace("\n", "")
 
