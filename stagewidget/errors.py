@@ -45,10 +45,23 @@ class PipelineError(StageWidgetError, ValueError):
 
 
 class ConfigError(StageWidgetError, ValueError):
-    """A setting is not valid: a view's, the run registry's or the status service's options.
+    """A setting is not valid: a run's options (``refresh_hz``, ``executor``), a view's,
+    the run registry's or the status service's.
 
     Distinct from ``PipelineError``, which means the pipeline itself is badly built.
     """
+
+
+class _RunOptionError(ConfigError, PipelineError):
+    """A ``ConfigError`` for a bad run option, which raised ``PipelineError`` up to 0.1.
+
+    Also a ``PipelineError`` so that an ``except PipelineError`` written for 0.1 still
+    catches it; catch ``ConfigError`` in new code. Named ``ConfigError`` in reprs and
+    tracebacks (and pickled as one): the public name users catch.
+    """
+
+
+_RunOptionError.__name__ = _RunOptionError.__qualname__ = "ConfigError"
 
 
 class ObserverError(StageWidgetError, TypeError):

@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PipelineError
+from ..errors import _RunOptionError
 from .call import call_stage
 
 if TYPE_CHECKING:
@@ -182,7 +182,10 @@ def is_dask_client(value: Any) -> bool:
 
 
 def resolve_executor(value: Any, *, what: str = "executor") -> Executor:
-    """Turn the ``executor=`` argument into an ``Executor``, or raise ``PipelineError``."""
+    """Turn the ``executor=`` argument into an ``Executor``, or raise ``ConfigError``.
+
+    The error is also a ``PipelineError`` (what 0.1 raised), see ``errors.py``.
+    """
     if value is None:
         return ThreadExecutor()
     if isinstance(value, Executor):
@@ -191,7 +194,7 @@ def resolve_executor(value: Any, *, what: str = "executor") -> Executor:
         return executor_class(value)()
     if is_dask_client(value):
         return executor_class("dask")(value)
-    raise PipelineError(
+    raise _RunOptionError(
         f"{what} must be 'thread', 'inline', 'process', a dask.distributed Client or an "
         f"Executor (got {value!r})"
     )

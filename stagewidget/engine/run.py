@@ -17,7 +17,13 @@ from ..durable import history
 from ..durable.cache import CacheKey, StageCache
 from ..durable.eta import expected_durations
 from ..durable.fingerprint import stage_fingerprint
-from ..errors import AlreadyStarted, Cancelled, InvalidTransition, PipelineError
+from ..errors import (
+    AlreadyStarted,
+    Cancelled,
+    InvalidTransition,
+    PipelineError,
+    _RunOptionError,
+)
 from ..status import (
     ErrorInfo,
     Outcome,
@@ -99,7 +105,7 @@ class Run:
                  start_index: int = 0, done_stages: tuple[StageStatus, ...] = (),
                  retry_of: str | None = None) -> None:
         if not isinstance(refresh_hz, (int, float)) or not refresh_hz > 0:
-            raise PipelineError(f"refresh_hz must be a positive number (got {refresh_hz!r})")
+            raise _RunOptionError(f"refresh_hz must be a positive number (got {refresh_hz!r})")
         self.run_id = str(uuid.uuid4())
         self.pipeline = pipeline
         self.refresh_hz = float(refresh_hz)

@@ -25,10 +25,12 @@ __all__ = [
     "STATE_SYMBOLS",
     "STATE_TONES",
     "bar",
+    "eta_is_stale",
     "format_count",
     "format_duration",
     "format_metrics",
     "format_rate",
+    "progress_held",
     "run_figures",
     "run_line",
     "stage_figures",
@@ -69,6 +71,8 @@ _EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
 _UNKNOWN = "·"
 _SUFFIXES = ("", "k", "M", "G", "T", "P", "E")
 _STATE_WIDTH = 9  # len("succeeded") == len("cancelled")
+STALL_MIN_S = 5.0  # a running stage's ETA is stale after this long without progress...
+STALL_STEPS = 3.0  # ...and this many of its average steps (slow epochs are not stalls)
 _NAME_WIDTH = 10
 
 
@@ -163,12 +167,14 @@ def _slow(stage: StageStatus) -> list[str]:
     return ["slow"] if stage.overdue else []
 
 
-def stage_figures(stage: StageStatus) -> str:
+def stage_figures(stage: StageStatus, held_s: float = 0.0) -> str:
     """A stage's figures for a table cell: ``42/100 epoch · 3.20 epoch/s · eta 18.0s``.
 
     A finished stage reads ``succeeded in 1.2s`` after its counts; one that has not
     run reads its state (``pending``, ``skipped``), and its expected duration from the
     run history when known (``pending · ~5.0s``); an overdue one ends in ``slow``.
+    ``held_s``: how long the stage has made no progress (see ``progress_held``); once
+    its ETA is stale, ``no progress for 12.0s`` replaces it.
     """
     duration = _stage_duration(stage)
     if stage.state is not StageState.RUNNING and duration is None:
@@ -177,7 +183,9 @@ def stage_figures(stage: StageStatus) -> str:
         if stage.done or stage.total else []
     if stage.state is StageState.RUNNING:
         parts.append(format_rate(stage.rate, stage.unit))
-        if stage.eta_s is not None:
+        if eta_is_stale(stage, held_s):
+            parts.append(f"no progress for {format_duration(held_s)}")
+        elif stage.eta_s is not None:
             parts.append(f"eta {format_duration(stage.eta_s)}")
         parts.extend(_slow(stage))
     else:
@@ -185,17 +193,55 @@ def stage_figures(stage: StageStatus) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def run_figures(status: RunStatus) -> str:
+def run_figures(status: RunStatus, held_s: float = 0.0) -> str:
     """A run's figures for a header: ``45% · 3.2s · eta 4.1s`` (``100% · 0.4s`` at the end).
 
-    The elapsed time keeps its tenths (a 0.4 s run reads ``0.4s``, not ``0.0s``).
+    The elapsed time keeps its tenths (a 0.4 s run reads ``0.4s``, not ``0.0s``). No
+    ETA while the running stage's is stale (``held_s``, see ``stage_figures``).
     """
     parts = [_percent(status.fraction).strip()]
     if status.started_at is not None or status.elapsed_s > 0:
         parts.append(format_duration(status.elapsed_s))
-    if not status.done() and status.eta_s is not None:
+    if not status.done() and status.eta_s is not None and not _stalled(status, held_s):
         parts.append(f"eta {format_duration(status.eta_s)}")
     return " · ".join(parts)
+
+
+def progress_held(status: RunStatus, mark: tuple[object, float] | None
+                  ) -> tuple[tuple[object, float], float]:
+    """How long the running stage has made no progress, followed across snapshots.
+
+    A view passes the ``mark`` this returned for its previous snapshot of the run (None
+    at first) and keeps the new one. Returns ``(mark, held_s)``: ``held_s`` counts from
+    the first snapshot showing the stage's current counts (its own and its loops'),
+    on the stage's elapsed time; 0 when no stage is running.
+    """
+    stage = status.current_stage if status.state is RunState.RUNNING else None
+    if stage is None or stage.state is not StageState.RUNNING:
+        return (None, 0.0), 0.0
+    key = (status.current, stage.done, tuple(level.done for level in stage.inner))
+    if mark is None or mark[0] != key:
+        return (key, stage.elapsed_s), 0.0
+    return mark, max(stage.elapsed_s - mark[1], 0.0)
+
+
+def eta_is_stale(stage: StageStatus, held_s: float) -> bool:
+    """Whether a running stage's ETA no longer means anything: no progress for ``held_s``
+    seconds, at least ``STALL_MIN_S`` and ``STALL_STEPS`` times its average step before.
+
+    Its ETA comes from its average rate, which a stage held (waiting on an event, a
+    lock, a remote job) keeps claiming long after the work stopped moving. An ETA from
+    the run history (``expected_s``) does not depend on the rate, and stays.
+    """
+    if stage.state is not StageState.RUNNING or stage.done <= 0 or held_s < STALL_MIN_S \
+            or stage.expected_s is not None:
+        return False
+    return held_s >= STALL_STEPS * max(stage.elapsed_s - held_s, 0.0) / stage.done
+
+
+def _stalled(status: RunStatus, held_s: float) -> bool:
+    stage = status.current_stage if status.state is RunState.RUNNING else None
+    return stage is not None and eta_is_stale(stage, held_s)
 
 
 def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_WIDTH) -> str:
@@ -234,8 +280,12 @@ def stage_line(stage: StageStatus, width: int = 20, *, name_width: int = _NAME_W
     return " | ".join(segments)
 
 
-def run_line(status: RunStatus, width: int = 20) -> str:
-    """Describe a whole run on one line: state, overall bar, current stage, elapsed, ETA."""
+def run_line(status: RunStatus, width: int = 20, held_s: float = 0.0) -> str:
+    """Describe a whole run on one line: state, overall bar, current stage, elapsed, ETA.
+
+    While the running stage's ETA is stale (``held_s``, see ``stage_figures``), the line
+    says ``no progress for 12.0s`` instead of an ETA.
+    """
     segments = [f"{status.pipeline} {state_symbol(status.state)} {status.state.value} "
                 f"[{bar(status.fraction, width)}] {_percent(status.fraction)}"]
     index = status.current
@@ -252,7 +302,11 @@ def run_line(status: RunStatus, width: int = 20) -> str:
     elif status.started_at is not None:
         times = f"elapsed {format_duration(status.elapsed_s)}"
         eta_s = status.eta_s
-        segments.append(times if eta_s is None else f"{times} eta {format_duration(eta_s)}")
+        if _stalled(status, held_s):
+            times = f"{times} no progress for {format_duration(held_s)}"
+        elif eta_s is not None:
+            times = f"{times} eta {format_duration(eta_s)}"
+        segments.append(times)
     return " | ".join(segments)
 
 

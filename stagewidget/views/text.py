@@ -12,7 +12,7 @@ from typing import TextIO
 from ..engine.output import original
 from ..errors import ConfigError
 from ..status import RunState, RunStatus, StageState
-from .format import run_line, stage_line, summary
+from .format import progress_held, run_line, stage_line, summary
 
 __all__ = ["TextView"]
 
@@ -55,6 +55,7 @@ class TextView:
         # run_id -> (last snapshot seen, clock time of the last line written for it)
         self._runs: dict[str, tuple[RunStatus, float]] = {}
         self._logged: dict[str, int] = {}  # run_id -> its finished log lines written
+        self._held: dict[str, tuple[object, float]] = {}  # run_id -> see progress_held
         # Several runs may share this view. The ticker calls it from one thread, but not
         # always the same one (a stuck observer keeps its thread; a subscriber to a
         # finished run calls it itself): the lock keeps lines whole and the dict consistent.
@@ -78,19 +79,22 @@ class TextView:
             now = self._clock()
             previous, written_at = self._runs.pop(status.run_id, (None, -math.inf))
             logged = self._log_lines(status)  # not progress: the heartbeat ignores them
+            self._held[status.run_id], held_s = progress_held(
+                status, self._held.get(status.run_id))
             lines = _transition_lines(previous, status, self._width)
             if status.done():
                 lines.append(summary(status))
             elif (not self._live and not lines and status.state is RunState.RUNNING
                   and now - written_at >= self._heartbeat_s):
-                lines.append(run_line(status, self._width))
+                lines.append(run_line(status, self._width, held_s))
             if lines:
                 written_at = now
             if not status.done():
                 self._runs[status.run_id] = (status, written_at)
             else:
                 self._logged.pop(status.run_id, None)
-            self._write(logged + lines, status)
+                self._held.pop(status.run_id, None)
+            self._write(logged + lines, status, held_s)
 
     def _log_lines(self, status: RunStatus) -> list[str]:
         """The run's finished log lines not written yet (a note for any that were lost)."""
@@ -105,10 +109,11 @@ class TextView:
             lines.insert(0, f"[{new - len(lines)} earlier log lines not shown]")
         return lines
 
-    def _write(self, lines: list[str], status: RunStatus) -> None:
+    def _write(self, lines: list[str], status: RunStatus, held_s: float) -> None:
         text = "".join(line + "\n" for line in lines)
         if self._live:
-            text = _CLEAR_LINE + text + ("" if status.done() else run_line(status, self._width))
+            text = _CLEAR_LINE + text + ("" if status.done()
+                                         else run_line(status, self._width, held_s))
         if text:
             # Our own text, never a stage's output: past the capture proxy of sys.stderr
             stream = original(self._stream)

@@ -14,15 +14,18 @@ The HTML widgets' boxes are ``display: contents``, so their cells are items of t
 grid. Items keep their document order (live, Cancel, table, extra, Retry) except where
 a class moves them: the running stage's cells (``sw-y``) come after the rows before it,
 the rows after it (``sw-z``) after those, the extra cells (``sw-x``) last. So the Cancel
-button is the header row's last cell, and a saved final view carries no positions at
-all. Layout and style models are shared by all the widgets.
+button is the header row's last cell, at the right edge (its column is never narrower
+than the button: the metrics cells sharing it clip instead), and a saved final view
+carries no positions at all. In a narrow panel (two columns) it gets a line of its
+own, at the right edge too. Layout and style models are shared by all the widgets.
 
 Widgets are created on the kernel's main thread (where ``start()`` is called). Snapshots
 arrive on the run's delivery thread, which paces them (at most ``refresh_hz`` a second
-plus transitions); each one is applied at once, and only the values that changed are
-sent: one message per changed widget (each HTML widget has a single value, so no
-``hold_sync()`` is needed), in steady running only ``live``. The charts and log panel
-is the exception: see ``RunView``.
+plus transitions); only the values that changed are sent: one message per changed
+widget (each HTML widget has a single value, so no ``hold_sync()`` is needed), in
+steady running only ``live``. A message is mostly protocol (about 600 bytes of headers
+for a 250-byte row), so the view also skips deliveries a reader would not miss: see
+``RunView`` for the live row's and the charts' cadences.
 
 The view holds its run weakly: a view kept alive by the kernel's comm registry does not
 keep the run, nor its result, alive. Cancel on a run already gone does nothing; Retry
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["RunView"]
 
 EXTRA_PERIOD_S = 1.0  # the charts and log panel: at most one redraw a second, see RunView
+BAR_PERIOD_S = 0.2  # the live row when a bar moved: at most five redraws a second
+TEXT_PERIOD_S = 0.5  # the live row when only its figures changed: at most two a second
 LOG_LINES_SHOWN = 8  # the log panel's latest lines: what a saved notebook keeps
 LOG_LINE_CHARS = 240
 TRACEBACK_CHARS = 3000  # the traceback's last characters (its user frames and error)
@@ -72,11 +77,11 @@ _TONES = {
 _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _TONES.items()) + """
 .sw-run{container-type:inline-size;width:100%}
 .sw-run .sw-grid{display:grid;grid-template-columns:minmax(0,max-content) minmax(6em,1fr)
- minmax(0,max-content) minmax(0,max-content);gap:3px .9em;align-items:center;width:100%;
+ minmax(0,max-content) minmax(auto,max-content);gap:3px .9em;align-items:center;width:100%;
  color:var(--jp-ui-font-color1);font-size:var(--jp-widgets-font-size);line-height:1.4}
 .sw-grid>.widget-html,.sw-grid>.widget-html>.widget-html-content{display:contents}
 .sw-r{display:contents}.sw-x{order:3}.sw-y>*{order:1}.sw-z>*{order:2}
-.sw-grid>.widget-button{margin:0;width:auto;justify-self:end}
+.sw-grid>.widget-button{margin:0;width:auto;min-width:max-content;justify-self:end}
 .sw-grid>.sw-retry{order:4;grid-column:1/-1;justify-self:start}
 .sw-grid>.sw-run{order:5;grid-column:1/-1}
 .sw-r>b{grid-column:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
@@ -98,7 +103,8 @@ _CSS = "<style>" + "".join(f".sw-{tone}{{--sw-c:{color}}}" for tone, color in _T
 .sw-x summary{cursor:pointer;color:var(--sw-c,inherit)}
 .sw-hide{display:none!important}
 @container (max-width:480px){.sw-run .sw-grid{grid-template-columns:minmax(0,max-content)
- minmax(40%,1fr)}.sw-r>span,.sw-r>small{grid-column:1/-1;padding-left:1.3em}}
+ minmax(40%,1fr)}.sw-r>span,.sw-r>small{grid-column:1/-1;padding-left:1.3em}
+ .sw-grid>.widget-button{grid-column:1/-1}}
 </style>"""
 _CSS = _CSS.replace("\n ", " ").replace("\n", "")
 
@@ -135,23 +141,28 @@ def _name(symbol: str, name: str) -> str:
     return f"<b><em>{symbol}</em>{html.escape(name)}</b>"
 
 
-def header_html(status: RunStatus) -> str:
-    """The header row: pipeline and state, the overall bar, percent, elapsed time, ETA."""
+def header_html(status: RunStatus, held_s: float = 0.0) -> str:
+    """The header row: pipeline and state, the overall bar, percent, elapsed time, ETA.
+
+    ``held_s``: how long the running stage has made no progress (``fmt.progress_held``).
+    """
+    figures = fmt.run_figures(status, held_s)
     return _row(_name(fmt.state_symbol(status.state), f"{status.pipeline} {status.state.value}")
-                + _bar(status.fraction) + f"<span>{html.escape(fmt.run_figures(status))}</span>",
+                + _bar(status.fraction) + f"<span>{html.escape(figures)}</span>",
                 fmt.state_tone(status.state))
 
 
-def stage_html(stage: StageStatus, place: str = "") -> str:
+def stage_html(stage: StageStatus, place: str = "", held_s: float = 0.0) -> str:
     """One stage's row: state and name, its bar, its figures, its metrics and message.
 
-    ``place`` is ``y`` for the running stage's row, ``z`` for a row after it, else empty.
-    The running stage's nested loops (``↳ steps ███ 12/40``) follow, full width.
+    ``place`` is ``y`` for the running stage's row, ``z`` for a row after it, else empty;
+    ``held_s`` as in ``header_html``. The running stage's nested loops (``↳ steps ███
+    12/40``) follow, full width.
     """
     unknown = stage.fraction is None and stage.state is StageState.RUNNING
     cells = (_name(fmt.state_symbol(stage.state), stage.name)
              + _bar(stage.fraction, unknown=unknown)
-             + f"<span>{html.escape(fmt.stage_figures(stage))}</span>")
+             + f"<span>{html.escape(fmt.stage_figures(stage, held_s))}</span>")
     extra = fmt.format_metrics(stage.metrics)
     if stage.message:
         extra = f"{extra}  {' '.join(stage.message.split())}".strip()
@@ -202,6 +213,16 @@ def extra_html(status: RunStatus) -> str:
     return "".join(f"<div class=sw-x>{part}</div>" for part in parts)
 
 
+def _bars(status: RunStatus) -> tuple[object, ...]:
+    """The bar widths the live row draws: the overall one, the running stage's, its loops'."""
+    stage = status.current_stage if status.state is RunState.RUNNING else None
+    if stage is None:
+        return (_percent(status.fraction),)
+    fraction = stage.fraction
+    return (_percent(status.fraction), None if fraction is None else _percent(fraction),
+            *(fmt.bar(level.fraction, 16) for level in stage.inner))
+
+
 def _between_stages(status: RunStatus) -> bool:
     """A running run with no stage running: one stage just ended, the driver is moving on.
 
@@ -220,12 +241,17 @@ class RunView:
     ``refresh_hz`` is accepted for callers of earlier versions: the run's delivery thread
     paces the updates.
 
-    The charts and log panel (a few KB) is redrawn from a delivery when it changed and
-    ``EXTRA_PERIOD_S`` passed since its last redraw, or when the run or a stage changes
-    state (or its error arrives): a
-    stage reporting metrics on every step would otherwise resend every chart on every
-    refresh. No timer: the panel catches up with the next delivery, the final one at
-    the latest. ``clock`` (seconds) is injectable for tests.
+    Cadences: a transition (the run or a stage changes state, or its error arrives)
+    and the final status are drawn at once. Between transitions, the live row (header
+    and running stage) is redrawn when a bar moved and ``BAR_PERIOD_S`` passed since its
+    last redraw, or when only its figures changed (counts, rate, elapsed time, ETA) and
+    ``TEXT_PERIOD_S`` passed: a fast loop at 10 Hz would otherwise send ten messages a
+    second of which a reader sees the tenths of a second change. The charts and log
+    panel (a few KB) is redrawn when it changed and ``EXTRA_PERIOD_S`` passed: a stage
+    reporting metrics on every step would otherwise resend every chart on every
+    refresh. No timer: what was skipped is drawn by the next delivery (the ticker
+    delivers at least once a second while running), the final one at the latest.
+    ``clock`` (seconds) is injectable for tests.
     """
 
     def __init__(self, run: Run, *, refresh_hz: float | None = None,
@@ -234,6 +260,9 @@ class RunView:
         self._clock = clock
         self._extra_at = -math.inf
         self._stages_at_extra: tuple[object, ...] = ()
+        self._live_at = -math.inf
+        self._bars_at_live: tuple[object, ...] = ()
+        self._held: tuple[object, float] | None = None  # see fmt.progress_held
         self._retries: list[weakref.ref[Run]] = []
         self._handles: list[Any] = []
         # The view's own lock: it orders refresh() (any thread) against the delivery
@@ -277,17 +306,20 @@ class RunView:
         """Redraw every value from the run's current status now (from any thread)."""
         run = self._run()
         if run is not None:
-            self._on_status(run.status())
+            self._apply(run.status(), force=True)
 
     def _on_status(self, status: RunStatus) -> None:
-        """Observer (delivery thread): draw ``status`` at once; the delivery paces it."""
+        """Observer (delivery thread): draw what changed in ``status`` (see the cadences)."""
+        self._apply(status, force=False)
+
+    def _apply(self, status: RunStatus, *, force: bool) -> None:
         with self._lock:
             if self._closed:
                 return
             self._status = status
-            if _between_stages(status):
+            if _between_stages(status) and not force:
                 return  # the next stage's start (or the run's end) follows at once
-            self._draw(status)
+            self._draw(status, force=force)
         if status.done():
             self._update_fallback()
             _when_a_cell_ends_or_starts(self._send_final)
@@ -325,36 +357,42 @@ class RunView:
             widget.send_state()
 
     # -- drawing (under the view's lock) ---------------------------------------------------
-    def _draw(self, status: RunStatus) -> None:
+    def _draw(self, status: RunStatus, *, force: bool = False) -> None:
         current = status.current if status.state is RunState.RUNNING else None
-        live = header_html(status)
-        table = []
-        for index, stage in enumerate(status.stages):
-            if index == current:
-                live += stage_html(stage, "y")
-            else:
-                table.append(stage_html(stage, "z" if current is not None and index > current
-                                        else ""))
         stages = (status.state, status.error is not None,
                   *(stage.state for stage in status.stages))
         now = self._clock()
-        moved = stages != self._stages_at_extra
+        moved = force or status.done() or stages != self._stages_at_extra
         extra = None
         if moved or now - self._extra_at >= EXTRA_PERIOD_S:
             extra = extra_html(status)
             self._stages_at_extra = stages
             if extra == self._extra.value:
                 extra = None
-        # At most one message a delivery while nothing moves: a periodic redraw of the
-        # charts and log takes the live row's turn (it is redrawn at the next delivery).
-        if moved or extra is None:
-            _set(self._live, value=live)
-            _set(self._table, value="".join(table))
+        self._held, held_s = fmt.progress_held(status, self._held)
+        bars = _bars(status)
+        since = now - self._live_at
+        if moved or since >= TEXT_PERIOD_S or (
+                since >= BAR_PERIOD_S and bars != self._bars_at_live):
+            self._draw_rows(status, current, held_s)
+            self._live_at, self._bars_at_live = now, bars
         if extra is not None:
             self._extra.value = extra
             self._extra_at = now
         if status.done():
             self._draw_end(status)
+
+    def _draw_rows(self, status: RunStatus, current: int | None, held_s: float) -> None:
+        live = header_html(status, held_s)
+        table = []
+        for index, stage in enumerate(status.stages):
+            if index == current:
+                live += stage_html(stage, "y", held_s)
+            else:
+                table.append(stage_html(stage, "z" if current is not None and index > current
+                                        else ""))
+        _set(self._live, value=live)
+        _set(self._table, value="".join(table))
 
     def _draw_end(self, status: RunStatus) -> None:
         self._cancel.add_class("sw-hide")

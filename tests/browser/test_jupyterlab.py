@@ -149,8 +149,11 @@ GRID = """(sel) => {
   const grid = grids[grids.length - 1];
   const box = grid.getBoundingClientRect();
   const bars = Array.from(grid.querySelectorAll('.sw-r > i')).map(b => b.getBoundingClientRect());
+  const cancel = grid.querySelector(':scope > .widget-button:not(.sw-retry)');
+  const c = cancel.getBoundingClientRect();
   return {left: box.left, width: box.width, scroll: grid.scrollWidth, client: grid.clientWidth,
-          bars: bars.map(b => [b.left, b.width]), color: getComputedStyle(grid).color};
+          bars: bars.map(b => [b.left, b.width]), color: getComputedStyle(grid).color,
+          cancel: [c.left, c.width, cancel.scrollWidth - cancel.clientWidth]};
 }"""
 
 THREE_STAGES = """
@@ -184,6 +187,12 @@ def grid(lab: LabPage) -> dict:
     return lab.page.evaluate(GRID, harness.PANEL)
 
 
+def assert_cancel_at_the_right_edge(layout: dict) -> None:
+    left, width, clipped = layout["cancel"]
+    assert abs(left + width - (layout["left"] + layout["width"])) <= 1, layout
+    assert left >= layout["left"] and clipped <= 0, layout  # whole, inside the grid
+
+
 def assert_bars_aligned(layout: dict) -> None:
     lefts = {round(left) for left, _ in layout["bars"]}
     widths = {round(width) for _, width in layout["bars"]}
@@ -201,6 +210,7 @@ def test_rows_align_as_one_grid_in_light_dark_and_a_narrow_panel(
         wide = grid(lab)
         assert_bars_aligned(wide)
         assert wide["bars"][0][1] > 0.3 * wide["width"], wide  # bars take the free width
+        assert_cancel_at_the_right_edge(wide)
         lab.screenshot("layout-light-1200")
         lab.set_theme("JupyterLab Dark")
         lab.screenshot("layout-dark-1200")
@@ -219,6 +229,7 @@ def test_rows_align_as_one_grid_in_light_dark_and_a_narrow_panel(
         assert_bars_aligned(narrow)
         assert narrow["scroll"] <= narrow["client"] + 1, narrow  # no sideways scrolling
         assert narrow["bars"][0][1] >= 60, narrow
+        assert_cancel_at_the_right_edge(narrow)  # on a line of its own, as far right
         lab.run_code("gate.set(); print('ended', run.wait(30).state.value)")
         lab.wait_for_text("ended succeeded")
         lab.page.set_viewport_size({"width": 1200, "height": 900})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,13 @@ def test_the_widget_shows_expected_durations_and_slow_stages_in_the_warning_tone
     on_time = running_status(1.0, [2.0]).stages[0]
     assert 'class="sw-r sw-active' in stage_html(on_time)
     assert "pending · ~5.0s" in stage_html(StageStatus("b", expected_s=5.0))
+
+
+def test_a_held_stage_keeps_its_eta_from_history_but_not_a_rate_based_one() -> None:
+    stage = StageStatus("train", state=StageState.RUNNING, done=3, total=10, elapsed_s=60.0,
+                        expected_s=100.0)
+    assert not fmt.eta_is_stale(stage, held_s=50.0)  # the median does not need progress
+    assert "eta 40.0s" in fmt.stage_figures(stage, held_s=50.0)
+    rate_based = replace(stage, expected_s=None)
+    assert fmt.eta_is_stale(rate_based, held_s=50.0)
+    assert "no progress for 50.0s" in fmt.stage_figures(rate_based, held_s=50.0)

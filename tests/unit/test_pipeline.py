@@ -120,14 +120,18 @@ def test_stage_decorator_rejects_other_arguments() -> None:
         sw.Pipeline("p").stage(3)
 
 
-def test_unknown_executor_is_rejected() -> None:
-    with pytest.raises(PipelineError, match=r"executor must be 'thread', 'inline', 'process', a dask\.distributed Client or an Executor"):
+def test_unknown_executor_is_a_config_error() -> None:
+    with pytest.raises(sw.ConfigError, match=r"executor must be 'thread', 'inline', 'process', a dask\.distributed Client or an Executor \(got 'gpu'\)") as caught:
         sw.Pipeline("p", [load]).start(1, executor="gpu", display=False)
+    assert isinstance(caught.value, PipelineError)  # what 0.1 raised: old handlers catch it
 
 
-def test_bad_refresh_rate_is_rejected() -> None:
-    with pytest.raises(PipelineError, match="refresh_hz must be a positive number"):
-        sw.Pipeline("p", [load]).start(1, refresh_hz=0, display=False)
+@pytest.mark.parametrize("refresh_hz", [0, -1.0, "10", None])
+def test_bad_refresh_rate_is_a_config_error(refresh_hz: object) -> None:
+    with pytest.raises(sw.ConfigError, match="refresh_hz must be a positive number") as caught:
+        sw.Pipeline("p", [load]).start(1, refresh_hz=refresh_hz, display=False)
+    assert isinstance(caught.value, PipelineError)  # what 0.1 raised: old handlers catch it
+    assert type(caught.value).__name__ == "ConfigError"  # the name users see and catch
 
 
 def test_bad_display_is_rejected() -> None:

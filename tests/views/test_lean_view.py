@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -21,7 +22,13 @@ from stagewidget import RunState, StageStatus
 from stagewidget.engine import run as run_module
 from stagewidget.engine.logs import capture_logs
 from stagewidget.views import format as fmt
-from stagewidget.views.widget import RunView, stage_html
+from stagewidget.views.widget import (
+    BAR_PERIOD_S,
+    EXTRA_PERIOD_S,
+    TEXT_PERIOD_S,
+    RunView,
+    stage_html,
+)
 
 
 def model_ids() -> set[str]:
@@ -56,6 +63,7 @@ def test_a_five_stage_view_is_at_most_12_models_and_saves_at_most_10_kb() -> Non
 
 def test_each_delivery_sends_at_most_one_message_and_only_the_live_part_while_running(
         recorder) -> None:
+    now = [0.0]
     gate = threading.Event()
     steps = []
 
@@ -69,7 +77,7 @@ def test_each_delivery_sends_at_most_one_message_and_only_the_live_part_while_ru
                                 sw.Stage(lambda x: x, name="save")])
     run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50,
                  clock=time.time)
-    view = RunView(run)
+    view = RunView(run, clock=lambda: now[0])
     sent: dict[str, list[dict]] = {}
     for name in ("_live", "_table", "_extra"):
         widget, log = getattr(view, name), sent.setdefault(name, [])
@@ -79,7 +87,10 @@ def test_each_delivery_sends_at_most_one_message_and_only_the_live_part_while_ru
     recorder.wait_for(lambda s: s.current == 1 and s.stages[1].done > 0)
     mark = {name: len(log) for name, log in sent.items()}
     seen = len(recorder.snapshots)
-    recorder.wait_for(lambda s: len(recorder.snapshots) >= seen + 10)
+    for _ in range(5):  # the figures change on every delivery; each period lets one through
+        now[0] += TEXT_PERIOD_S
+        count = len(recorder.snapshots)
+        recorder.wait_for(lambda s, count=count: len(recorder.snapshots) >= count + 2)
     gate.set()
     run.wait(WAIT_S)
     steady = len(recorder.snapshots) - seen
@@ -88,6 +99,49 @@ def test_each_delivery_sends_at_most_one_message_and_only_the_live_part_while_ru
     assert all(len(sent[name]) - mark[name] <= 2 for name in ("_table", "_extra"))
     assert len(sent["_live"]) <= len(recorder.snapshots)
     assert all(len(json.dumps(m)) < 1500 for m in sent["_live"])
+
+
+def _running(run_id: str, step: int, *, total: int | None = None,
+             elapsed_s: float = 0.0) -> sw.RunStatus:
+    stage = StageStatus(name="only", state=sw.StageState.RUNNING, done=step, total=total,
+                        elapsed_s=elapsed_s)
+    return sw.RunStatus(run_id=run_id, pipeline="p", state=RunState.RUNNING, stages=(stage,),
+                        current=0, started_at=0.0, elapsed_s=elapsed_s)
+
+
+def test_figures_alone_are_redrawn_every_text_period_and_moving_bars_every_bar_period() -> None:
+    now = [0.0]
+    pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=10,
+                 clock=time.time)
+    view = RunView(run, clock=lambda: now[0])
+    sent: list[str] = []
+    view._live.comm.send = lambda data=None, buffers=None, **_: sent.append(data["state"]["value"])
+
+    def deliver(step: int, at: float, total: int | None = None) -> None:
+        now[0] = at
+        view._on_status(_running(run.run_id, step, total=total, elapsed_s=at))
+
+    deliver(1, 0.0)  # a transition: drawn at once
+    assert len(sent) == 1
+    for step, at in enumerate((0.1, 0.2, 0.3, 0.4), start=2):  # counts and elapsed only
+        deliver(step, at)
+    assert len(sent) == 1
+    deliver(6, TEXT_PERIOD_S)  # the figures' period passed: the latest figures go
+    assert len(sent) == 2 and "<span>6 · " in sent[-1] and "0.5s" in sent[-1]
+    # a bar that moves is redrawn every BAR_PERIOD_S, sooner than figures alone
+    deliver(10, TEXT_PERIOD_S + BAR_PERIOD_S / 2, total=100)
+    assert len(sent) == 2
+    deliver(20, TEXT_PERIOD_S + BAR_PERIOD_S * 1.25, total=100)
+    assert len(sent) == 3 and "width:20%" in sent[-1]
+    deliver(20, TEXT_PERIOD_S + BAR_PERIOD_S * 2.5, total=100)  # the bar stood still
+    assert len(sent) == 3
+    final = sw.RunStatus(run_id=run.run_id, pipeline="p", state=RunState.SUCCEEDED,
+                         stages=(StageStatus(name="only", state=sw.StageState.SUCCEEDED,
+                                             done=100, total=100),), elapsed_s=1.0)
+    now[0] += 0.01
+    view._on_status(final)  # the final status at once
+    assert len(sent) == 4 and "succeeded" in sent[-1] and "100%" in sent[-1]
 
 
 def test_the_view_does_not_keep_its_run_alive_and_cancel_on_a_gone_run_does_nothing(
@@ -192,7 +246,7 @@ def test_charts_and_log_are_redrawn_at_most_once_a_period_but_always_at_the_end(
     assert f"chatty: loss {last:.4g}</text>" in view._extra.value  # the final chart
 
 
-def test_a_periodic_chart_redraw_takes_the_live_rows_turn() -> None:
+def test_charts_and_the_live_row_are_redrawn_each_at_its_own_cadence() -> None:
     now = [0.0]
     pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
     run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=10,
@@ -212,15 +266,21 @@ def test_a_periodic_chart_redraw_takes_the_live_rows_turn() -> None:
 
     view._on_status(running(1))  # a transition: everything may go
     sent.clear()
-    for step in range(2, 12):  # ten deliveries within the chart period: the live row only
+    for step in range(2, 11):  # nine deliveries in a chart period: the live row once
+        now[0] = (step - 1) * EXTRA_PERIOD_S / 10
         view._on_status(running(step))
-    assert sent == ["_live"] * 10
+    assert sent == ["_live"]
     sent.clear()
-    now[0] += 1.0
-    view._on_status(running(12))  # the period passed: the chart, and nothing else
-    view._on_status(running(13))  # then the live row again
-    assert sent == ["_extra", "_live"]
-    assert "13" in view._live.value
+    now[0] = EXTRA_PERIOD_S
+    view._on_status(running(11))  # both periods passed: the chart and the live row
+    assert sorted(sent) == ["_extra", "_live"]
+    sent.clear()
+    now[0] = EXTRA_PERIOD_S + TEXT_PERIOD_S / 2
+    view._on_status(running(12))  # neither period passed: nothing
+    assert sent == []
+    now[0] = EXTRA_PERIOD_S + TEXT_PERIOD_S
+    view._on_status(running(13))  # the live row's passed: the live row
+    assert sent == ["_live"] and "13" in view._live.value
 
 
 def test_a_stage_change_is_one_redraw_not_two() -> None:
@@ -246,3 +306,58 @@ def test_a_stage_change_is_one_redraw_not_two() -> None:
     assert view._status.stages[0].state is S.SUCCEEDED  # yet the latest status is kept
     view._on_status(status(S.SUCCEEDED, S.RUNNING, 1))
     assert "_live" in sent and "running" in view._live.value
+
+
+def test_a_stage_held_without_progress_shows_how_long_instead_of_a_stale_eta(clock) -> None:
+    reached, release = threading.Event(), threading.Event()
+
+    def held(_):
+        sw.advance(10)
+        reached.set()
+        release.wait(WAIT_S)  # held: waiting on an event, no progress
+
+    pipe = sw.Pipeline("p", [sw.Stage(held, name="wait", total=100)])
+    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=50, clock=clock)
+    view = RunView(run)
+    run.launch()
+    try:
+        assert reached.wait(WAIT_S)
+        clock.tick(1.0)
+        view.refresh()  # 10 steps in 1 s: an ETA from that rate
+        assert "10/100 · 10.0 it/s · eta 9.0s" in view._live.value
+        # (held since the first snapshot showing 10 steps: a delivery at 0 s, or that 1 s)
+        clock.tick(3.0)
+        view.refresh()  # held for 3 or 4 s: not long enough to call it stale
+        assert "eta 36.0s" in view._live.value
+        clock.tick(6.0)
+        view.refresh()  # held for 9 or 10 s, ninety of its steps: no ETA claims a figure
+        live = view._live.value
+        assert re.search(r"no progress for (9|10)\.0s", live) and "eta" not in live
+        assert "<span>10% · 10.0s</span>" in live  # the header: elapsed time, no ETA
+    finally:
+        release.set()
+        run.wait(WAIT_S)
+    assert "no progress" not in view._live.value and "succeeded" in view._live.value
+
+
+def test_progress_held_counts_from_the_first_snapshot_showing_the_counts() -> None:
+    def running(done: int, elapsed_s: float, *, current: int = 0) -> sw.RunStatus:
+        stages = tuple(StageStatus(name=name, state=sw.StageState.RUNNING if i == current
+                                   else sw.StageState.PENDING, done=done if i == current
+                                   else 0, total=100, elapsed_s=elapsed_s)
+                       for i, name in enumerate(("a", "b")))
+        return sw.RunStatus(run_id="0" * 32, pipeline="p", state=RunState.RUNNING,
+                            stages=stages, current=current, elapsed_s=elapsed_s)
+
+    mark, held_s = fmt.progress_held(running(5, 1.0), None)
+    assert held_s == 0.0
+    mark, held_s = fmt.progress_held(running(5, 7.5), mark)
+    assert held_s == 6.5 and fmt.eta_is_stale(running(5, 7.5).stages[0], held_s)
+    mark, held_s = fmt.progress_held(running(6, 8.0), mark)  # progress: counts again
+    assert held_s == 0.0
+    _, held_s = fmt.progress_held(running(6, 9.0, current=1), mark)  # another stage
+    assert held_s == 0.0
+    # a slow stage (one step a minute) is not stalled between its steps
+    slow = StageStatus(name="epochs", state=sw.StageState.RUNNING, done=2, total=10,
+                       elapsed_s=160.0)
+    assert not fmt.eta_is_stale(slow, 40.0) and fmt.eta_is_stale(slow, 160.0 - 30.0)

@@ -180,8 +180,10 @@ def test_progress_lines_are_rate_limited_by_heartbeat(clock) -> None:  # type: i
         clock.tick(1.0)
         view(load_running(done=min(second, 9), elapsed_s=float(second)))
     progress = stream.getvalue().splitlines()[before:]
+    # held at 9 steps from 9 s: at 20 s (11 s, eleven of its steps), its ETA is stale
     assert progress == [run_line(load_running(done=9, elapsed_s=10.0)),
-                        run_line(load_running(done=9, elapsed_s=20.0))]
+                        run_line(load_running(done=9, elapsed_s=20.0), held_s=11.0)]
+    assert progress[1].endswith("elapsed 20.0s no progress for 11.0s")
 
 
 def test_transition_line_restarts_heartbeat(clock) -> None:  # type: ignore[no-untyped-def]
