@@ -153,6 +153,8 @@ def read_records(records: int, repeats: int, home: Path) -> dict[str, Any]:
         "history('bench-3') limit 50": timed(lambda: sw.history("bench-3")),
         f"history(limit={records:,})": timed(lambda: sw.history(limit=records)),
         "expected durations (3 stages)": timed(
+            lambda: eta._read(path, "bench-3", names, fingerprints)),
+        "  the same, memoised (a run start)": timed(
             lambda: eta.expected_durations(path, "bench-3", names, fingerprints)),
     }
     size = _size(home)
