@@ -33,6 +33,10 @@ _log = logging.getLogger("stagewidget.history")
 
 WRITE_INTERVAL_S = 1.0  # a running run is written at most this often
 LINGER_S = 1.0  # an idle writer thread waits this long for new work before it ends
+# Runs due at different moments are taken in rounds at least this far apart (a final
+# state or a flush wakes the writer at once): a thousand live runs cost ten rounds a
+# second, not a wake-up (and a scan of every run) per run.
+ROUND_S = 0.1
 EXIT_FLUSH_S = 5.0  # at exit, the writer gets this long to write what is left
 
 
@@ -213,7 +217,7 @@ class HistoryWriter:
                     else:
                         idle_since = None
                     if wait > 0:
-                        self._cond.wait(wait)
+                        self._cond.wait(max(wait, ROUND_S))
                     continue
                 idle_since = None
                 self._writing = len(due)
