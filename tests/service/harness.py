@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -225,29 +226,25 @@ class ServiceProcess:
 
 @pytest.fixture
 def service_process(redis_server):
-    started: list[ServiceProcess] = []
-
-    def make(*extra: str, **options: str) -> ServiceProcess:
-        process = ServiceProcess(redis_server.url, "stagewidget", *extra, **options)
-        started.append(process)
-        return process
-
-    yield make
-    for process in started:
-        process.stop(kill=True)
+    """Start ``python -m stagewidget serve`` processes on the test's Redis; all stopped after."""
+    yield from _processes(redis_server.url)
 
 
 @pytest.fixture
 def sqlite_process(tmp_path):
     """Like ``service_process``, on one SQLite file (``sqlite_process.url``) per test."""
+    yield from _processes(f"sqlite:///{tmp_path / 'runs.db'}")
+
+
+def _processes(url: str) -> Iterator[Any]:
     started: list[ServiceProcess] = []
 
     def make(*extra: str, **options: str) -> ServiceProcess:
-        process = ServiceProcess(make.url, "stagewidget", *extra, **options)
+        process = ServiceProcess(url, "stagewidget", *extra, **options)
         started.append(process)
         return process
 
-    make.url = f"sqlite:///{tmp_path / 'runs.db'}"
+    make.url = url  # type: ignore[attr-defined]
     yield make
     for process in started:
         process.stop(kill=True)

@@ -23,21 +23,29 @@ from stagewidget.service.sqlite_store import SQLiteStore
 pytestmark = pytest.mark.integration
 
 redis_server, prefix, make_service = harness.redis_server, harness.prefix, harness.make_service
-service_process = harness.service_process
+service_process, sqlite_process = harness.service_process, harness.sqlite_process
 
 
+@pytest.mark.parametrize("processes", ["service_process", "sqlite_process"],
+                         ids=["redis", "sqlite"])
 def test_a_run_started_through_one_process_is_read_streamed_and_cancelled_through_another(
-        service_process) -> None:
+        processes, request) -> None:
+    # Redis publishes every write; SQLite is polled (so two changes, not the first read)
+    service_process = request.getfixturevalue(processes)
     a, b = service_process(), service_process()
     run_id = a.http.post("/api/pipelines/slow/runs",
                          json={"steps": 2000, "step_s": 0.01}).json()["run_id"]
     seen = b.http.get(f"/api/runs/{run_id}")
     assert seen.status_code == 200 and seen.json()["pipeline"] == "slow"
+    progress: list[int] = []
     with b.http.stream("GET", f"/api/runs/{run_id}/events") as stream:
         for kind, data in read_events(stream):
             if kind == "status" and data["stages"][0]["done"] > 0:
+                progress.append(data["stages"][0]["done"])
+            if len(progress) == 2:
                 assert b.http.delete(f"/api/runs/{run_id}").status_code == 202
                 break
+    assert progress[0] < progress[1]
     wait_until(lambda: a.http.get(f"/api/runs/{run_id}").json()["state"] == "cancelled",
                what="the owner to cancel the run")
     final = b.http.get(f"/api/runs/{run_id}").json()
