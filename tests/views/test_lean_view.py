@@ -109,12 +109,17 @@ def _running(run_id: str, step: int, *, total: int | None = None,
                         current=0, started_at=0.0, elapsed_s=elapsed_s)
 
 
-def test_figures_alone_are_redrawn_every_text_period_and_moving_bars_every_bar_period() -> None:
+def _paced_view() -> tuple[list[float], sw.Run, RunView]:
+    """A view of a run never launched, on a clock the test moves (``now[0]``)."""
     now = [0.0]
     pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
     run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=10,
                  clock=time.time)
-    view = RunView(run, clock=lambda: now[0])
+    return now, run, RunView(run, clock=lambda: now[0])
+
+
+def test_figures_alone_are_redrawn_every_text_period_and_moving_bars_every_bar_period() -> None:
+    now, run, view = _paced_view()
     sent: list[str] = []
     view._live.comm.send = lambda data=None, buffers=None, **_: sent.append(data["state"]["value"])
 
@@ -247,11 +252,7 @@ def test_charts_and_log_are_redrawn_at_most_once_a_period_but_always_at_the_end(
 
 
 def test_charts_and_the_live_row_are_redrawn_each_at_its_own_cadence() -> None:
-    now = [0.0]
-    pipe = sw.Pipeline("p", [sw.Stage(lambda x: x, name="only")])
-    run = sw.Run(pipe, pipe.stages, 1, executor=sw.ThreadExecutor(), refresh_hz=10,
-                 clock=time.time)
-    view = RunView(run, clock=lambda: now[0])
+    now, run, view = _paced_view()
     sent: list[str] = []
     for name in ("_live", "_table", "_extra"):
         getattr(view, name).comm.send = lambda data=None, buffers=None, name=name, **_: \
