@@ -9,9 +9,12 @@ Endpoints (all under ``/api``; errors are RFC 9457 ``application/problem+json``)
   ``DELETE /runs/{id}`` (cancel), ``GET /runs/{id}/events`` (Server-Sent Events).
 - ``GET /pipelines``, ``GET /health``, and ``GET /openapi.json`` (the API document).
 
-With a token, every request but ``GET /api/health`` needs ``Authorization: Bearer <token>``,
-checked before routing (so unknown paths answer 401 too). Failed runs show the error's type,
-message and stage; the traceback only when the operator opts in (``expose_tracebacks``).
+With a token, every request needs ``Authorization: Bearer <token>`` or a browser session
+(``POST /api/login``, ``POST /api/logout``, ``GET /api/session``: see ``session``), checked
+before routing (so unknown paths answer 401 too); open to anyone are ``GET /api/health``,
+the login and the page (``/``, ``/runs/{id}``, ``/static/...``), which holds no data.
+Failed runs show the error's type, message and stage; the traceback only when the
+operator opts in (``expose_tracebacks``).
 A run's log (what its stages printed, warned and logged) is empty to clients unless the
 operator opts in (``expose_logs``): it may hold anything the stage's code wrote.
 """
@@ -30,7 +33,9 @@ from ..engine.call import NO_INPUT
 from ..errors import InvalidTransition, PipelineError, RunNotFound
 from .middleware import AccessLog, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
+from .pages import OPEN_PAGE_PATHS, OPEN_PAGE_PREFIXES, page_routes
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
+from .session import IDLE_S, MAX_SESSIONS, SessionAuth, SessionStore
 from .store import TERMINAL, Record, StoreUnavailable
 from .wire import ascii_int, encode_json, is_ascii_digits, json_response
 
@@ -38,7 +43,8 @@ __all__ = ["create_app"]
 
 _log = logging.getLogger("stagewidget.service")
 
-OPEN_PATHS = frozenset({"/api/health"})  # answered without the token
+# Answered without the token: health, the login and the page (which holds no data).
+OPEN_PATHS = frozenset({"/api/health", "/api/login", "/api/session"}) | OPEN_PAGE_PATHS
 
 
 def _shown(text: str, limit: int = 40) -> str:
@@ -368,7 +374,8 @@ def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
 def create_app(registry: RunRegistry, *, token: str | None = None,
                max_body_bytes: int = 1 << 20, max_wait_s: float = 300.0, ping_s: float = 5.0,
                cors_origins: tuple[str, ...] = (), expose_tracebacks: bool = False,
-               expose_logs: bool = False, access_log: logging.Logger | None = None) -> Any:
+               expose_logs: bool = False, access_log: logging.Logger | None = None,
+               session_idle_s: float = IDLE_S, max_sessions: int = MAX_SESSIONS) -> Any:
     """Build the Starlette app serving ``registry``.
 
     Args:
@@ -383,6 +390,9 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         expose_logs: show runs' logs (their stages' prints, warnings, logging records) to
             clients (default: ``logs`` is empty).
         access_log: log one line per request on this logger (default: none).
+        session_idle_s: a browser session (``POST /api/login``) ends after this long
+            unused.
+        max_sessions: at most this many live sessions (the least recently used ends).
     """
     try:
         from starlette.applications import Starlette
@@ -397,7 +407,12 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
                max_wait_s=max_wait_s, ping_s=ping_s, expose_tracebacks=expose_tracebacks,
                expose_logs=expose_logs)
     g = api.guard
+    auth = SessionAuth(token=token, sessions=SessionStore(idle_s=session_idle_s,
+                                                          max_sessions=max_sessions))
     routes = [
+        Route("/api/login", g(auth.login), methods=["POST"]),
+        Route("/api/logout", g(auth.logout), methods=["POST"]),
+        Route("/api/session", g(auth.session), methods=["GET"]),
         Route("/api/health", g(api.health), methods=["GET"]),
         Route("/openapi.json", g(api.openapi), methods=["GET"]),
         Route("/api/openapi.json", g(api.openapi), methods=["GET"]),
@@ -406,6 +421,7 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         Route("/api/runs", g(api.list_runs), methods=["GET"]),
         Route("/api/runs/{run_id}", g(api.run), methods=["GET", "DELETE"]),
         Route("/api/runs/{run_id}/events", g(api.events), methods=["GET"]),
+        *page_routes(),
     ]
     # Outermost first: every request is logged; CORS answers preflights (which carry no
     # token) and adds its headers to 401s too; the token is checked before routing.
@@ -416,10 +432,12 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Prefer", "Idempotency-Key"],
+            allow_headers=["Authorization", "Content-Type", "Prefer", "Idempotency-Key",
+                           "X-CSRF-Token"],
             expose_headers=["Location", "Preference-Applied", "Idempotent-Replayed"]))
     if token:
         middleware.append(Middleware(TokenGuard, token=token, open_paths=OPEN_PATHS,
+                                     open_prefixes=OPEN_PAGE_PREFIXES, auth=auth,
                                      deny=_deny))
 
     async def http_error(request: Any, exc: Exception) -> Any:

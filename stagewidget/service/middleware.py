@@ -13,6 +13,8 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+from .session import SAFE_METHODS, SessionAuth, problem, state_change_refusal
+
 __all__ = ["AccessLog", "TokenGuard", "token_matches"]
 
 Scope = dict[str, Any]
@@ -32,32 +34,54 @@ def token_matches(headers: list[tuple[bytes, bytes]], token: bytes) -> bool:
 
 
 class TokenGuard:
-    """Answer 401 to any HTTP request without the token, except on ``open_paths``.
+    """Answer 401 to any HTTP request without the token, except on open paths.
+
+    A live session cookie (``auth``) stands for the token, but a request it authenticates
+    that changes state (any method but GET, HEAD, OPTIONS) also needs the service's own
+    ``Origin`` and the session's ``X-CSRF-Token``, else 403 saying which check failed.
+    The bearer token alone needs neither: a browser never sends it by itself.
 
     Args:
         app: the ASGI app behind the guard.
         token: the bearer token (non-empty).
-        open_paths: exact paths served without it (health).
+        open_paths: exact paths served without it (health, login, the page).
         deny: an ASGI app answering the 401 (a problem+json response).
+        open_prefixes: path prefixes served without it (the page's routes and files
+            only: whatever routes under them answers anyone).
+        auth: the browser sessions (None: the bearer token only).
     """
 
-    def __init__(self, app: App, *, token: str, open_paths: Collection[str], deny: App
+    def __init__(self, app: App, *, token: str, open_paths: Collection[str], deny: App,
+                 open_prefixes: tuple[str, ...] = (), auth: SessionAuth | None = None
                  ) -> None:
         self.app, self.token, self.open_paths, self.deny = app, token.encode(), open_paths, deny
+        self.open_prefixes, self.auth = open_prefixes, auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["path"] in self.open_paths
-                or token_matches(scope["headers"], self.token)):
+                or token_matches(scope["headers"], self.token)
+                or scope["path"].startswith(self.open_prefixes)):
             await self.app(scope, receive, send)
-        else:
+            return
+        current = self.auth.session_of(scope) if self.auth is not None else None
+        if current is None:
             await self.deny(scope, receive, send)
+            return
+        if scope["method"] not in SAFE_METHODS:
+            refusal = state_change_refusal(scope, current[1])
+            if refusal is not None:
+                await problem(403, refusal[0], "Forbidden", refusal[1], scope["path"]
+                              )(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class AccessLog:
     """Log one line per request on ``logger`` once its response has ended.
 
     ``client "METHOD /path?query HTTP/1.1" status duration``, at INFO, in the style of
-    uvicorn's access log. No header is logged, so neither is the token. A request that ends
+    uvicorn's access log. No header is logged, so neither is the token nor the session
+    cookie; the value of a query parameter named like a token is replaced. A request that ends
     without a response (the client went away first) is logged with status ``-``.
 
     It runs for every request, so it is kept cheap: the status is noted by a small object
@@ -86,6 +110,8 @@ class AccessLog:
             path = (scope.get("raw_path") or scope["path"].encode("utf-8", "backslashreplace")
                     ).decode("latin-1")
             query = scope.get("query_string", b"").decode("latin-1")
+            if "token" in query.lower():  # a token sent in the URL by mistake stays out
+                query = _redacted(query)
             logger.handle(logger.makeRecord(
                 logger.name, logging.INFO, _CODE.co_filename, sys._getframe().f_lineno,
                 '%s "%s %s%s%s HTTP/%s" %s %.1f ms',
@@ -93,6 +119,13 @@ class AccessLog:
                  "?" if query else "", query, scope.get("http_version", "1.1"), noted.status,
                  took_ms),
                 None, _CODE.co_name))
+
+
+def _redacted(query: str) -> str:
+    """``query`` with the value of every parameter whose name holds "token" replaced."""
+    return "&".join(
+        f"{name}=[redacted]" if "token" in name.lower() else f"{name}{sep}{value}"
+        for name, sep, value in (pair.partition("=") for pair in query.split("&")))
 
 
 _CODE = AccessLog.__call__.__code__  # the origin of its records (a frame would be a cycle)

@@ -28,6 +28,7 @@ from ..engine.run import Run, recent_runs
 from ..errors import AlreadyStarted, ConfigError, RunNotFound
 from ..status import RunState, RunStatus, StageState
 from .registry import RunRegistry
+from .session import IDLE_S, MAX_SESSIONS
 from .store import MemoryStore, Store
 
 __all__ = ["ACCESS_LOGGER", "STORE_FORMS", "Service", "check_bind", "make_store", "serve"]
@@ -100,7 +101,8 @@ class Service:
             survive a restart), or a store object.
         redis: a ``redis://`` URL, the same as ``store=`` with it (kept as an alias).
         prefix: the Redis key prefix.
-        token: the bearer token every request but ``GET /api/health`` needs. None (the
+        token: the bearer token every request but ``GET /api/health``, the login and the
+            page need (a browser logs in with it for a session cookie). None (the
             default) generates a random one, read it from ``service.token``; ``""`` turns
             the check off (refused beyond loopback).
         cors_origins: origins allowed by CORS (default none: CORS off).
@@ -118,6 +120,10 @@ class Service:
             HTTP clients (default: an empty ``logs``; the log stays in this process).
         access_log: log one line per request on the ``stagewidget.service.access`` logger
             (default off, as suits a notebook; the CLI turns it on).
+        session_idle_s: a browser session (the page's login, which exchanges the token
+            for a session cookie) ends after this many seconds unused (12 h).
+        max_sessions: at most this many live browser sessions (the least recently used
+            ends first).
         **registry_options: ``keep_s``, ``max_finished``, ``lost_after_s``, ``sweep_s``,
             ``max_running``, ``executor``, ``adopt``: see ``RunRegistry``.
     """
@@ -129,7 +135,8 @@ class Service:
                  max_head_bytes: int = MAX_HEAD_BYTES, head_timeout_s: float = HEAD_TIMEOUT_S,
                  http: str = "auto", expose_tracebacks: bool = False,
                  expose_logs: bool = False, access_log: bool = False,
-                 prefix: str = "stagewidget", **registry_options: Any) -> None:
+                 prefix: str = "stagewidget", session_idle_s: float = IDLE_S,
+                 max_sessions: int = MAX_SESSIONS, **registry_options: Any) -> None:
         try:
             import uvicorn
         except ImportError:
@@ -157,7 +164,8 @@ class Service:
             self.registry, token=token, max_body_bytes=max_body_bytes,
             cors_origins=tuple(cors_origins), expose_tracebacks=expose_tracebacks,
             expose_logs=expose_logs,
-            access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None)
+            access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
+            session_idle_s=session_idle_s, max_sessions=max_sessions)
         self.host = host
         # The parser picked above, never uvicorn's own choice: bounded_protocol bounds and
         # times request heads with either. No WebSocket upgrades: the API has none, and an
