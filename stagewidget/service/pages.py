@@ -22,7 +22,9 @@ PAGE_HEADERS = {
                                "form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it browsers send "Origin: null" on the page's own POSTs,
+    # which the Origin check refuses.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-cache",
 }
 

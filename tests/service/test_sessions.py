@@ -220,6 +220,8 @@ def test_the_page_answers_without_the_token_and_holds_no_run_data(service, brows
         assert run_id not in page.text and service.token not in page.text
         assert page.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    icon = browser.get("/static/favicon.svg")  # the browser asks for it before login
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
     assert browser.get("/static/nothing.js").status_code == 404
     assert browser.get("/api/runs").status_code == 401
     svc_pipelines.gate(gate).set()
