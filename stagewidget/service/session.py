@@ -24,8 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from .wire import json_response
 
-__all__ = ["LoginLimiter", "Session", "SessionAuth", "SessionStore", "cookie_name",
-           "request_origin"]
+__all__ = ["SAFE_METHODS", "LoginLimiter", "Session", "SessionAuth", "SessionStore",
+           "cookie_name", "cookie_values", "header", "normal_origin", "problem",
+           "request_origin", "state_change_refusal"]
 
 COOKIE_PREFIX = "stagewidget_session"
 CSRF_HEADER = "X-CSRF-Token"

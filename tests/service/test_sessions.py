@@ -15,7 +15,7 @@ import svc_pipelines
 from conftest import FakeClock
 from harness import auth, wait_until
 
-from stagewidget.service.session import LoginLimiter, SessionStore
+from stagewidget.service.session import LoginLimiter, SessionAuth, SessionStore, normal_origin
 
 pytestmark = pytest.mark.integration
 
@@ -296,3 +296,20 @@ def test_login_failures_age_out_of_the_window() -> None:
     assert limiter.retry_after_s("a") == 30 and limiter.retry_after_s("b") == 0
     clock.tick(30)
     assert limiter.retry_after_s("a") == 0
+
+
+def test_the_cookie_is_secure_only_when_served_over_https() -> None:
+    plain = SessionAuth._cookie({"scheme": "http"}, "stagewidget_session_1", "abc")
+    secure = SessionAuth._cookie({"scheme": "https"}, "stagewidget_session_1", "abc")
+    assert "Secure" not in plain and secure.endswith("; Secure")
+
+
+@pytest.mark.parametrize("origin, normal", [
+    ("http://127.0.0.1:8750", "http://127.0.0.1:8750"),
+    ("HTTP://LocalHost", "http://localhost:80"),
+    ("https://example.org", "https://example.org:443"),
+    ("http://[::1]:8750", "http://[::1]:8750"),
+    ("null", None), ("http://127.0.0.1:99999", None), ("file:///etc", None),
+])
+def test_origins_are_compared_with_the_port_spelled_out(origin, normal) -> None:
+    assert normal_origin(origin) == normal
