@@ -6,7 +6,10 @@ Endpoints (all under ``/api``; errors are RFC 9457 ``application/problem+json``)
   ``Location``, or with ``Prefer: wait=N`` (RFC 7240) 200 and the result if it ends
   within N s. ``Idempotency-Key`` makes a retried request return the first run.
 - ``GET /runs/{id}``, ``GET /runs`` (``state``, ``pipeline``, ``offset``, ``limit``),
-  ``DELETE /runs/{id}`` (cancel), ``GET /runs/{id}/events`` (Server-Sent Events).
+  ``DELETE /runs/{id}`` (cancel), ``GET /runs/{id}/events`` (Server-Sent Events),
+  ``POST /runs/{id}/retry`` (``run.retry()`` of a failed or cancelled run, in the
+  process that ran it) and ``GET /events`` (``state``, ``pipeline``: one Server-Sent
+  Events stream of every change of every matching run).
 - ``GET /pipelines``, ``GET /health``, and ``GET /openapi.json`` (the API document).
 
 With a token, every request but ``GET /api/health`` needs ``Authorization: Bearer <token>``,
@@ -22,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +35,7 @@ from ..errors import InvalidTransition, PipelineError, RunNotFound
 from .middleware import AccessLog, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
-from .store import TERMINAL, Record, StoreUnavailable
+from .store import TERMINAL, DamagedRecord, Record, StoreUnavailable
 from .wire import ascii_int, encode_json, is_ascii_digits, json_response
 
 __all__ = ["create_app"]
@@ -215,10 +219,7 @@ class _Api:
 
     async def list_runs(self, request: Any) -> Any:
         query = request.query_params
-        state = query.get("state")
-        if state is not None and state not in STATES:
-            raise Problem(400, "bad-query", "Bad query",
-                          f"state must be one of {', '.join(STATES)} (got {_shown(state)})")
+        state = _state_param(query)
         offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
         limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
         pipeline = query.get("pipeline")
@@ -254,6 +255,33 @@ class _Api:
             del head.headers["content-length"]  # the GET streams, chunked
             return head
         return StreamingResponse(self._stream(run_id, first), media_type="text/event-stream",
+                                 headers=headers)
+
+    async def retry(self, request: Any) -> Any:
+        """POST: start ``run.retry()`` of a failed or cancelled run this process owns."""
+        run_id = request.path_params["run_id"]
+        try:
+            status = await self.call(self.registry.retry, run_id)
+        except InvalidTransition as exc:
+            raise Problem(409, "not-retryable", "Run cannot be retried here",
+                          str(exc)) from None
+        return json_response(self.public(status), status_code=202,
+                             headers={"Location": f"/api/runs/{status['run_id']}"})
+
+    async def list_events(self, request: Any) -> Any:
+        """GET: Server-Sent Events of every matching run; HEAD: their headers only."""
+        from starlette.responses import Response, StreamingResponse
+
+        state = _state_param(request.query_params)
+        pipeline = request.query_params.get("pipeline")
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # the GET never ends: see events()
+            head = Response(None, headers=headers, media_type="text/event-stream")
+            del head.headers["content-length"]
+            return head
+        stream = _ListStream(self, state, pipeline)
+        await stream.open()  # a store error answers 503 before streaming
+        return StreamingResponse(stream.events(), media_type="text/event-stream",
                                  headers=headers)
 
     # -- helpers ----------------------------------------------------------------------
@@ -354,6 +382,141 @@ class _Api:
             unwatch()
 
 
+class _ListStream:
+    """One ``GET /api/events`` stream: every change of every matching run, new ones too.
+
+    The store calls back from its thread for every write of any run; the callback keeps
+    only the run's latest record (coalesced per run, so a slow client holds at most one
+    pending record per run) and wakes the stream on the event loop. A run is sent when
+    it matches the filter, and once more when it stops matching (so a client can drop
+    it); out-of-date records (older than what was sent) are skipped.
+    """
+
+    SEEN_MAX = 10_000  # runs remembered for ordering and "was shown"; the oldest go first
+
+    def __init__(self, api: _Api, state: str | None, pipeline: str | None) -> None:
+        self.api = api
+        self.state = state
+        self.pipeline = pipeline
+        self.pending: dict[str, Record] = {}  # run id -> its latest unsent record
+        self.changed = asyncio.Event()
+        # run id -> (heartbeat_at of the record last handled, shown: it matched then,
+        # the state then): to skip older and repeated records, and to find lost runs
+        self.seen: OrderedDict[str, tuple[float, bool, str]] = OrderedDict()
+        self.unwatch: Callable[[], None] | None = None
+        self.first: list[Record] = []
+        self.number = 0  # the last event's id
+
+    async def open(self) -> None:
+        """Watch every run, then read the runs there are now (a write in between is
+        seen twice and sent once)."""
+        loop = asyncio.get_running_loop()
+        pipeline = self.pipeline
+
+        def on_record(record: Record) -> None:  # a store thread: hand over to the loop
+            if pipeline is not None and record.pipeline != pipeline:
+                return
+
+            def deliver() -> None:
+                self.pending[record.run_id] = record
+                self.changed.set()
+            try:
+                loop.call_soon_threadsafe(deliver)
+            except RuntimeError:  # the loop closed: the stream is over
+                pass
+
+        store = self.api.registry.store
+        self.unwatch = await self.api.call(store.watch_all, on_record)
+        try:
+            self.first = await self.api.call(store.records, pipeline)
+        except BaseException:
+            self.close()
+            raise
+        self.first.sort(key=lambda r: (-r.created_at, r.run_id))  # as GET /api/runs
+
+    def close(self) -> None:
+        if self.unwatch is not None:
+            self.unwatch()
+            self.unwatch = None
+
+    def _event(self, record: Record) -> str | None:
+        """The event for ``record``, or None when it is not to be sent."""
+        registry = self.api.registry
+        before = self.seen.get(record.run_id)
+        try:
+            status = self.api.public(registry.view(record))
+        except DamagedRecord:
+            return None
+        if before is not None and (record.heartbeat_at < before[0] or (
+                record.heartbeat_at == before[0] and status["state"] == before[2])):
+            return None  # older than what was handled already, or the same again
+        matches = self.state is None or status["state"] == self.state
+        self.seen[record.run_id] = (record.heartbeat_at, matches, status["state"])
+        self.seen.move_to_end(record.run_id)
+        while len(self.seen) > self.SEEN_MAX:
+            self.seen.popitem(last=False)
+        if not matches and not (before is not None and before[1]):
+            return None
+        self.number += 1
+        data = encode_json(status).decode("ascii")
+        return f"id: {self.number}\nevent: status\ndata: {data}\n\n"
+
+    async def events(self) -> AsyncIterator[str]:
+        """Each matching run now (newest first), then each change as it comes."""
+        try:
+            for record in self.first:
+                event = self._event(record)
+                if event is not None:
+                    yield event
+            self.first = []
+            yield ": synced\n\n"  # the runs there were are sent; changes follow
+            while True:
+                try:
+                    await asyncio.wait_for(self.changed.wait(), self.api.ping_s)
+                except TimeoutError:
+                    for record in await self._gone_silent():
+                        event = self._event(record)
+                        if event is not None:
+                            yield event
+                    yield ": ping\n\n"
+                    continue
+                self.changed.clear()
+                batch, self.pending = self.pending, {}
+                for record in batch.values():
+                    event = self._event(record)
+                    if event is not None:
+                        yield event
+        finally:
+            self.close()
+
+    async def _gone_silent(self) -> list[Record]:
+        """Shown unfinished runs whose owner wrote nothing for a while, read again: one
+        that turned lost is sent (nothing is written for it)."""
+        registry = self.api.registry
+        stale_at = registry.clock() - registry.lost_after_s
+        run_ids = [run_id for run_id, (heartbeat_at, shown, state) in self.seen.items()
+                   if shown and heartbeat_at < stale_at and state not in TERMINAL
+                   and state != LOST]
+        found = []
+        for run_id in run_ids:
+            try:
+                record = await self.api.call(registry.store.get, run_id)
+            except (StoreUnavailable, DamagedRecord):
+                continue
+            if record is not None and not record.terminal \
+                    and registry.state_of(record) == LOST:
+                found.append(record)
+        return found
+
+
+def _state_param(query: Any) -> str | None:
+    state: str | None = query.get("state")
+    if state is not None and state not in STATES:
+        raise Problem(400, "bad-query", "Bad query",
+                      f"state must be one of {', '.join(STATES)} (got {_shown(state)})")
+    return state
+
+
 def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
@@ -406,6 +569,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         Route("/api/runs", g(api.list_runs), methods=["GET"]),
         Route("/api/runs/{run_id}", g(api.run), methods=["GET", "DELETE"]),
         Route("/api/runs/{run_id}/events", g(api.events), methods=["GET"]),
+        Route("/api/runs/{run_id}/retry", g(api.retry), methods=["POST"]),
+        Route("/api/events", g(api.list_events), methods=["GET"]),
     ]
     # Outermost first: every request is logged; CORS answers preflights (which carry no
     # token) and adds its headers to 401s too; the token is checked before routing.
