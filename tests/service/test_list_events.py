@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from stagewidget.service.http import _Api, _ListStream
 pytestmark = pytest.mark.integration
 
 redis_server, store_kind, prefix = harness.redis_server, harness.store_kind, harness.prefix
-make_service = harness.make_service
+make_service, service_process = harness.make_service, harness.service_process
 
 
 def gated_run(client: httpx.Client) -> tuple[str, str]:
@@ -152,3 +153,25 @@ def test_a_slow_client_holds_only_the_latest_record_of_each_run() -> None:
     assert pending == 2
     assert sorted(s.split("data: ")[1].strip() for s in sent) == [
         '{"run_id":"r1","state":"running","n":500}', '{"run_id":"r2","state":"running","n":500}']
+
+
+def test_a_run_whose_process_was_killed_turns_lost_on_the_stream(request) -> None:
+    # Nothing is written for a lost run: the stream finds it silent when it pings.
+    service_process = request.getfixturevalue("service_process")
+    owner = service_process("--lost-after-s", "1")
+    run_id = owner.http.post("/api/pipelines/slow/runs",
+                             json={"steps": 100_000, "step_s": 0.01}).json()["run_id"]
+    watcher = service_process("--lost-after-s", "1")
+    with watcher.http.stream("GET", "/api/events", params={"pipeline": "slow"}) as stream:
+        lines = stream.iter_lines()  # pings included: each one checks the deadline
+        data = next(json.loads(line[5:]) for line in lines if line.startswith("data:"))
+        assert (data["run_id"], data["state"]) == (run_id, "running")
+        owner.stop(kill=True)
+        deadline = time.monotonic() + WAIT_S
+        for line in lines:
+            if line.startswith("data:"):
+                data = json.loads(line[5:])
+                if data["state"] != "running":
+                    break
+            assert time.monotonic() < deadline, "the run was not sent as lost"
+    assert data["state"] == "lost" and data["error"]["type"] == "stagewidget.RunLost"
