@@ -13,7 +13,7 @@ import httpx
 import pytest
 import svc_pipelines
 from conftest import WAIT_S
-from harness import auth, read_events
+from harness import auth
 
 from stagewidget.service import MemoryStore, Record, RunRegistry
 from stagewidget.service.http import _Api, _ListStream
@@ -22,6 +22,23 @@ pytestmark = pytest.mark.integration
 
 redis_server, store_kind, prefix = harness.redis_server, harness.store_kind, harness.prefix
 make_service, service_process = harness.make_service, harness.service_process
+
+
+def read_events(stream: httpx.Response, timeout: float = WAIT_S):
+    """The (event, JSON data) pairs of ``stream``; fails once ``timeout`` passed (its
+    keep-alive comments wake the check while no event comes)."""
+    deadline = time.monotonic() + timeout
+    event, data = "message", []
+    for line in stream.iter_lines():
+        assert time.monotonic() < deadline, f"no awaited event within {timeout} s"
+        if line == "":
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
 
 
 def gated_run(client: httpx.Client) -> tuple[str, str]:
@@ -163,15 +180,11 @@ def test_a_run_whose_process_was_killed_turns_lost_on_the_stream(request) -> Non
                              json={"steps": 100_000, "step_s": 0.01}).json()["run_id"]
     watcher = service_process("--lost-after-s", "1")
     with watcher.http.stream("GET", "/api/events", params={"pipeline": "slow"}) as stream:
-        lines = stream.iter_lines()  # pings included: each one checks the deadline
-        data = next(json.loads(line[5:]) for line in lines if line.startswith("data:"))
+        events = read_events(stream)
+        _, data = next(events)
         assert (data["run_id"], data["state"]) == (run_id, "running")
         owner.stop(kill=True)
-        deadline = time.monotonic() + WAIT_S
-        for line in lines:
-            if line.startswith("data:"):
-                data = json.loads(line[5:])
-                if data["state"] != "running":
-                    break
-            assert time.monotonic() < deadline, "the run was not sent as lost"
+        for _, data in events:
+            if data["state"] != "running":
+                break
     assert data["state"] == "lost" and data["error"]["type"] == "stagewidget.RunLost"
