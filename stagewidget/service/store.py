@@ -195,7 +195,10 @@ class Watchers:
         calling thread is the store writer's or the Redis listener's, which serve every run.
         """
         with self._lock:
-            watchers = (*self._by_run.get(record.run_id, ()), *self._of_all)
+            watchers = tuple(self._by_run.get(record.run_id, ()))
+        every = self._of_all  # replaced whole, never changed in place: no lock needed
+        if every:
+            watchers += every
         for watcher in watchers:
             try:
                 watcher(record)
