@@ -25,17 +25,17 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from ..engine.call import NO_INPUT
 from ..errors import InvalidTransition, PipelineError, RunNotFound
+from .list_events import ListStream
 from .middleware import AccessLog, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
-from .store import TERMINAL, DamagedRecord, Record, StoreUnavailable
+from .store import TERMINAL, Record, StoreUnavailable
 from .wire import ascii_int, encode_json, is_ascii_digits, json_response
 
 __all__ = ["create_app"]
@@ -279,7 +279,7 @@ class _Api:
             head = Response(None, headers=headers, media_type="text/event-stream")
             del head.headers["content-length"]
             return head
-        stream = _ListStream(self, state, pipeline)
+        stream = ListStream(self, state, pipeline)
         await stream.open()  # a store error answers 503 before streaming
         return StreamingResponse(stream.events(), media_type="text/event-stream",
                                  headers=headers)
@@ -380,133 +380,6 @@ class _Api:
                 record = latest[0]
         finally:
             unwatch()
-
-
-class _ListStream:
-    """One ``GET /api/events`` stream: every change of every matching run, new ones too.
-
-    The store calls back from its thread for every write of any run; the callback keeps
-    only the run's latest record (coalesced per run, so a slow client holds at most one
-    pending record per run) and wakes the stream on the event loop. A run is sent when
-    it matches the filter, and once more when it stops matching (so a client can drop
-    it); out-of-date records (older than what was sent) are skipped.
-    """
-
-    SEEN_MAX = 10_000  # runs remembered for ordering and "was shown"; the oldest go first
-
-    def __init__(self, api: _Api, state: str | None, pipeline: str | None) -> None:
-        self.api = api
-        self.state = state
-        self.pipeline = pipeline
-        self.pending: dict[str, Record] = {}  # run id -> its latest unsent record
-        self.changed = asyncio.Event()
-        # run id -> (heartbeat_at of the record last handled, shown: it matched then,
-        # the state then): to skip older and repeated records, and to find lost runs
-        self.seen: OrderedDict[str, tuple[float, bool, str]] = OrderedDict()
-        self.unwatch: Callable[[], None] | None = None
-        self.first: list[Record] = []
-        self.number = 0  # the last event's id
-
-    async def open(self) -> None:
-        """Watch every run, then read the runs there are now (a write in between is
-        seen twice and sent once)."""
-        loop = asyncio.get_running_loop()
-        pipeline = self.pipeline
-
-        def on_record(record: Record) -> None:  # a store thread: hand over to the loop
-            if pipeline is not None and record.pipeline != pipeline:
-                return
-
-            def deliver() -> None:
-                self.pending[record.run_id] = record
-                self.changed.set()
-            try:
-                loop.call_soon_threadsafe(deliver)
-            except RuntimeError:  # the loop closed: the stream is over
-                pass
-
-        store = self.api.registry.store
-        self.unwatch = await self.api.call(store.watch_all, on_record)
-        try:
-            self.first = await self.api.call(store.records, pipeline)
-        except BaseException:
-            self.close()
-            raise
-        self.first.sort(key=lambda r: (-r.created_at, r.run_id))  # as GET /api/runs
-
-    def close(self) -> None:
-        if self.unwatch is not None:
-            self.unwatch()
-            self.unwatch = None
-
-    def _event(self, record: Record) -> str | None:
-        """The event for ``record``, or None when it is not to be sent."""
-        registry = self.api.registry
-        before = self.seen.get(record.run_id)
-        try:
-            status = self.api.public(registry.view(record))
-        except DamagedRecord:
-            return None
-        if before is not None and (record.heartbeat_at < before[0] or (
-                record.heartbeat_at == before[0] and status["state"] == before[2])):
-            return None  # older than what was handled already, or the same again
-        matches = self.state is None or status["state"] == self.state
-        self.seen[record.run_id] = (record.heartbeat_at, matches, status["state"])
-        self.seen.move_to_end(record.run_id)
-        while len(self.seen) > self.SEEN_MAX:
-            self.seen.popitem(last=False)
-        if not matches and not (before is not None and before[1]):
-            return None
-        self.number += 1
-        data = encode_json(status).decode("ascii")
-        return f"id: {self.number}\nevent: status\ndata: {data}\n\n"
-
-    async def events(self) -> AsyncIterator[str]:
-        """Each matching run now (newest first), then each change as it comes."""
-        try:
-            for record in self.first:
-                event = self._event(record)
-                if event is not None:
-                    yield event
-            self.first = []
-            yield ": synced\n\n"  # the runs there were are sent; changes follow
-            while True:
-                try:
-                    await asyncio.wait_for(self.changed.wait(), self.api.ping_s)
-                except TimeoutError:
-                    for record in await self._gone_silent():
-                        event = self._event(record)
-                        if event is not None:
-                            yield event
-                    yield ": ping\n\n"
-                    continue
-                self.changed.clear()
-                batch, self.pending = self.pending, {}
-                for record in batch.values():
-                    event = self._event(record)
-                    if event is not None:
-                        yield event
-        finally:
-            self.close()
-
-    async def _gone_silent(self) -> list[Record]:
-        """Shown unfinished runs whose owner wrote nothing for a while, read again: one
-        that turned lost is sent (nothing is written for it)."""
-        registry = self.api.registry
-        stale_at = registry.clock() - registry.lost_after_s
-        run_ids = [run_id for run_id, (heartbeat_at, shown, state) in self.seen.items()
-                   if shown and heartbeat_at < stale_at and state not in TERMINAL
-                   and state != LOST]
-        found = []
-        for run_id in run_ids:
-            try:
-                record = await self.api.call(registry.store.get, run_id)
-            except (StoreUnavailable, DamagedRecord):
-                continue
-            if record is not None and not record.terminal \
-                    and registry.state_of(record) == LOST:
-                found.append(record)
-        return found
 
 
 def _state_param(query: Any) -> str | None:

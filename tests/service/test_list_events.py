@@ -16,7 +16,8 @@ from conftest import WAIT_S
 from harness import auth
 
 from stagewidget.service import MemoryStore, Record, RunRegistry
-from stagewidget.service.http import _Api, _ListStream
+from stagewidget.service.http import _Api
+from stagewidget.service.list_events import ListStream
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +149,7 @@ def test_a_slow_client_holds_only_the_latest_record_of_each_run() -> None:
                       status_json=f'{{"run_id": "{run_id}", "state": "running", "n": {n}}}')
 
     async def scenario() -> tuple[int, list[str]]:
-        stream = _ListStream(api, None, None)
+        stream = ListStream(api, None, None)
         await stream.open()
         events = stream.events()
         assert await anext(events) == ": synced\n\n"  # no runs yet
