@@ -242,6 +242,7 @@ class RunRegistry:
             new = run.retry(launch=False, display=False)
             new_record = self._writer.record(new.status())
             self.store.put(new_record, keep_s=self._keep_for(new_record))
+            status = self._admit(new, new_record)
         except BaseException:
             with self._retry_lock:  # nothing started: it can be retried again
                 self._retryable[run_id] = run
@@ -251,7 +252,7 @@ class RunRegistry:
             while len(self._retried) > max(self.max_finished, 1):
                 self._retried.popitem(last=False)
         _log.info("run %s of %r retried as run %s", run_id, run.pipeline.name, new.run_id)
-        return self._admit(new, new_record)
+        return status
 
     def _keep_retryable(self, run: Run) -> None:
         """Keep a failed or cancelled run of this process (its input) for ``retry``."""
