@@ -319,13 +319,15 @@ class Run:
         """
         return self._notifier.subscribe(observer)
 
-    def retry(self, **options: Any) -> Run:
+    def retry(self, *, launch: bool = True, **options: Any) -> Run:
         """Start a new run from the failed or cancelled stage, with the input it had.
 
         Stages that succeeded are not run again. The pipeline's current definition of
         each stage is used, so a stage fixed and re-defined in a notebook takes effect.
         Options are those of ``Pipeline.start()``; ``display=None`` shows the new run
-        the way the views layer shows a new run (through the display hook).
+        the way the views layer shows a new run (through the display hook). With
+        ``launch=False`` the new run is only prepared (as ``Run.start``): the caller
+        launches it (the status service queues it first).
         """
         with self._cond:
             state = self._status.state
@@ -349,7 +351,8 @@ class Run:
         run = Run.start(self.pipeline, data, stages=stages, start_index=index,
                         done_stages=done, retry_of=self.run_id, launch=False, **options)
         hooks.attach(run, display)
-        run.launch()
+        if launch:
+            run.launch()
         return run
 
     def __await__(self) -> Generator[Any, None, Any]:

@@ -6,7 +6,10 @@ Endpoints (all under ``/api``; errors are RFC 9457 ``application/problem+json``)
   ``Location``, or with ``Prefer: wait=N`` (RFC 7240) 200 and the result if it ends
   within N s. ``Idempotency-Key`` makes a retried request return the first run.
 - ``GET /runs/{id}``, ``GET /runs`` (``state``, ``pipeline``, ``offset``, ``limit``),
-  ``DELETE /runs/{id}`` (cancel), ``GET /runs/{id}/events`` (Server-Sent Events).
+  ``DELETE /runs/{id}`` (cancel), ``GET /runs/{id}/events`` (Server-Sent Events),
+  ``POST /runs/{id}/retry`` (``run.retry()`` of a failed or cancelled run, in the
+  process that ran it) and ``GET /events`` (``state``, ``pipeline``: one Server-Sent
+  Events stream of every change of every matching run).
 - ``GET /pipelines``, ``GET /health``, and ``GET /openapi.json`` (the API document).
 
 With a token, every request needs ``Authorization: Bearer <token>`` or a browser session
@@ -31,6 +34,7 @@ from urllib.parse import urlencode
 
 from ..engine.call import NO_INPUT
 from ..errors import InvalidTransition, PipelineError, RunNotFound
+from .list_events import ListStream
 from .middleware import AccessLog, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
 from .pages import OPEN_PAGE_PATHS, OPEN_PAGE_PREFIXES, page_routes
@@ -221,10 +225,7 @@ class _Api:
 
     async def list_runs(self, request: Any) -> Any:
         query = request.query_params
-        state = query.get("state")
-        if state is not None and state not in STATES:
-            raise Problem(400, "bad-query", "Bad query",
-                          f"state must be one of {', '.join(STATES)} (got {_shown(state)})")
+        state = _state_param(query)
         offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
         limit = _int_param(query, "limit", 50, 1, MAX_LIMIT)
         pipeline = query.get("pipeline")
@@ -260,6 +261,33 @@ class _Api:
             del head.headers["content-length"]  # the GET streams, chunked
             return head
         return StreamingResponse(self._stream(run_id, first), media_type="text/event-stream",
+                                 headers=headers)
+
+    async def retry(self, request: Any) -> Any:
+        """POST: start ``run.retry()`` of a failed or cancelled run this process owns."""
+        run_id = request.path_params["run_id"]
+        try:
+            status = await self.call(self.registry.retry, run_id)
+        except InvalidTransition as exc:
+            raise Problem(409, "not-retryable", "Run cannot be retried here",
+                          str(exc)) from None
+        return json_response(self.public(status), status_code=202,
+                             headers={"Location": f"/api/runs/{status['run_id']}"})
+
+    async def list_events(self, request: Any) -> Any:
+        """GET: Server-Sent Events of every matching run; HEAD: their headers only."""
+        from starlette.responses import Response, StreamingResponse
+
+        state = _state_param(request.query_params)
+        pipeline = request.query_params.get("pipeline")
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # the GET never ends: see events()
+            head = Response(None, headers=headers, media_type="text/event-stream")
+            del head.headers["content-length"]
+            return head
+        stream = ListStream(self, state, pipeline)
+        await stream.open()  # a store error answers 503 before streaming
+        return StreamingResponse(stream.events(), media_type="text/event-stream",
                                  headers=headers)
 
     # -- helpers ----------------------------------------------------------------------
@@ -360,6 +388,14 @@ class _Api:
             unwatch()
 
 
+def _state_param(query: Any) -> str | None:
+    state: str | None = query.get("state")
+    if state is not None and state not in STATES:
+        raise Problem(400, "bad-query", "Bad query",
+                      f"state must be one of {', '.join(STATES)} (got {_shown(state)})")
+    return state
+
+
 def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
@@ -421,6 +457,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         Route("/api/runs", g(api.list_runs), methods=["GET"]),
         Route("/api/runs/{run_id}", g(api.run), methods=["GET", "DELETE"]),
         Route("/api/runs/{run_id}/events", g(api.events), methods=["GET"]),
+        Route("/api/runs/{run_id}/retry", g(api.retry), methods=["POST"]),
+        Route("/api/events", g(api.list_events), methods=["GET"]),
         *page_routes(),
     ]
     # Outermost first: every request is logged; CORS answers preflights (which carry no

@@ -273,6 +273,32 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
                                   "content": {"text/event-stream": {"itemSchema": _EVENT}}},
                           **_problems(*auth, 404, 503)}}},
     }
+    paths["/api/runs/{run_id}/retry"] = {"post": {
+        "operationId": "retryRun",
+        "summary": "Start run.retry() of a failed or cancelled run, from its failed stage "
+                   "with the input it had; only the process that ran it can",
+        "parameters": [run_id],
+        "responses": {
+            "202": {**_json(_ref("RunStatus"), "The new run, started"),
+                    "headers": {"Location": {"schema": {"type": "string"},
+                                             "description": "the new run's status URL"}}},
+            **_problems(*auth, 404),
+            "409": {"description": "Not failed or cancelled, already retried, or owned by "
+                                   "another process (the detail names it)",
+                    "content": _PROBLEM},
+            **_problems(422, 503)}}}
+    paths["/api/events"] = {"get": {
+        "operationId": "streamRuns",
+        "summary": "Server-Sent Events of every matching run: a 'status' event for each "
+                   "run there is (newest first), then one for each change of any "
+                   "matching run, new runs included, and once more when a run stops "
+                   "matching",
+        "parameters": [param for param in paths["/api/runs"]["get"]["parameters"]
+                       if param["name"] in ("state", "pipeline")],
+        "responses": {"200": {"description": "An event stream",
+                              "content": {"text/event-stream": {"itemSchema": {
+                                  **_EVENT, "oneOf": _EVENT["oneOf"][:1]}}}},
+                      **_problems(400, *auth, 503)}}}
     for name, schema in sorted(pipelines.items()):
         paths[f"/api/pipelines/{name}/runs"] = _start_run(name, schema, auth)
     document: dict[str, Any] = {

@@ -219,6 +219,13 @@ class RedisStore:
         self._start_listener()
         return undo
 
+    def watch_all(self, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher(record)`` from the listener thread on each published write of
+        any run (the listener subscribes to every run's channel anyway)."""
+        undo = self._watchers.add_all(watcher)
+        self._start_listener()
+        return undo
+
     def request_cancel(self, run_id: str) -> None:
         """Publish a cancel request; the owning process's listener acts on it."""
         self._call(self._client.publish, self._cancel_channel, run_id)

@@ -48,6 +48,7 @@ STATES = tuple(state.value for state in RunState)  # what GET /api/runs?state= a
 HEARTBEAT_S = 1.0  # an unfinished local run is written at least this often
 STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
 _CLAIM_ATTEMPTS = 3
+_RETRYABLE = frozenset({RunState.FAILED.value, RunState.CANCELLED.value})
 
 
 class RunsPage:
@@ -125,6 +126,7 @@ class RunRegistry:
         self.owner = default_owner()
         self._host = socket.gethostname()
         self._clock = clock
+        self.clock = clock  # the wall clock records are read by
         self._queue = RunQueue(max_running, on_launch_error=self._launch_failed)
         self._logged_lost = _Once()
         self._logged_damaged = _Once()
@@ -135,6 +137,10 @@ class RunRegistry:
         self._sweeper = threading.Thread(target=self._sweep_loop, daemon=True,
                                          name="stagewidget-store-sweep")
         self._sweeper.start()
+        # Its own lock: guards only the two maps below, is never held while calling out.
+        self._retry_lock = threading.Lock()
+        self._retryable: OrderedDict[str, Run] = OrderedDict()  # run id -> failed/cancelled
+        self._retried: OrderedDict[str, str] = OrderedDict()  # run id -> its retry's id
         self.store.on_cancel_request(self.cancel_local)
         self._unadopt = on_run_start(self.adopt) if adopt else None
 
@@ -177,9 +183,14 @@ class RunRegistry:
             if first is not None:
                 self._forget(run.run_id)
                 return first, False
+        return self._admit(run, record), True
+
+    def _admit(self, run: Run, record: Record) -> dict[str, Any]:
+        """Follow the recorded ``run`` and launch or queue it; return its status JSON."""
         try:
             if not self._writer.follow(run):
                 raise RuntimeError("closed")
+            self._writer.when_recorded_done(run.run_id, lambda: self._keep_retryable(run))
             position = self._queue.submit(run)
         except RuntimeError:
             self._forget(run.run_id)
@@ -189,7 +200,68 @@ class RunRegistry:
         if position:
             status["queue_position"] = position
             self._writer.observe(run.status())  # the store gets its position soon too
-        return status, True
+        return status
+
+    def retry(self, run_id: str) -> dict[str, Any]:
+        """Start ``run.retry()`` of a failed or cancelled run of this process; return the
+        new run's status JSON (recorded, then launched or queued like ``start``).
+
+        Only the process that ran it holds its input, so only that process can retry it;
+        a run is retried once (retry the retry if that fails too).
+
+        Raises:
+            RunNotFound: unknown or expired.
+            InvalidTransition: the run is not failed or cancelled, another process owns
+                it, it was retried already, or this process no longer holds it.
+            PipelineError: the pipeline's stages changed since the run.
+            StoreUnavailable: the store is down; nothing was started.
+        """
+        record = self.store.get(run_id)
+        if record is None:
+            raise self.not_found(run_id)
+        state = self._state_of(record, self._clock())
+        if state not in _RETRYABLE:
+            raise InvalidTransition(f"run {run_id} is {state}; only a failed or cancelled "
+                                    "run can be retried")
+        with self._retry_lock:
+            run = self._retryable.pop(run_id, None)
+            again = self._retried.get(run_id)
+        if run is None:
+            owner = record.owner.removesuffix(STOPPED)
+            if again is not None:
+                why = f"run {run_id} was already retried as run {again}"
+            elif owner != self.owner:
+                why = (f"run {run_id} is owned by process {owner}, which alone holds its "
+                       f"input; retry it there (this is process {self.owner})")
+            else:
+                why = (f"this process ({self.owner}) no longer holds the input of run "
+                       f"{run_id} (it keeps the latest {self.max_finished} failed or "
+                       "cancelled runs it ran)")
+            raise InvalidTransition(why)
+        try:
+            new = run.retry(launch=False, display=False)
+            new_record = self._writer.record(new.status())
+            self.store.put(new_record, keep_s=self._keep_for(new_record))
+            status = self._admit(new, new_record)
+        except BaseException:
+            with self._retry_lock:  # nothing started: it can be retried again
+                self._retryable[run_id] = run
+            raise
+        with self._retry_lock:
+            self._retried[run_id] = new.run_id
+            while len(self._retried) > max(self.max_finished, 1):
+                self._retried.popitem(last=False)
+        _log.info("run %s of %r retried as run %s", run_id, run.pipeline.name, new.run_id)
+        return status
+
+    def _keep_retryable(self, run: Run) -> None:
+        """Keep a failed or cancelled run of this process (its input) for ``retry``."""
+        if run.status().state.value not in _RETRYABLE:
+            return
+        with self._retry_lock:
+            self._retryable[run.run_id] = run
+            while len(self._retryable) > self.max_finished:
+                self._retryable.popitem(last=False)  # the oldest: its record goes first too
 
     def _claim(self, name: str, idempotency_key: str, run: Run, fingerprint: str
                ) -> dict[str, Any] | None:
@@ -228,6 +300,7 @@ class RunRegistry:
     def adopt(self, run: Run) -> None:
         """Publish ``run`` (started elsewhere in this process) through the store."""
         if self._writer.follow(run):
+            self._writer.when_recorded_done(run.run_id, lambda: self._keep_retryable(run))
             _log.info("run %s of %r started (adopted)", run.run_id, run.pipeline.name)
 
     def _launch_failed(self, run: Run, exc: Exception) -> None:
@@ -355,6 +428,10 @@ class RunRegistry:
         # process died stays readable (as lost) as long as a finished one would.
         return self.keep_s if record.terminal else self.keep_s + self.lost_after_s
 
+    def state_of(self, record: Record) -> str:
+        """The state the service reports for ``record`` now (``lost`` for a silent owner)."""
+        return self._state_of(record, self._clock())
+
     def _state_of(self, record: Record, now: float) -> str:
         if not record.terminal and now - record.heartbeat_at > self.lost_after_s:
             if self._writer.local_run(record.run_id) is not None:
@@ -431,6 +508,9 @@ class RunRegistry:
         finished.sort(key=lambda r: (r.finished_at or r.created_at, r.run_id))
         extra = [r.run_id for r in finished[:len(finished) - self.max_finished]]
         self.store.remove(extra)
+        with self._retry_lock:
+            for run_id in extra:
+                self._retryable.pop(run_id, None)
         return len(extra)
 
     def _sweep_loop(self) -> None:

@@ -286,6 +286,14 @@ class SQLiteStore:
         self._start_poller()
         return undo
 
+    def watch_all(self, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher(record)`` on each write of any run: from the writing thread for
+        this store's writes, from the poller thread (within ``POLL_S``) for others', new
+        runs included (the poll then reads every row written since, by its ``seq`` index)."""
+        undo = self._watchers.add_all(watcher)
+        self._start_poller()
+        return undo
+
     def request_cancel(self, run_id: str) -> None:
         """Record a cancel request; the owner's poller acts on it within ``POLL_S``."""
         with self._writing() as db:
@@ -344,17 +352,19 @@ class SQLiteStore:
 
     def _poll(self) -> None:
         """Hand other stores' new writes to watchers and new cancel requests to callbacks."""
-        watched = sorted(self._watchers.run_ids())
+        every = self._watchers.watching_all()
+        watched = [] if every else sorted(self._watchers.run_ids())
         query = f"SELECT seq, {_COLUMNS} FROM runs WHERE seq > ? AND writer != ?"
         args: tuple[Any, ...] = (self._seen_seq, self._writer_id)
-        if len(watched) <= _MAX_IN:
+        if watched and len(watched) <= _MAX_IN:
             query += f" AND run_id IN ({', '.join('?' * len(watched))})"
             args = (*args, *watched)
         with self._connection() as db:
             db.execute("BEGIN")  # one snapshot for the three reads
             try:
                 top = int(db.execute("SELECT seq FROM counter").fetchone()[0])
-                rows = db.execute(query + " ORDER BY seq", args).fetchall() if watched else []
+                rows = (db.execute(query + " ORDER BY seq", args).fetchall()
+                        if watched or every else [])
                 cancels = db.execute("SELECT id, run_id FROM cancels WHERE id > ? ORDER BY id",
                                      (self._seen_cancel,)).fetchall()
             finally:

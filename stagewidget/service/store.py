@@ -128,6 +128,10 @@ class Store(Protocol):
     def watch(self, run_id: str, watcher: Watcher) -> Callable[[], None]:
         """Call ``watcher(record)`` (from a store thread) on each write; return an undo."""
 
+    def watch_all(self, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher(record)`` (from a store thread) on each write of any run, new
+        ones and other processes' included; return an undo."""
+
     def request_cancel(self, run_id: str) -> None:
         """Ask the process that owns ``run_id`` to cancel it."""
 
@@ -142,11 +146,12 @@ class Store(Protocol):
 
 
 class Watchers:
-    """The watchers of each run, called without the lock held."""
+    """The watchers of each run and of every run, called without the lock held."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_run: dict[str, list[Watcher]] = {}
+        self._of_all: tuple[Watcher, ...] = ()  # replaced, never mutated: read without lock
 
     def add(self, run_id: str, watcher: Watcher) -> Callable[[], None]:
         """Add ``watcher`` for ``run_id``; return the function that removes it."""
@@ -163,6 +168,21 @@ class Watchers:
 
         return remove
 
+    def add_all(self, watcher: Watcher) -> Callable[[], None]:
+        """Add ``watcher`` for every run; return the function that removes it."""
+        with self._lock:
+            self._of_all = (*self._of_all, watcher)
+
+        def remove() -> None:
+            with self._lock:
+                self._of_all = tuple(w for w in self._of_all if w is not watcher)
+
+        return remove
+
+    def watching_all(self) -> bool:
+        """True while a watcher of every run is registered."""
+        return bool(self._of_all)
+
     def run_ids(self) -> frozenset[str]:
         """The runs watched now."""
         with self._lock:
@@ -176,6 +196,9 @@ class Watchers:
         """
         with self._lock:
             watchers = tuple(self._by_run.get(record.run_id, ()))
+        every = self._of_all  # replaced whole, never changed in place: no lock needed
+        if every:
+            watchers += every
         for watcher in watchers:
             try:
                 watcher(record)
@@ -311,6 +334,10 @@ class MemoryStore:
     def watch(self, run_id: str, watcher: Watcher) -> Callable[[], None]:
         """Call ``watcher(record)`` from the writing thread on each write of ``run_id``."""
         return self._watchers.add(run_id, watcher)
+
+    def watch_all(self, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher(record)`` from the writing thread on each write of any run."""
+        return self._watchers.add_all(watcher)
 
     def request_cancel(self, run_id: str) -> None:
         """Pass a cancel request to this process's registry."""
