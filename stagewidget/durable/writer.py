@@ -37,6 +37,7 @@ LINGER_S = 1.0  # an idle writer thread waits this long for new work before it e
 # state or a flush wakes the writer at once): a thousand live runs cost ten rounds a
 # second, not a wake-up (and a scan of every run) per run.
 ROUND_S = 0.1
+BUSY_WARN_AFTER = 3  # busy refusals in a row before the writer says so (once)
 EXIT_FLUSH_S = 5.0  # at exit, the writer gets this long to write what is left
 
 
@@ -79,6 +80,7 @@ class HistoryWriter:
         # only the writer thread uses these (one thread at a time: a new one starts once
         # the last has stopped touching them)
         self._connections: dict[Path, sqlite3.Connection] = {}
+        self._busy: dict[Path, int] = {}  # writes refused in a row as busy, per database
 
     def offer(self, path: Path, status: RunStatus, fingerprints: tuple[str | None, ...]
               ) -> None:
@@ -274,13 +276,18 @@ class HistoryWriter:
                             self.warn_once(f"run:{status.run_id}", "cannot record run %s: "
                                            "%r", status.run_id, err)
                 written.extend(entry for entry, _ in batch)
+                self._busy.pop(path, None)
             except Exception as err:  # never let the writer die: a run must not wait on it
                 stale = self._connections.pop(path, None)
                 if stale is not None:
                     stale.close()
-                if _busy(err):  # another process held the lock past the busy timeout
-                    self.warn_once(f"busy:{path}", "run history %s is busy (%s); retrying",
-                                   path, err)
+                if _busy(err):  # retried at the next round; said only if it keeps happening
+                    # (two processes creating the database at once get one SQLITE_BUSY that
+                    # no busy timeout waits for: switching it to WAL needs it alone)
+                    self._busy[path] = self._busy.get(path, 0) + 1
+                    if self._busy[path] >= BUSY_WARN_AFTER:
+                        self.warn_once(f"busy:{path}", "run history %s is busy (%s); "
+                                       "retrying", path, err)
                     continue
                 with self._cond:
                     self._broken.add(path)

@@ -244,3 +244,30 @@ def test_a_followed_run_is_written_again_only_when_it_changed(
     writer.offer(tmp_path / "h.sqlite3", final, (None,))
     assert writer.flush(WAIT_S)
     assert written == [1, 7, 7]  # the change, then the final state
+
+
+def test_a_busy_database_is_retried_quietly_and_reported_only_if_it_stays_busy(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    refusals = {"left": 2}
+    written: list[str] = []
+
+    def write_run(conn, status, fps) -> None:
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        written.append(status.run_id)
+
+    monkeypatch.setattr(writer_module, "write_run", write_run)
+    final = RunStatus("r", "p", state=RunState.SUCCEEDED)
+    writer = writer_module.HistoryWriter(interval_s=0.01)
+    with caplog.at_level(logging.WARNING, logger="stagewidget.history"):
+        writer.offer(tmp_path / "h.sqlite3", final, ())
+        assert writer.flush(WAIT_S)
+        assert written == ["r"] and not caplog.records  # two refusals: retried, not said
+        refusals["left"] = 10**6
+        writer.offer(tmp_path / "h.sqlite3", replace(final, run_id="s"), ())
+        assert not writer.flush(0.5)  # still refused
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == \
+        [f"run history {tmp_path / 'h.sqlite3'} is busy"]
+    refusals["left"] = 0  # let the writer finish before the next test
+    assert writer.flush(WAIT_S) and written == ["r", "s"]
