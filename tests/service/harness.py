@@ -250,10 +250,18 @@ def _processes(url: str) -> Iterator[Any]:
         process.stop(kill=True)
 
 
-def read_events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
-    """Parse a Server-Sent Events stream into (event, JSON data) pairs."""
+def read_events(response: httpx.Response, timeout: float | None = None
+                ) -> Iterator[tuple[str, dict]]:
+    """Parse a Server-Sent Events stream into (event, JSON data) pairs.
+
+    With ``timeout``, fail once it has passed (the stream's keep-alive comments wake the
+    check while no event comes).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
     event, data = "message", []
     for line in response.iter_lines():
+        assert deadline is None or time.monotonic() < deadline, \
+            f"no awaited event within {timeout} s"
         if line == "":
             if data:
                 yield event, json.loads("\n".join(data))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import uuid
@@ -26,20 +25,8 @@ make_service, service_process = harness.make_service, harness.service_process
 
 
 def read_events(stream: httpx.Response, timeout: float = WAIT_S):
-    """The (event, JSON data) pairs of ``stream``; fails once ``timeout`` passed (its
-    keep-alive comments wake the check while no event comes)."""
-    deadline = time.monotonic() + timeout
-    event, data = "message", []
-    for line in stream.iter_lines():
-        assert time.monotonic() < deadline, f"no awaited event within {timeout} s"
-        if line == "":
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
+    """The stream's (event, JSON data) pairs; fails once ``timeout`` passed."""
+    return harness.read_events(stream, timeout)
 
 
 def gated_run(client: httpx.Client) -> tuple[str, str]:
