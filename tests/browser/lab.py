@@ -89,6 +89,15 @@ class JupyterServer:
         """The address of the notebook ``name`` (in the root folder), token included."""
         raise NotImplementedError
 
+    def server_args(self, command: str) -> list[str]:
+        """``jupyter <command>`` with what every Jupyter server here shares: loopback, this
+        port only, this token, this root folder."""
+        return [
+            "jupyter", command, "--allow-root", "--no-browser",
+            "--ip=127.0.0.1", f"--port={self.port}", "--port-retries=0",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
+        ]
+
     def _api(self, path: str, method: str = "GET") -> Any:
         request = urllib.request.Request(f"{self.url}{path}", method=method,
                                          headers={"Authorization": f"token {self.token}"})
@@ -146,9 +155,7 @@ class LabServer(JupyterServer):
 
     def command(self, base: Path) -> list[str]:
         return [
-            "jupyter", "lab", "--allow-root", "--no-browser",
-            "--ip=127.0.0.1", f"--port={self.port}", "--port-retries=0",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
+            *self.server_args("lab"),
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",

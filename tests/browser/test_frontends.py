@@ -159,9 +159,7 @@ class NotebookServer(JupyterServer):
 
     def command(self, base: Path) -> list[str]:
         return [
-            "jupyter", "notebook", "--allow-root", "--no-browser",
-            "--ip=127.0.0.1", f"--port={self.port}", "--port-retries=0",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
+            *self.server_args("notebook"),
             "--JupyterNotebookApp.expose_app_in_browser=True",
             f"--JupyterNotebookApp.user_settings_dir={self.settings_dir}",
             f"--JupyterNotebookApp.workspaces_dir={base / 'workspaces'}",
