@@ -24,7 +24,7 @@ import stagewidget  # noqa: E402
 
 project = "stagewidget"
 author = "the stagewidget developers"
-copyright = "the stagewidget developers"  # noqa: A001
+copyright = "the stagewidget developers"
 release = version = stagewidget.__version__
 
 extensions = [

@@ -1,8 +1,8 @@
 """The ``stagewidget-api`` directive: autodoc entries for the names in ``stagewidget.__all__``.
 
-``.. stagewidget-api:: KIND`` (in a reST page) documents every public name of that kind (``classes``,
-``exceptions``, ``functions``, ``other``), derived from ``__all__`` when the page is built,
-so a name added to the package appears here without editing the docs.
+``.. stagewidget-api:: KIND`` (in a reST page) documents every public name of that kind
+(``classes``, ``exceptions``, ``functions``, ``other``), derived from ``__all__`` when the
+page is built, so a name added to the package appears here without editing the docs.
 """
 
 from __future__ import annotations
