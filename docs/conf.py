@@ -40,10 +40,11 @@ suppress_warnings: list[str] = []
 # tutorials/notebooks links to ../notebooks. myst-nb executes a copy of each notebook in
 # memory (nbclient, which stores the widget state) in that folder, so 01 finds the script it
 # %runs; nothing is written back. STAGEWIDGET_NOTEBOOK_SCALE shortens their pipelines (1 is
-# a user's 10-20 s). The runs are recorded in a throwaway data folder. 05 (a service on a
-# port) and 06 (a Dask cluster) need outside parts, so they and the others render the outputs
-# saved in the repository.
-EXECUTED = ["01-quickstart", "02-model-training"]
+# a user's 10-20 s). The runs are recorded in a throwaway data folder. The others render
+# the outputs saved in the repository: 05 (a service on a port) and 06 (a Dask cluster)
+# need outside parts, and 07 reads the scale as a whole number of study rounds.
+EXECUTED = ["01-quickstart", "02-model-training", "03-async-io", "04-cancel-and-retry",
+            "08-history-and-cache"]
 os.environ.setdefault("STAGEWIDGET_NOTEBOOK_SCALE", "0.05")
 if "STAGEWIDGET_HOME" not in os.environ:
     _home = tempfile.mkdtemp(prefix="stagewidget-docs-home-")
