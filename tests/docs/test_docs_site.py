@@ -52,7 +52,7 @@ def site() -> Iterator[Path]:
 
 
 class _Refs(html.parser.HTMLParser):
-    """The ids of a page and the addresses its scripts and style sheets load."""
+    """The ids of a page and the addresses it loads (scripts, style sheets, images, frames)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,7 +63,7 @@ class _Refs(html.parser.HTMLParser):
         values = dict(attrs)
         if values.get("id"):
             self.ids.add(str(values["id"]))
-        if tag == "script" and values.get("src"):
+        if tag in ("script", "img", "iframe") and values.get("src"):
             self.loads.append(str(values["src"]))
         if tag == "link" and values.get("rel") == "stylesheet" and values.get("href"):
             self.loads.append(str(values["href"]))
