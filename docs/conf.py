@@ -105,4 +105,5 @@ html_last_updated_fmt = None
 html_context = {"default_mode": "auto"}  # the reader's light/dark preference
 html_show_sourcelink = False
 myst_enable_extensions = ["colon_fence", "deflist"]
+highlight_language = "none"  # unlabelled blocks (bench/RESULTS.md's tables) are plain text
 myst_heading_anchors = 3
