@@ -180,9 +180,10 @@ class _Api:
                                               secured=bool(self.token)))
 
     async def pipelines(self, request: Any) -> Any:
+        schemas = self.registry.input_schemas()
         return json_response({"pipelines": [
             {"name": name, "stages": [s.name for s in pipe.stages],
-             "runs_url": f"/api/pipelines/{name}/runs"}
+             "runs_url": f"/api/pipelines/{name}/runs", "input_schema": schemas[name]}
             for name, pipe in sorted(self.registry.pipelines.items())]})
 
     async def start_run(self, request: Any) -> Any:
