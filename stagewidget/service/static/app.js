@@ -497,6 +497,12 @@
     },
   };
 
+  /** Whether ``status`` is no older than ``known`` (an action's reply can arrive after
+   * the stream's next event). */
+  function newer(status, known) {
+    return !known || !(Number(known.updated_at) > Number(status.updated_at));
+  }
+
   function setText(node, text) {
     if (node.textContent !== text) node.textContent = text;
   }
@@ -545,7 +551,8 @@
     if (!button) return;
     const row = button.closest("[data-run-id]");
     const status = await act(button.dataset.action, row.dataset.runId, button, $(".problem", row));
-    if (status && typeof status.run_id === "string") {
+    if (status && typeof status.run_id === "string"
+        && newer(status, list.latest.get(status.run_id))) {
       list.latest.set(status.run_id, status);
       list.dirty.add(status.run_id);
       list.schedule();
@@ -693,10 +700,14 @@
       cancelAnimationFrame(this.frame);
       this.frame = 0;
       const node = this.node;
+      for (const key of ["runId", "state", "pipeline"]) delete node.dataset[key];
       $("#stages tbody", node).textContent = "";
-      for (const sel of [".facts", ".metrics-latest", ".legend", ".result", "#logs", ".run-error", ".pipeline", ".badge"]) {
+      for (const sel of [".facts", ".metrics-latest", ".legend", ".result", "#logs",
+                         ".run-error", ".pipeline", ".badge", ".run-id"]) {
         $(sel, node).textContent = "";
       }
+      delete $(".run-error", node).dataset.text;
+      $(".action-problem", node).hidden = true;
       $("#metrics-chart", node).textContent = "";
     },
 
@@ -817,7 +828,7 @@
     const status = await act(button.dataset.action, runId, button, $(".action-problem", runPage.node));
     if (status && button.dataset.action === "retry" && status.run_id !== runId) {
       location.assign(runUrl(status.run_id));
-    } else if (status) {
+    } else if (status && newer(status, runPage.latest)) {
       runPage.latest = status;
       runPage.schedule();
     }
