@@ -201,9 +201,9 @@ def widths(tab: Any, run_ids: list[str], stage: int) -> list[float]:
       })""", [run_ids, stage]))
 
 
-def screenshot(tab: Any, name: str) -> None:
+def screenshot(tab: Any, name: str, *, full_page: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    tab.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 # -- tests -------------------------------------------------------------------------------
@@ -424,10 +424,11 @@ def test_screenshots_desktop_and_phone_light_and_dark(page: Any, service: Dashbo
                                                        watch: Watch) -> None:
     service.start("hello")
     service.start("fails", {"row": 12})
-    running = service.start("train", {"steps": 100_000, "step_s": 0.05})
+    running = service.start("train", {"steps": 400, "step_s": 0.05})
     page.goto(service.url + "/")
-    page.wait_for_function("(id) => document.querySelector(`#runs [data-run-id='${id}'] "
-                           ".metrics-text`)?.textContent.includes('loss')", arg=running)
+    page.wait_for_function("(id) => parseFloat(document.querySelector(`#runs [data-run-id="
+                           "'${id}'] .bar[data-stage='1'] .bar-fill`)?.style.width) >= 4",
+                           arg=running)
     page.wait_for_selector('#runs [data-state="failed"]')
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
@@ -435,7 +436,7 @@ def test_screenshots_desktop_and_phone_light_and_dark(page: Any, service: Dashbo
             page.set_viewport_size({"width": size[0], "height": size[1]})
             wide = page.evaluate("() => document.documentElement.scrollWidth")
             assert wide <= size[0], f"{name}: the page is {wide} px wide"
-            screenshot(page, f"list-{name}-{scheme}")
+            screenshot(page, f"list-{name}-{scheme}", full_page=False)  # the newest
     page.goto(f"{service.url}/runs/{running}")
     page.wait_for_selector("#metrics-chart polyline")
     for scheme in ("light", "dark"):

@@ -13,7 +13,9 @@
   const $ = (selector, root = document) => root.querySelector(selector);
 
   // -- session and requests ----------------------------------------------------------
-  const session = { csrfToken: null, csrfHeader: "X-CSRF-Token" };
+  // login: whether the back end has a token login (the Jupyter extension has none:
+  // Jupyter authenticated the user before the page loaded)
+  const session = { csrfToken: null, csrfHeader: "X-CSRF-Token", login: true };
 
   class ApiError extends Error {
     constructor(status, detail) {
@@ -468,7 +470,10 @@
       link.setAttribute("aria-label", `run ${row.dataset.runId.slice(0, 8)} of ${shortText(status.pipeline, 120)}`);
       setText($(".badge", row), state);
       let eta;
-      if (ACTIVE.has(state)) eta = `ETA ${seconds(status.eta_s) || "\u2026"}`;
+      const stages = Array.isArray(status.stages) ? status.stages : [];
+      const current = Number.isInteger(status.current) ? stages[status.current] : null;
+      if (current && current.overdue) eta = "overdue";
+      else if (ACTIVE.has(state)) eta = `ETA ${status.eta_s === 0 ? "soon" : seconds(status.eta_s) || "\u2026"}`;
       else eta = status.elapsed_s ? `took ${seconds(status.elapsed_s)}` : "";
       setText($(".eta", row), eta);
       updateActions(row, state);
@@ -870,6 +875,11 @@
     $("#logout").hidden = true;
     showPageProblem("");
     setConn("offline");
+    if (!session.login) {  // nothing to log in to here: the host's own login it is
+      showPageProblem("the server no longer accepts this page's session: reload the page "
+                      + "(and log in again if asked)");
+      return;
+    }
     $("#login-view").hidden = false;
     $("#token").focus();
   }
@@ -878,7 +888,8 @@
     loggedIn = true;
     session.csrfToken = body.csrf_token || null;
     if (typeof body.csrf_header === "string" && body.csrf_header) session.csrfHeader = body.csrf_header;
-    $("#logout").hidden = !session.csrfToken || body.login === false;
+    session.login = body.login !== false;
+    $("#logout").hidden = !session.csrfToken || !session.login;
     showApp();
   }
 
@@ -937,7 +948,8 @@
       return;
     }
     if (typeof body.csrf_header === "string" && body.csrf_header) session.csrfHeader = body.csrf_header;
-    if (body.token_required && !body.session && body.login !== false) {
+    session.login = body.login !== false;
+    if (body.token_required && !body.session && session.login) {
       loggedIn = true;  // so loggedOut() runs its reset
       loggedOut();
       return;
