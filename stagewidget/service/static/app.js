@@ -182,6 +182,7 @@
       this.failures = 0;
       this.timer = null;
       this.closed = false;
+      this.connected = false;
     }
 
     open() {
@@ -192,6 +193,7 @@
 
     close() {
       this.closed = true;
+      this.connected = false;
       clearTimeout(this.timer);
       if (this.controller) this.controller.abort();
       this.controller = null;
@@ -199,14 +201,17 @@
 
     async connect() {
       clearTimeout(this.timer);
+      if (this.controller) this.controller.abort();  // one connection at a time
       const controller = new AbortController();
       this.controller = controller;
+      const superseded = () => this.closed || controller.signal.aborted
+        || this.controller !== controller;
       let ended = false;
       try {
         const reply = await request(this.path, {
           headers: { Accept: "text/event-stream" }, signal: controller.signal,
           cache: "no-store" });
-        if (reply.status === 401) return;  // loggedOut() took over
+        if (reply.status === 401 || superseded()) return;  // 401: loggedOut() took over
         if (!reply.ok || !reply.body) {
           const detail = await problemDetail(reply);
           if (reply.status >= 400 && reply.status < 500) {
@@ -216,13 +221,14 @@
           throw new ApiError(reply.status, detail);
         }
         this.failures = 0;
+        this.connected = true;
         this.handlers.open();
         ended = await this.read(reply.body.getReader());
       } catch (err) {
-        if (controller.signal.aborted || this.closed) return;
+        if (superseded()) return;
       }
-      if (this.closed || controller.signal.aborted) return;
-      if (ended) return;
+      this.connected = false;
+      if (superseded() || ended) return;
       this.retry();
     }
 
@@ -472,7 +478,9 @@
       let eta;
       const stages = Array.isArray(status.stages) ? status.stages : [];
       const current = Number.isInteger(status.current) ? stages[status.current] : null;
-      if (current && current.overdue) eta = "overdue";
+      if (state === "pending" && Number.isInteger(status.queue_position)) {
+        eta = `queued #${status.queue_position}`;
+      } else if (current && current.overdue) eta = "overdue";
       else if (ACTIVE.has(state)) eta = `ETA ${status.eta_s === 0 ? "soon" : seconds(status.eta_s) || "\u2026"}`;
       else eta = status.elapsed_s ? `took ${seconds(status.elapsed_s)}` : "";
       setText($(".eta", row), eta);
@@ -930,7 +938,9 @@
 
   window.addEventListener("online", () => {
     for (const stream of [list.stream, runPage.stream]) {
-      if (stream && !stream.closed && stream.failures) stream.connect();
+      if (!stream || stream.closed) continue;
+      if (stream.connected) setConn("live");  // it held through the outage
+      else stream.connect();
     }
   });
   window.addEventListener("offline", () => setConn("offline"));
