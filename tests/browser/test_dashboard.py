@@ -54,7 +54,8 @@ class DashboardService:
         env = dict(os.environ, STAGEWIDGET_TOKEN=self.token)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stagewidget", "serve", PIPELINES, "--port",
-             str(self.port), "--max-running", "64", "--drain-s", "0"],
+             str(self.port), "--max-running", "64", "--drain-s", "0",
+             "--expose-tracebacks", "--expose-logs"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=self.url, timeout=WAIT_S,
                                  headers={"Authorization": f"Bearer {self.token}"})
@@ -372,6 +373,10 @@ def test_the_run_page_cancels_and_shows_an_error(page: Any, service: DashboardSe
     page.wait_for_selector('#run[data-state="failed"] .run-error:not([hidden])')
     assert page.text_content("#run .run-error strong") == \
         "ValueError: row 9 is malformed: <b>not bold</b> (stage parse)"
+    traceback = page.text_content("#run .run-error pre")
+    assert "Traceback" in traceback and "dash_pipelines.py" in traceback
+    assert "parsing row 9" in page.text_content("#logs")
+    assert page.locator("#run b").count() == 0
     page.click('#run button[data-action="retry"]')  # the new run's page
     page.wait_for_function("(id) => { const run = document.querySelector('#run');"
                            " return run.dataset.runId !== id && run.dataset.state"
@@ -469,6 +474,8 @@ def test_screenshots_desktop_and_phone_light_and_dark(page: Any, service: Dashbo
         page.emulate_media(color_scheme=scheme)
         for name, size in (("desktop", (1280, 800)), ("phone", (375, 740))):
             page.set_viewport_size({"width": size[0], "height": size[1]})
+            wide = page.evaluate("() => document.documentElement.scrollWidth")
+            assert wide <= size[0], f"{name}: the run page is {wide} px wide"
             screenshot(page, f"run-{name}-{scheme}")
     page.set_viewport_size({"width": 1280, "height": 800})
     page.emulate_media(color_scheme="light")

@@ -65,6 +65,14 @@
     return `${h} h ${String(m % 60).padStart(2, "0")} min`;
   }
 
+  /** The ETA of something still going: "overdue" past twice its usual time, "soon"
+   * past its usual time (an expected duration from history gives 0), else seconds. */
+  function etaText(etaS, overdue) {
+    if (overdue) return "overdue";
+    if (etaS === 0) return "soon";
+    return seconds(etaS);
+  }
+
   function percent(fraction) {
     if (typeof fraction !== "number" || !Number.isFinite(fraction)) return null;
     return Math.max(0, Math.min(100, fraction * 100));
@@ -475,14 +483,14 @@
       setText(link, shortText(status.pipeline, 120));
       link.setAttribute("aria-label", `run ${row.dataset.runId.slice(0, 8)} of ${shortText(status.pipeline, 120)}`);
       setText($(".badge", row), state);
-      let eta;
+      let eta = status.elapsed_s ? `took ${seconds(status.elapsed_s)}` : "";
       const stages = Array.isArray(status.stages) ? status.stages : [];
       const current = Number.isInteger(status.current) ? stages[status.current] : null;
       if (state === "pending" && Number.isInteger(status.queue_position)) {
         eta = `queued #${status.queue_position}`;
-      } else if (current && current.overdue) eta = "overdue";
-      else if (ACTIVE.has(state)) eta = `ETA ${status.eta_s === 0 ? "soon" : seconds(status.eta_s) || "\u2026"}`;
-      else eta = status.elapsed_s ? `took ${seconds(status.elapsed_s)}` : "";
+      } else if (ACTIVE.has(state)) {
+        eta = `ETA ${etaText(status.eta_s, current && current.overdue) || "\u2026"}`;
+      }
       setText($(".eta", row), eta);
       updateActions(row, state);
       fillBars($(".stages", row), status.stages, true);
@@ -764,7 +772,7 @@
       }
       const logs = Array.isArray(status.logs) ? status.logs : [];
       setText($("#logs", node), logs.length ? logs.map((l) => String(l)).join("\n")
-        : "no log lines (the service shows runs' logs only when started with --expose-logs)");
+        : "no log lines (a service shows them only when started with --expose-logs)");
     },
 
     facts(status) {
@@ -772,7 +780,7 @@
       const rows = [
         ["progress", `${Math.floor(percent(status.fraction) || 0)}%`],
         ["elapsed", seconds(status.elapsed_s)],
-        ["ETA", ACTIVE.has(status.state) ? seconds(status.eta_s) || "unknown" : ""],
+        ["ETA", ACTIVE.has(status.state) ? etaText(status.eta_s) || "unknown" : ""],
         ["created", status.created_at ? new Date(status.created_at * 1000).toLocaleString() : ""],
         ["retry of", status.retry_of ? String(status.retry_of).slice(0, 8) : ""],
       ].filter(([, v]) => v);
@@ -829,7 +837,8 @@
         setText(row.cells[3], `${count(stage.done)}${total}${unit}`);
         setText(row.cells[4], seconds(stage.elapsed_s));
         setText(row.cells[5], seconds(stage.expected_s) || "\u2013");
-        setText(row.cells[6], stage.state === "running" ? seconds(stage.eta_s) || "\u2026" : "");
+        setText(row.cells[6], stage.state === "running"
+          ? etaText(stage.eta_s, stage.overdue) || "\u2026" : "");
       });
     },
   };
