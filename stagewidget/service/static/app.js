@@ -39,7 +39,7 @@
     if (!["GET", "HEAD"].includes(method) && session.csrfToken) {
       headers.set(session.csrfHeader, session.csrfToken);
     }
-    headers.set("Accept", "application/json");
+    if (!headers.has("Accept")) headers.set("Accept", "application/json");
     const reply = await fetch(BASE + path, { ...options, method, headers,
                                              credentials: "same-origin" });
     if (reply.status === 401 && path !== "api/login") {
@@ -58,8 +58,9 @@
   function seconds(value) {
     if (value === null || value === undefined || !Number.isFinite(value)) return "";
     if (value < 10) return `${value.toFixed(1)} s`;
-    if (value < 60) return `${Math.round(value)} s`;
-    const m = Math.floor(value / 60), s = Math.round(value % 60);
+    const whole = Math.round(value);
+    if (whole < 60) return `${whole} s`;
+    const m = Math.floor(whole / 60), s = whole % 60;
     if (m < 60) return `${m} min ${String(s).padStart(2, "0")} s`;
     const h = Math.floor(m / 60);
     return `${h} h ${String(m % 60).padStart(2, "0")} min`;
@@ -132,9 +133,16 @@
       .slice(0, MAX_SERIES);
   }
 
+  /** [min, max] of ``values`` (a loop: spreading a long series would hit the stack). */
+  function extent(values) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    return [lo, hi];
+  }
+
   /** polyline points of ``values`` scaled into width x height (own min/max). */
   function points(values, width, height, pad) {
-    const lo = Math.min(...values), hi = Math.max(...values);
+    const [lo, hi] = extent(values);
     const span = hi - lo || 1;
     const step = values.length > 1 ? (width - 2 * pad) / (values.length - 1) : 0;
     return values.map((v, i) => {
@@ -256,10 +264,10 @@
         const { value, done } = await reader.read();
         if (done) return false;
         buffer += decoder.decode(value, { stream: true });
-        let cut;
-        while ((cut = buffer.search(/\r\n|\r|\n/)) >= 0) {
-          const line = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + (buffer.startsWith("\r\n", cut) ? 2 : 1));
+        const lines = buffer.split("\n");  // the service ends lines with \n alone
+        buffer = lines.pop();
+        for (let line of lines) {
+          if (line.endsWith("\r")) line = line.slice(0, -1);
           if (line === "") {
             if (data.length) {
               let parsed = null;
@@ -331,8 +339,7 @@
       return { state: STATES.includes(state) ? state : "", pipeline: query.get("pipeline") || "" };
     },
 
-    matches(status) {
-      const { state, pipeline } = this.filters();
+    matches(status, { state, pipeline }) {
       return (!state || status.state === state) && (!pipeline || status.pipeline === pipeline);
     },
 
@@ -415,10 +422,11 @@
 
     flush() {
       this.frame = 0;
+      const filters = this.filters();
       for (const id of this.dirty) {
         const status = this.latest.get(id);
         let row = this.rows.get(id);
-        if (!status || !this.matches(status)) {
+        if (!status || !this.matches(status, filters)) {
           if (row) { row.remove(); this.rows.delete(id); }
           if (status) this.latest.delete(id);
           continue;
@@ -441,6 +449,11 @@
     place(row, status) {
       const created = Number(status.created_at) || 0;
       row.dataset.created = String(created);
+      const last = this.runsNode.lastElementChild;
+      if (!last || Number(last.dataset.created) >= created) {  // the first batch's order
+        this.runsNode.appendChild(row);
+        return;
+      }
       const next = Array.from(this.runsNode.children).find(
         (other) => Number(other.dataset.created) < created);
       this.runsNode.insertBefore(row, next || null);
@@ -754,8 +767,9 @@
       const legend = $(".legend", node);
       legend.textContent = "";
       series.forEach(([name, values], i) => {
+        const [lo, hi] = extent(values);
         legend.appendChild(el("li", `series-${i}`,
-          `${shortText(name, 40)} (${metricText(Math.min(...values))} \u2013 ${metricText(Math.max(...values))})`));
+          `${shortText(name, 40)} (${metricText(lo)} \u2013 ${metricText(hi)})`));
       });
       const result = $(".result", node);
       if (state === "succeeded") {
