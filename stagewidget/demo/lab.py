@@ -1,18 +1,20 @@
 """``python -m stagewidget demo --lab``: JupyterLab from this environment, on 127.0.0.1, with
 the model-training notebook open.
 
-JupyterLab runs as a child process in a process group of its own, so a Ctrl-C in the
-terminal reaches only this process, which asks JupyterLab to stop (SIGTERM: it shuts its
-kernels down, then exits) instead of JupyterLab's interactive "Shutdown this Jupyter
-server (y/[n])?" prompt. Its settings, workspace, config and runtime files live in a
-temporary folder removed at the end: the demo starts the same way every time (no news
-pop-up, no update check, no kernel picker) and leaves the user's own Jupyter setup alone.
+JupyterLab runs as a child process in a session of its own, so a Ctrl-C in the terminal
+reaches only this process, which asks JupyterLab to stop (SIGTERM: it shuts its kernels
+down, then exits) instead of JupyterLab's interactive "Shutdown this Jupyter server
+(y/[n])?" prompt; SIGTERM and SIGHUP (the terminal closed) do the same. Its settings,
+workspace, config and runtime files live in a temporary folder removed at the end: the
+demo starts the same way every time (no news pop-up, no update check, no kernel picker)
+and leaves the user's own Jupyter setup alone.
 The token travels by the environment (``JUPYTER_TOKEN``), not the command line, where any
 local user could read it with ``ps``.
 """
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import os
@@ -50,7 +52,7 @@ _SETTINGS = {
 
 
 class _StopRequested(Exception):
-    """SIGTERM arrived (Ctrl-C arrives as ``KeyboardInterrupt``)."""
+    """SIGTERM or SIGHUP arrived (Ctrl-C arrives as ``KeyboardInterrupt``)."""
 
 
 def default_notebooks() -> Path:
@@ -139,9 +141,19 @@ class LabDemo:
         with (home / "jupyterlab.log").open("wb") as out:
             self._proc = subprocess.Popen(self.command(home), stdin=subprocess.DEVNULL,
                                           stdout=out, stderr=subprocess.STDOUT, env=env,
-                                          cwd=self.notebooks, process_group=0)
+                                          cwd=self.notebooks, start_new_session=True)
         self._wait_ready()
         return self.url
+
+    def open_browser(self) -> None:
+        """Open the notebook in the default browser, through a redirecting page in the
+        private temporary folder (as Jupyter does): the token stays out of the browser's
+        command line, which any local user could read."""
+        if self._home is None:
+            raise RuntimeError("JupyterLab was not started")
+        page = self._home / "open.html"
+        page.write_text(f'<meta http-equiv="refresh" content="0;url={html.escape(self.url)}">')
+        webbrowser.open(page.as_uri())
 
     def port_taken(self) -> bool:
         """Whether something already listens on the port."""
@@ -224,15 +236,16 @@ def run_lab(*, notebooks: Path | None = None, port: int | None = None,
     def _on_term(signum: int, frame: FrameType | None) -> None:
         raise _StopRequested
 
-    previous = signal.signal(signal.SIGTERM, _on_term)
+    stops = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {signum: signal.signal(signum, _on_term) for signum in stops}
     demo: LabDemo | None = None
     try:
         demo = LabDemo(notebooks=notebooks, port=port, log=out)
         print(f"starting JupyterLab on {HOST}:{demo.port} ...", file=out, flush=True)
-        url = demo.start()
+        demo.start()
         print(demo.banner(), file=out, flush=True)
         if open_browser:
-            webbrowser.open(url)
+            demo.open_browser()
         code = demo.wait()
         if code == 0:
             print("JupyterLab was shut down", file=out, flush=True)
@@ -252,14 +265,16 @@ def run_lab(*, notebooks: Path | None = None, port: int | None = None,
     finally:
         # a second Ctrl-C or SIGTERM must not cut the shutdown short (which would orphan
         # the kernels); stop() kills JupyterLab itself if it hangs
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in stops:
+            signal.signal(signum, signal.SIG_IGN)
         interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             if demo is not None:
                 demo.stop()
         finally:
             signal.signal(signal.SIGINT, interrupt)
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _free_port() -> int:

@@ -7,6 +7,7 @@ it is checked on its own, with a recording stand-in for the venv.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import queue
@@ -40,15 +41,16 @@ START_S = 120.0
 class Demo:
     """``python -m stagewidget demo --lab`` as a subprocess; its output read by a thread."""
 
-    def __init__(self, tmp_path: Path, *, port: int) -> None:
+    def __init__(self, tmp_path: Path, *, port: int, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.notebooks = tmp_path / "notebooks"
         self.notebooks.mkdir()
         shutil.copy(ROOT / "notebooks" / NOTEBOOK, self.notebooks)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stagewidget", "demo", "--lab", "--port", str(port),
-             "--notebooks", str(self.notebooks)],
+             "--notebooks", str(self.notebooks), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=tmp_path)
+            env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})), cwd=tmp_path)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
         self._ended = False
@@ -99,11 +101,32 @@ class Demo:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
+def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Demo]:
     harness.require_chromium()
-    running = Demo(tmp_path, port=_free_port())
+    extra: tuple[str, ...] = ()
+    env = {}
+    if getattr(request, "param", "") == "--open":
+        # a "browser" (webbrowser honours $BROWSER) that keeps the page it was given
+        browser = tmp_path / "browser"
+        browser.write_text(f'#!/bin/sh\ncat "${{1#file://}}" > {tmp_path / "opened.html"}\n')
+        browser.chmod(0o755)
+        extra, env = ("--open",), {"BROWSER": str(browser)}
+    running = Demo(tmp_path, port=_free_port(), extra=extra, env=env)
     yield running
     running.close()
+
+
+def wait_for_file(proc: subprocess.Popen[str], path: Path) -> str:
+    deadline = time.monotonic() + WAIT_S
+    while not path.exists() or not path.stat().st_size:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing was written to {path}")
+        try:  # not yet: wait a little, on the demo process itself
+            proc.wait(0.1)
+            raise AssertionError(f"the demo exited with {proc.returncode}")
+        except subprocess.TimeoutExpired:
+            pass
+    return path.read_text()
 
 
 def descendants(pid: int) -> list[int]:
@@ -179,8 +202,13 @@ def test_demo_lab_serves_the_notebook_and_ctrl_c_stops_it_and_its_kernel(
     stop_and_check(demo, signal.SIGINT, pids)
 
 
-def test_demo_lab_stops_its_kernels_on_sigterm(demo: Demo) -> None:
-    _, port, _, token = demo.wait_for_url().groups()
+@pytest.mark.parametrize("demo", ["--open"], indirect=True)
+def test_demo_lab_opens_a_browser_and_stops_its_kernels_on_sigterm(
+        demo: Demo, tmp_path: Path) -> None:
+    url, port, _, token = demo.wait_for_url().groups()
+    # the browser got a page that redirects to the URL; the token is not on its command line
+    opened = wait_for_file(demo.proc, tmp_path / "opened.html")
+    assert opened == f'<meta http-equiv="refresh" content="0;url={html.escape(url)}">'
     base = f"http://127.0.0.1:{port}"
     api(base, token, "/api/sessions", {"path": NOTEBOOK, "type": "notebook", "name": "",
                                        "kernel": {"name": "python3"}})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,14 @@ def test_demo_lab_without_the_notebook_says_where_it_looked(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--lab", "--notebooks", str(tmp_path)]) == 2
     assert f"02-model-training.ipynb is not in {tmp_path}" in capsys.readouterr().err
+
+
+def test_demo_lab_refuses_a_port_in_use_before_starting_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "02-model-training.ipynb").write_text("{}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["demo", "--lab", "--port", str(port), "--notebooks", str(tmp_path)]) == 2
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
