@@ -50,7 +50,9 @@ class Demo:
             [sys.executable, "-m", "stagewidget", "demo", "--lab", "--port", str(port),
              "--notebooks", str(self.notebooks), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})), cwd=tmp_path)
+            # its own Jupyter data folder: JupyterLab's notebook trust database goes there
+            env=dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_DATA_DIR=str(tmp_path / "data"),
+                     **(env or {})), cwd=tmp_path)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
         self._ended = False
