@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("pipelines", help="module:attribute holding a Pipeline, a list or a "
                        "dict of them, e.g. myproject.pipelines:PIPELINES")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="interface to listen on (default: 127.0.0.1, this machine only; "
-                       "another needs a token)")
+                       help="interface to listen on (default: 127.0.0.1, reachable from "
+                       "this machine only)")
     serve.add_argument("--port", type=int, default=8750,
                        help="TCP port to listen on (default: 8750)")
     stores = serve.add_mutually_exclusive_group()
