@@ -2,6 +2,8 @@
 
 - ``python notebooks/train_script.py`` in a terminal: the text view on stderr.
 - ``%run train_script.py`` in a notebook: the live widget, in the cell that ran it.
+
+About 10 s at the default scale (``STAGEWIDGET_NOTEBOOK_SCALE``, which scales the epochs).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import random
 
 import stagewidget as sw
+from stagewidget.demo import demo_scale
+
+EPOCHS = max(60, round(2500 * demo_scale()))  # 60 are enough to fit; the rest to watch
 
 pipe = sw.Pipeline("train-script")
 
@@ -23,7 +28,7 @@ def make_data(n: int) -> list[tuple[float, float]]:
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Fit y = a*x + b by gradient descent, reporting the loss each epoch."""
     a = b = 0.0
-    for _ in sw.track(range(60), desc="epoch"):
+    for _ in sw.track(range(EPOCHS), desc="epoch"):
         grad_a = grad_b = loss = 0.0
         for x, y in points:
             err = a * x + b - y
@@ -37,5 +42,5 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    slope, intercept = pipe.run(20_000)
+    slope, intercept = pipe.run(50_000)
     print(f"fitted y = {slope} * x + {intercept}")

@@ -7,9 +7,12 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from .demo import build_pipeline
+from .demo import SCALE_VARIABLE, build_pipeline
+from .demo.lab import NOTEBOOK, run_lab
+from .demo.pipeline import DEMO_EPOCHS, DEMO_ROWS
 from .errors import ConfigError, PipelineError
 
 
@@ -20,21 +23,58 @@ def _seconds(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen command; return the exit status."""
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: the ``demo`` and ``serve`` commands and their options."""
     from .service.server import DRAIN_S
 
     parser = argparse.ArgumentParser(prog="python -m stagewidget")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the demo pipeline with the text view")
-    demo.add_argument("--out", default=None, help="directory for the model file")
-    demo.add_argument("--rows", type=int, default=60_000)
-    demo.add_argument("--epochs", type=int, default=10)
+    demo = commands.add_parser(
+        "demo", help="run the demo pipeline with the text view, or open the demo notebook "
+        "in JupyterLab (--lab)",
+        description="Run the demo pipeline (synthetic data, features, a logistic "
+        "regression trained in pure Python, a model file) with the text view: about 10 s. "
+        f"${SCALE_VARIABLE} (a number > 0, default 1) scales the work of every demo and "
+        "shipped notebook. With --lab, start JupyterLab on 127.0.0.1 with the "
+        "model-training notebook open instead.")
+    demo.add_argument("--out", default=None, metavar="DIR",
+                      help="directory for the model file (default: a new temporary one)")
+    demo.add_argument("--rows", type=_positive_int, default=None,
+                      help=f"how many synthetic rows to generate, 80%% for training, 20%% "
+                      f"for testing (default: {DEMO_ROWS})")
+    demo.add_argument("--epochs", type=_positive_int, default=None,
+                      help=f"passes over the training rows (default: {DEMO_EPOCHS} times "
+                      f"${SCALE_VARIABLE}, at least 1: about 10 s at scale 1)")
+    demo.add_argument("--lab", action="store_true",
+                      help="instead, start JupyterLab from this environment on 127.0.0.1 "
+                      f"with {NOTEBOOK} open, print its URL with a fresh token, and run "
+                      "until Ctrl-C (which stops JupyterLab and its kernels)")
+    demo.add_argument("--port", type=int, default=None,
+                      help="with --lab: JupyterLab's port on 127.0.0.1 (default: a free one)")
+    demo.add_argument("--open", action="store_true",
+                      help="with --lab: also open the URL in the default web browser "
+                      "(default: only print it)")
+    demo.add_argument("--notebooks", type=Path, default=None, metavar="DIR",
+                      help="with --lab: the folder JupyterLab serves, which must hold "
+                      f"{NOTEBOOK} (default: the repository's notebooks/)")
     serve = commands.add_parser("serve", help="serve pipelines over HTTP (the status service)")
     serve.add_argument("pipelines", help="module:attribute holding a Pipeline, a list or a "
                        "dict of them, e.g. myproject.pipelines:PIPELINES")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8750)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface to listen on (default: 127.0.0.1, reachable from "
+                       "this machine only)")
+    serve.add_argument("--port", type=int, default=8750,
+                       help="TCP port to listen on (default: 8750)")
     stores = serve.add_mutually_exclusive_group()
     stores.add_argument("--store", default=None,
                         help="where runs are recorded: memory (default: this process only), "
@@ -42,29 +82,62 @@ def main(argv: list[str] | None = None) -> int:
                         "sqlite:///path/to/runs.db (a file shared by this host's processes; "
                         "runs survive a restart)")
     stores.add_argument("--redis", default=None, metavar="URL",
-                        help="redis://host:port/db: the same as --store with that URL")
+                        help="redis://host:port/db: the same as --store with that URL "
+                        "(default: none)")
     _add_security_flags(serve)
     serve.add_argument("--keep-s", type=float, default=600.0,
-                       help="how long finished runs stay readable")
-    serve.add_argument("--max-finished", type=int, default=1000)
-    serve.add_argument("--lost-after-s", type=float, default=10.0)
+                       help="how long finished runs stay readable, in seconds (default: 600)")
+    serve.add_argument("--max-finished", type=int, default=1000,
+                       help="most finished runs kept; the oldest are forgotten first "
+                       "(default: 1000)")
+    serve.add_argument("--lost-after-s", type=float, default=10.0,
+                       help="seconds without a heartbeat after which another process's "
+                       "running run reads lost (default: 10)")
     serve.add_argument("--max-running", type=int, default=32,
                        help="most runs running at once in this process; later ones wait "
-                       "in pending, first in first out (default 32)")
-    serve.add_argument("--executor", default=None, help="thread (default) or process")
+                       "in pending, first in first out (default: 32)")
+    serve.add_argument("--executor", default=None,
+                       help="thread (default) or process")
     serve.add_argument("--cors-origin", action="append", default=[],
                        help="allow this origin by CORS (repeatable; default: CORS off)")
     serve.add_argument("--drain-s", type=_seconds, default=DRAIN_S,
                        help="on SIGTERM or Ctrl-C, how long running runs may go on before "
-                       "they are cancelled (a second signal cancels them at once; "
-                       f"default {DRAIN_S:g})")
+                       "they are cancelled, in seconds (a second signal cancels them at once; "
+                       f"default: {DRAIN_S:g})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; return the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "demo":
-        pipe = build_pipeline(rows=args.rows, epochs=args.epochs)
-        path = pipe.run(args.out)
-        print(f"model written to {path}")
+        return _demo(parser, args)
+    return 0
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.lab:
+        terminal_only = [flag for flag, value in (("--out", args.out), ("--rows", args.rows),
+                                                  ("--epochs", args.epochs))
+                         if value is not None]
+        if terminal_only:
+            parser.error(f"{', '.join(terminal_only)}: for the terminal demo, not --lab")
+        return run_lab(notebooks=args.notebooks, port=args.port, open_browser=args.open)
+    lab_only = [flag for flag, value in (("--port", args.port), ("--open", args.open),
+                                         ("--notebooks", args.notebooks))
+                if value not in (None, False)]
+    if lab_only:
+        parser.error(f"{', '.join(lab_only)}: only with --lab")
+    try:
+        pipe = build_pipeline(rows=args.rows or DEMO_ROWS, epochs=args.epochs)
+    except ConfigError as exc:
+        print(f"stagewidget demo: {exc}", file=sys.stderr)
+        return 2
+    path = pipe.run(args.out)
+    print(f"model written to {path}")
     return 0
 
 
@@ -94,7 +167,8 @@ def _add_security_flags(serve: argparse.ArgumentParser) -> None:
                        help="show runs' logs (what their stages printed, warned and logged) "
                        "to HTTP clients (default: an empty logs list)")
     serve.add_argument("--no-access-log", action="store_true",
-                       help="do not log a line per request")
+                       help="do not log a line per request (default: one line per request, "
+                       "without the token)")
 
 
 def load_object(spec: str) -> Any:

@@ -1,7 +1,9 @@
 """What clients may start: the served pipelines by name, and the JSON input each takes.
 
 A pipeline's input type comes from its first stage's annotation (``def prepare(data:
-dict)`` takes a JSON object); input of another type is refused before a run starts.
+dict)`` takes a JSON object); input of another type is refused before a run starts. A
+request body sent to a pipeline that takes no input (or none sent to one that needs one) is
+refused in the words of the request, not of the stage's Python signature.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..engine.call import NO_INPUT
 from ..engine.definition import PipelineDefinition as Pipeline
+from ..engine.definition import Stage
 from ..errors import PipelineError
 
-__all__ = ["check_input_type", "input_schema", "input_type", "pipelines_by_name"]
+__all__ = ["check_input_given", "check_input_type", "input_schema", "input_type",
+           "pipelines_by_name"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -79,6 +84,30 @@ def check_input_type(name: str, pipe: Pipeline, data: Any) -> None:
             f"pipeline {name!r} takes a JSON {_JSON_TYPES[kind]} (its first stage is "
             f"{first.name}({param}: {kind.__name__})); got "
             f"{_JSON_NAMES.get(type(data), type(data).__name__)}")
+
+
+def check_input_given(pipe: Pipeline, data: Any) -> None:
+    """Raise ``PipelineError`` worded for an HTTP client when the request's body (``data``;
+    ``NO_INPUT`` for an empty one) is there and the first stage takes no input, or is not
+    and the first stage needs one. A stage that accepts both is happy either way."""
+    if not pipe.stages:
+        return  # the pipeline's own check says it has no stages
+    first = pipe.stages[0]
+    if data is NO_INPUT:
+        if not _accepts(first) and _accepts(first, None):
+            kind = input_type(pipe)
+            what = f"a JSON {_JSON_TYPES[kind]}" if kind is not None else "any JSON value"
+            raise PipelineError(f"this pipeline needs an input: send a JSON body ({what})")
+    elif not _accepts(first, data) and _accepts(first):
+        raise PipelineError("this pipeline takes no input: send an empty body")
+
+
+def _accepts(stage: Stage, *args: object) -> bool:
+    try:
+        stage.check_accepts(*args)
+    except PipelineError:
+        return False
+    return True
 
 
 def input_schema(pipe: Pipeline) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..status import ErrorInfo, RunState, RunStatus
 from .admission import RunQueue
-from .inputs import check_input_type, input_schema, pipelines_by_name
+from .inputs import check_input_given, check_input_type, input_schema, pipelines_by_name
 from .store import TERMINAL, DamagedRecord, MemoryStore, Record, Store, StoreUnavailable
 from .writer import StoreWriter, describe
 
@@ -160,7 +160,8 @@ class RunRegistry:
 
         Raises:
             PipelineNotFound: no pipeline of that name.
-            PipelineError: the data does not fit the pipeline's first stage.
+            PipelineError: the data does not fit the pipeline's first stage (worded for
+                an HTTP client: ``NO_INPUT`` stands for an empty request body).
             IdempotencyConflict: the key was used with a different request.
             StoreUnavailable: the store is down; no run was started.
         """
@@ -168,6 +169,7 @@ class RunRegistry:
         if pipe is None:
             known = ", ".join(sorted(self.pipelines)) or "none"
             raise PipelineNotFound(f"no pipeline named {name!r} (served: {known})")
+        check_input_given(pipe, data)
         pipe._check_startable(data)
         if data is not NO_INPUT:
             check_input_type(name, pipe, data)

@@ -117,7 +117,7 @@ def test_bad_requests_get_specific_problems(make_service, store_kind) -> None:
             (client.post("/api/pipelines/square/runs", content=b'{"n": ',
                          headers={"content-type": "application/json"}), 400, "not valid JSON"),
             (start(client, "square", {"n": "x" * 2000}), 413, "at most 1000 bytes"),
-            (start(client, "hello", {"n": 1}), 422, "stage 'greet' must accept"),
+            (start(client, "hello", {"n": 1}), 422, "this pipeline takes no input"),
             (client.get("/api/runs", params={"state": "sleeping"}), 400, "state must be one of"),
             (client.get("/api/runs", params={"limit": "0"}), 400, "limit must be an integer"),
             (start(client, "square", {"n": 1}, **{"Idempotency-Key": "x" * 300}), 400,
@@ -129,6 +129,28 @@ def test_bad_requests_get_specific_problems(make_service, store_kind) -> None:
             assert reply.headers["content-type"] == PROBLEM
             assert detail in reply.json()["detail"], reply.json()
         assert client.get("/api/runs").json()["total"] == 0  # none of them started a run
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize(("pipeline", "body", "detail"), [
+    ("hello", b'{"n": 1}', "this pipeline takes no input: send an empty body"),
+    ("hello", b"null", "this pipeline takes no input: send an empty body"),
+    ("square", b"", "this pipeline needs an input: send a JSON body (a JSON object)"),
+    ("fails", b" ", "this pipeline needs an input: send a JSON body (any JSON value)"),
+])
+def test_a_body_that_does_not_fit_the_first_stage_is_refused_in_http_terms(
+        client, pipeline, body, detail) -> None:
+    reply = client.post(f"/api/pipelines/{pipeline}/runs", content=body,
+                        headers={"content-type": "application/json"})
+    assert reply.status_code == 422
+    assert reply.headers["content-type"] == PROBLEM
+    assert reply.json()["detail"] == detail
+    assert client.get("/api/runs").json()["total"] == 0  # nothing ran
+
+
+def test_python_callers_keep_the_signature_wording() -> None:
+    with pytest.raises(sw.PipelineError, match=r"stage 'greet' must accept one positional"):
+        svc_pipelines.hello.start({"n": 1}, display=False)
 
 
 def test_a_pipeline_without_input_starts_from_an_empty_body(client) -> None:

@@ -1,6 +1,7 @@
 """A realistic demo pipeline: synthetic data -> features -> logistic regression -> file.
 
-Pure Python (no numpy), so it runs anywhere stagewidget does; about ten seconds.
+Pure Python (no numpy), so it runs anywhere stagewidget does; about ten seconds at the
+default scale (``STAGEWIDGET_NOTEBOOK_SCALE``, which multiplies the epochs).
 """
 
 from __future__ import annotations
@@ -12,14 +13,30 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .engine.progress import advance, report, track
-from .pipeline import Pipeline
+from ..engine.progress import advance, report, track
+from ..pipeline import Pipeline
+from .scale import demo_scale
 
-__all__ = ["build_pipeline"]
+__all__ = ["DEMO_EPOCHS", "DEMO_ROWS", "build_pipeline"]
+
+DEMO_ROWS = 60_000
+DEMO_EPOCHS = 120  # about 10 s of training on one core of a 2020s laptop
 
 
-def build_pipeline(*, rows: int = 60_000, epochs: int = 10, seed: int = 7) -> Pipeline:
-    """Return the demo pipeline; its input is an output directory (or None for a temp one)."""
+def build_pipeline(*, rows: int = DEMO_ROWS, epochs: int | None = None,
+                   seed: int = 7) -> Pipeline:
+    """Return the demo pipeline; its input is an output directory (or None for a temp one).
+
+    Args:
+        rows: how many synthetic rows to make (80 % train, 20 % test).
+        epochs: passes over the training rows; None for ``DEMO_EPOCHS`` times
+            ``demo_scale()`` (at least 1).
+
+    Raises:
+        ConfigError: ``STAGEWIDGET_NOTEBOOK_SCALE`` is not a number > 0.
+    """
+    if epochs is None:
+        epochs = max(1, round(DEMO_EPOCHS * demo_scale()))
     pipe = Pipeline("demo-train")
 
     @pipe.stage("load data")
