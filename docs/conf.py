@@ -44,7 +44,7 @@ suppress_warnings: list[str] = []
 # the outputs saved in the repository: 05 (a service on a port) and 06 (a Dask cluster)
 # need outside parts, and 07 reads the scale as a whole number of study rounds.
 EXECUTED = ["01-quickstart", "02-model-training", "03-async-io", "04-cancel-and-retry",
-            "08-history-and-cache"]
+            "07-library-progress", "08-history-and-cache"]
 os.environ.setdefault("STAGEWIDGET_NOTEBOOK_SCALE", "0.05")
 if "STAGEWIDGET_HOME" not in os.environ:
     _home = tempfile.mkdtemp(prefix="stagewidget-docs-home-")

@@ -35,7 +35,7 @@ from typing import TextIO
 
 from ..errors import ConfigError
 
-__all__ = ["NOTEBOOK", "LabDemo", "default_notebooks", "run_lab"]
+__all__ = ["NOTEBOOK", "LabDemo", "default_notebooks", "run_lab", "working_copy"]
 
 NOTEBOOK = "02-model-training.ipynb"
 HOST = "127.0.0.1"
@@ -58,6 +58,25 @@ class _StopRequested(Exception):
 def default_notebooks() -> Path:
     """The repository's ``notebooks/`` folder, beside the package in a clone."""
     return Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def working_copy(source: Path) -> Path:
+    """A working copy of ``source`` (the repository's notebooks) in ``.demo-lab/`` beside
+    it, to serve instead: JupyterLab marks an opened notebook changed and autosaves it,
+    and the demo must not change the clone's files. Files missing from the copy are
+    copied; files there already are kept, edits included (delete the folder to start
+    over). ``.demo-lab/`` is git-ignored."""
+    target = source.parent / ".demo-lab" / source.name
+    for path in sorted(source.rglob("*")):
+        if "__pycache__" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        copy = target / path.relative_to(source)
+        if path.is_dir():
+            copy.mkdir(parents=True, exist_ok=True)
+        elif not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
+    return target
 
 
 class LabDemo:
@@ -240,6 +259,10 @@ def run_lab(*, notebooks: Path | None = None, port: int | None = None,
     previous = {signum: signal.signal(signum, _on_term) for signum in stops}
     demo: LabDemo | None = None
     try:
+        if notebooks is None and (default_notebooks() / NOTEBOOK).is_file():
+            notebooks = working_copy(default_notebooks())
+            print(f"serving a working copy of notebooks/ in {notebooks} (your edits stay "
+                  "there; delete it to start over)", file=out, flush=True)
         demo = LabDemo(notebooks=notebooks, port=port, log=out)
         print(f"starting JupyterLab on {HOST}:{demo.port} ...", file=out, flush=True)
         demo.start()

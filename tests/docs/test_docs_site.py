@@ -38,8 +38,10 @@ def site() -> Iterator[Path]:
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed (node 20 and npm come with the machine)")
     work = Path(tempfile.mkdtemp(prefix="stagewidget-docs-"))
+    # Its own home: the notebooks it executes must not add to the history and cache
+    # that the nbval runs of the same notebooks in this session read.
     env = dict(os.environ, DOCS_PYTHON=sys.executable, DOCS_WORK=str(work / "work"),
-               npm_config_cache=str(work / "npm-cache"))
+               npm_config_cache=str(work / "npm-cache"), STAGEWIDGET_HOME=str(work / "home"))
     out = work / "html"
     build = subprocess.run([str(ROOT / "scripts" / "docs"), str(out)], env=env, cwd=ROOT,
                            capture_output=True, text=True, timeout=280)

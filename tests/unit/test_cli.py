@@ -106,3 +106,26 @@ def test_demo_lab_refuses_a_port_in_use_before_starting_anything(
         port = taken.getsockname()[1]
         assert main(["demo", "--lab", "--port", str(port), "--notebooks", str(tmp_path)]) == 2
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_the_lab_demo_serves_a_working_copy_that_keeps_edits(tmp_path):
+    from stagewidget.demo.lab import working_copy
+
+    source = tmp_path / "notebooks"
+    (source / ".ipynb_checkpoints").mkdir(parents=True)
+    (source / "02-model-training.ipynb").write_text("original")
+    (source / "train_script.py").write_text("script")
+    (source / ".ipynb_checkpoints" / "x.ipynb").write_text("checkpoint")
+
+    copy = working_copy(source)
+    assert copy == tmp_path / ".demo-lab" / "notebooks"
+    assert (copy / "02-model-training.ipynb").read_text() == "original"
+    assert (copy / "train_script.py").read_text() == "script"
+    assert not (copy / ".ipynb_checkpoints").exists()
+
+    (copy / "02-model-training.ipynb").write_text("edited in the demo")
+    (source / "03-new.ipynb").write_text("new")
+    assert working_copy(source) == copy
+    assert (copy / "02-model-training.ipynb").read_text() == "edited in the demo"
+    assert (copy / "03-new.ipynb").read_text() == "new"
+    assert (source / "02-model-training.ipynb").read_text() == "original"
