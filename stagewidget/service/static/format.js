@@ -20,7 +20,7 @@ export function seconds(value) {
  * past its usual time (an expected duration from history gives 0), else seconds. */
 export function etaText(etaS, overdue) {
   if (overdue) return "overdue";
-  if (etaS === 0) return "soon";
+  if (typeof etaS === "number" && etaS < 0.05) return "soon";  // not "0.0 s"
   return seconds(etaS);
 }
 
