@@ -85,18 +85,28 @@ class HistoryReader:
         found = self._read(conn, "WHERE run_id = ?", [run_id])
         return found[0] if found else None
 
+    def restart(self) -> None:
+        """Start ``changes()`` afresh: from the latest write (from the first, when there
+        is no database yet: every write to come is new)."""
+        conn = self._db()
+        self._cursor, self._unfinished = 0, {}
+        if conn is None:
+            return
+        self._cursor = int(conn.execute("SELECT coalesce(max(seq), 0) FROM runs")
+                           .fetchone()[0])
+        rows = conn.execute(f"SELECT run_id, owner, owner_started, state FROM runs "
+                            f"WHERE {_UNFINISHED}", _TERMINAL).fetchall()
+        self._unfinished = {r[0]: (r[1], r[2], r[3]) for r in rows}
+
     def changes(self) -> list[Seen]:
-        """The runs written since the last call (none at the first), oldest write first;
-        unfinished runs whose owner is gone from this host are recorded lost and given."""
+        """The runs written since the last call (or ``restart()``; none at the first
+        call), oldest write first; unfinished runs whose owner is gone from this host are
+        recorded lost and given."""
+        if self._cursor is None:
+            self.restart()
+            return []
         conn = self._db()
         if conn is None:
-            return []
-        if self._cursor is None:
-            self._cursor = int(conn.execute("SELECT coalesce(max(seq), 0) FROM runs")
-                               .fetchone()[0])
-            rows = conn.execute(f"SELECT run_id, owner, owner_started, state FROM runs "
-                                f"WHERE {_UNFINISHED}", _TERMINAL).fetchall()
-            self._unfinished = {r[0]: (r[1], r[2], r[3]) for r in rows}
             return []
         host = socket.gethostname()
         for run_id, (owner, started, state) in list(self._unfinished.items()):
