@@ -108,23 +108,32 @@ class Dashboard:
         self._inboxes.add(inbox)
         if self._poller is None:
             loop = asyncio.get_running_loop()
-            loop.run_in_executor(self._executor, self.reader.restart)
+            loop.run_in_executor(self._executor, self._restart)
             self._poller = loop.create_task(self._poll())
-        return lambda: self._inboxes.discard(inbox)
+
+        def unsubscribe() -> None:
+            self._inboxes.discard(inbox)
+            if not self._inboxes and self._poller is not None:
+                self._poller.cancel()  # not left asleep when the server stops
+                self._poller = None
+        return unsubscribe
+
+    def _restart(self) -> None:
+        try:
+            self.reader.restart()
+        except (sqlite3.Error, ConfigError) as err:  # changes() starts it again
+            _log.warning("cannot read the run history %s: %s", self.reader.path, err)
 
     async def _poll(self) -> None:
-        try:
-            while self._inboxes:
-                await asyncio.sleep(self.poll_s)
-                try:
-                    found = await self.call(self.reader.changes)
-                except (sqlite3.Error, ConfigError) as err:
-                    _log.warning("cannot read the run history %s: %s", self.reader.path, err)
-                    continue
-                for inbox in list(self._inboxes):
-                    inbox.put(found)
-        finally:
-            self._poller = None
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                found = await self.call(self.reader.changes)
+            except (sqlite3.Error, ConfigError) as err:
+                _log.warning("cannot read the run history %s: %s", self.reader.path, err)
+                continue
+            for inbox in list(self._inboxes):
+                inbox.put(found)
 
 
 def _status_json(seen: Seen) -> dict[str, Any]:
