@@ -138,6 +138,8 @@ def _serve(args: argparse.Namespace) -> int:
           f"{service.http} parser)", file=sys.stderr, flush=True)
     print(_token_banner(service.token, given=args.token is not None), file=sys.stderr,
           flush=True)
+    print(_page_banner(service.url, service.token, given=args.token is not None),
+          file=sys.stderr, flush=True)
     try:
         service.serve_forever(drain_s=args.drain_s)
     except RuntimeError as exc:  # it could not listen
@@ -156,6 +158,15 @@ def _token_banner(token: str, *, given: bool) -> str:
         return "clients send the token you gave: Authorization: Bearer <token>"
     return ("clients send this token as 'Authorization: Bearer <token>':\n"
             f"{token}")
+
+
+def _page_banner(url: str, token: str, *, given: bool) -> str:
+    """The banner's line pointing a browser at the dashboard (the token is never in it)."""
+    for wildcard in ("//0.0.0.0:", "//[::]:"):  # listening everywhere: loopback works
+        url = url.replace(wildcard, "//127.0.0.1:")
+    if not token:
+        return f"open {url}/"
+    return f"open {url}/ and log in with the token {'you gave' if given else 'above'}"
 
 
 if __name__ == "__main__":

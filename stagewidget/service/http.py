@@ -39,7 +39,7 @@ from .middleware import AccessLog, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
 from .pages import OPEN_PAGE_PATHS, OPEN_PAGE_PREFIXES, page_routes
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
-from .session import IDLE_S, MAX_SESSIONS, SessionAuth, SessionStore
+from .session import IDLE_S, MAX_SESSIONS, SessionAuth, SessionStore, cookie_name
 from .store import TERMINAL, Record, StoreUnavailable
 from .wire import ascii_int, encode_json, is_ascii_digits, json_response
 
@@ -177,12 +177,14 @@ class _Api:
 
     async def openapi(self, request: Any) -> Any:
         return json_response(openapi_document(pipelines=self.registry.input_schemas(),
-                                              secured=bool(self.token)))
+                                              secured=bool(self.token),
+                                              cookie=cookie_name(request.scope)))
 
     async def pipelines(self, request: Any) -> Any:
+        schemas = self.registry.input_schemas()
         return json_response({"pipelines": [
             {"name": name, "stages": [s.name for s in pipe.stages],
-             "runs_url": f"/api/pipelines/{name}/runs"}
+             "runs_url": f"/api/pipelines/{name}/runs", "input_schema": schemas[name]}
             for name, pipe in sorted(self.registry.pipelines.items())]})
 
     async def start_run(self, request: Any) -> Any:

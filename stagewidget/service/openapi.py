@@ -178,13 +178,26 @@ _EVENT = {
 }
 
 
+_PIPELINE = {
+    "type": "object", "required": ["name", "stages", "runs_url", "input_schema"],
+    "properties": {
+        "name": {"type": "string"},
+        "stages": {"type": "array", "items": {"type": "string"}},
+        "runs_url": {"type": "string"},
+        "input_schema": {"type": ["object", "null"],
+                         "description": "the JSON schema of the run's input (the body of "
+                                        "its POST); null: it takes no input"}},
+}
+
+
 def _problems(*codes: int) -> dict[str, Any]:
     return {str(code): {"description": _REASONS[code], "content": _PROBLEM} for code in codes}
 
 
-_REASONS = {400: "Bad request", 401: "Missing or wrong token", 404: "Not found",
-            409: "The run has already ended", 413: "Body too large",
-            415: "Body not JSON", 422: "Input not accepted", 503: "Status store unavailable"}
+_REASONS = {400: "Bad request", 401: "Missing or wrong token", 403: "Forbidden",
+            404: "Not found", 409: "The run has already ended", 413: "Body too large",
+            415: "Body not JSON", 422: "Input not accepted", 429: "Too many failed logins",
+            503: "Status store unavailable"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -218,13 +231,67 @@ def _start_run(name: str, schema: dict[str, Any] | None, auth: tuple[int, ...]
     return {"post": operation}
 
 
-def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bool
-                     ) -> dict[str, Any]:
+# A token is some 43 characters; the bound keeps any login body within the 4 KiB the
+# service reads, however its characters are escaped.
+_TOKEN = {"type": "string", "minLength": 1, "maxLength": 300,
+          "description": "the service's token (printed when it started)"}
+
+
+def _session_paths(auth: tuple[int, ...]) -> dict[str, Any]:
+    """The browser session endpoints: login, logout and the session's state."""
+    csrf = {"type": "object", "required": ["csrf_token", "idle_timeout_s"],
+            "properties": {"csrf_token": {"type": "string"},
+                           "idle_timeout_s": {"type": "number"}}}
+    token_body = {"type": "object", "required": ["token"], "properties": {"token": _TOKEN}}
+    forbidden = (403,) if auth else ()  # a session's request without Origin or CSRF token
+    return {
+        "/api/login": {"post": {
+            "operationId": "login", "security": [],
+            "summary": "Exchange the token for a browser session: an HttpOnly SameSite="
+                       "Strict session cookie (never the token) and the CSRF token that "
+                       "requests changing state send in X-CSRF-Token",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": token_body},
+                "application/x-www-form-urlencoded": {"schema": token_body}}},
+            "responses": {
+                "200": {**_json(csrf, "Logged in (a JSON body)"),
+                        "headers": {"Set-Cookie": {"schema": {"type": "string"},
+                                                   "description": "the session cookie"}}},
+                "303": {"description": "Logged in (a form): back to the page",
+                        "headers": {"Location": {"schema": {"type": "string"}}}},
+                "401": {"description": "Wrong token", "content": _PROBLEM},
+                "409": {"description": "The service needs no token: nothing to log in to",
+                        "content": _PROBLEM},
+                **_problems(400, 403, 413, 415, 429)}}},
+        "/api/logout": {"post": {
+            "operationId": "logout", "summary": "End the browser session, clear its cookie",
+            "responses": {"204": {"description": "Logged out"},
+                          **_problems(*auth, *forbidden)}}},
+        "/api/session": {"get": {
+            "operationId": "getSession", "security": [],
+            "summary": "Whether the request's cookie names a live session; its CSRF token "
+                       "and the header to send it in",
+            "responses": {"200": _json({
+                "type": "object",
+                "required": ["token_required", "session", "login", "csrf_header"],
+                "properties": {
+                    "token_required": {"type": "boolean"}, "session": {"type": "boolean"},
+                    "login": {"type": "boolean",
+                              "description": "whether POST /api/login exists (a token)"},
+                    "csrf_header": {"type": "string"},
+                    "csrf_token": {"type": "string"},
+                    "idle_timeout_s": {"type": "number"}}}, "The session's state")}}},
+    }
+
+
+def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bool,
+                     cookie: str | None = None) -> dict[str, Any]:
     """The API document.
 
     Args:
         pipelines: the names served, each with its input's JSON schema (None: no input).
         secured: whether a bearer token is required.
+        cookie: the session cookie's name (it holds the port), for its security scheme.
     """
     run_id = {"name": "run_id", "in": "path", "required": True,
               "schema": {"type": "string", "format": "uuid"}}
@@ -236,7 +303,9 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
                           **_problems(503)}}},
         "/api/pipelines": {"get": {
             "operationId": "listPipelines", "summary": "The pipelines that can be started",
-            "responses": {"200": _json({"type": "object", "required": ["pipelines"]},
+            "responses": {"200": _json({"type": "object", "required": ["pipelines"],
+                                        "properties": {"pipelines": {
+                                            "type": "array", "items": _PIPELINE}}},
                                        "Pipelines"), **_problems(*auth)}}},
         "/api/runs": {"get": {
             "operationId": "listRuns", "summary": "Runs, newest first",
@@ -299,6 +368,7 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
                               "content": {"text/event-stream": {"itemSchema": {
                                   **_EVENT, "oneOf": _EVENT["oneOf"][:1]}}}},
                       **_problems(400, *auth, 503)}}}
+    paths.update(_session_paths(auth))
     for name, schema in sorted(pipelines.items()):
         paths[f"/api/pipelines/{name}/runs"] = _start_run(name, schema, auth)
     document: dict[str, Any] = {
@@ -308,9 +378,16 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
         "components": {"schemas": _SCHEMAS},
     }
     if secured:
-        document["components"]["securitySchemes"] = {"bearer": {"type": "http",
-                                                                "scheme": "bearer"}}
+        schemes: dict[str, Any] = {"bearer": {"type": "http", "scheme": "bearer"}}
         document["security"] = [{"bearer": []}]
+        if cookie is not None:
+            schemes["session"] = {
+                "type": "apiKey", "in": "cookie", "name": cookie,
+                "description": "a browser session from POST /api/login; a request it "
+                               "authenticates that changes state also needs the service's "
+                               "own Origin and the session's X-CSRF-Token header"}
+            document["security"].append({"session": []})
+        document["components"]["securitySchemes"] = schemes
         for path in ("/api/health",):
             document["paths"][path]["get"]["security"] = []
     return document

@@ -326,10 +326,12 @@ class SessionAuth:
         return reply
 
     async def session(self, request: Any) -> Any:
-        """Whether the cookie names a live session; its CSRF token if so."""
+        """Whether the cookie names a live session; its CSRF token if so, and the header
+        to send it in; whether there is a token login (``login``: with a token)."""
         current = self.session_of(request.scope)
         body: dict[str, Any] = {"token_required": bool(self.token),
-                                "session": current is not None}
+                                "session": current is not None, "login": bool(self.token),
+                                "csrf_header": CSRF_HEADER}
         if current is not None:
             body |= {"csrf_token": current[1].csrf_token, "idle_timeout_s":
                      self.sessions.idle_s}

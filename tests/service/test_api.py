@@ -221,7 +221,11 @@ def test_a_token_guards_everything_but_health(make_service, store_kind) -> None:
         assert ok.status_code == 200
         assert anonymous.get("/api/health").status_code == 200
         document = anonymous.get("/openapi.json", headers={"Authorization": "Bearer s3cret-token"})
-        assert document.json()["security"] == [{"bearer": []}]
+        # the bearer token, or the browser session's cookie (named for the port)
+        assert document.json()["security"] == [{"bearer": []}, {"session": []}]
+        scheme = document.json()["components"]["securitySchemes"]["session"]
+        assert scheme == {**scheme, "type": "apiKey", "in": "cookie",
+                          "name": f"stagewidget_session_{service.port}"}
 
 
 def test_binding_beyond_loopback_needs_a_token() -> None:

@@ -88,7 +88,8 @@ def test_a_wrong_token_is_a_401_and_sets_no_cookie(service, browser) -> None:
     assert reply.status_code == 401 and reply.headers["content-type"] == PROBLEM
     assert "set-cookie" not in reply.headers
     assert browser.get("/api/runs").status_code == 401
-    assert browser.get("/api/session").json() == {"token_required": True, "session": False}
+    assert browser.get("/api/session").json() == {
+        "token_required": True, "session": False, "login": True, "csrf_header": "X-CSRF-Token"}
 
 
 @pytest.mark.parametrize("body, kind, status", [
@@ -138,7 +139,7 @@ def test_a_session_reads_runs_and_its_csrf_token(service, browser) -> None:
     assert browser.get(f"/api/runs/{run_id}").status_code == 200
     assert browser.get("/api/session").json() == {
         "token_required": True, "session": True, "csrf_token": csrf,
-        "idle_timeout_s": 12 * 3600.0}
+        "idle_timeout_s": 12 * 3600.0, "login": True, "csrf_header": "X-CSRF-Token"}
     svc_pipelines.gate(gate).set()
 
 
@@ -249,8 +250,9 @@ def test_the_access_log_never_holds_the_token(make_service, caplog) -> None:
 def test_without_a_token_there_is_nothing_to_log_in_to(make_service) -> None:
     service = make_service("memory", token="")
     with httpx.Client(base_url=service.url, timeout=WAIT_S) as browser:
-        assert browser.get("/api/session").json() == {"token_required": False,
-                                                      "session": False}
+        assert browser.get("/api/session").json() == {
+            "token_required": False, "session": False, "login": False,
+            "csrf_header": "X-CSRF-Token"}
         assert browser.post("/api/login", json={"token": "x"}).status_code == 409
 
 
