@@ -10,7 +10,6 @@ Events in the same format, ``application/problem+json`` errors with a ``detail``
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import mimetypes
 import sqlite3
@@ -28,7 +27,7 @@ from tornado.iostream import StreamClosedError
 from ..durable.reader import HistoryReader, Seen
 from ..errors import ConfigError, InvalidTransition, RunNotFound
 from ..service.openapi import SUMMARY_KEYS
-from ..service.pages import STATIC_DIR
+from ..service.pages import STATIC_DIR, render_index
 from ..service.wire import ascii_int, encode_json
 from ..status import RunState
 
@@ -477,12 +476,6 @@ class StaticHandler(JupyterHandler):
                                                 else ""))
         self.set_header("Cache-Control", "no-cache")
         self.finish(path.read_bytes())
-
-
-def render_index(base: str) -> bytes:
-    """``index.html`` with every ``__BASE__`` replaced by ``base`` (attribute-escaped)."""
-    text = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    return text.replace("__BASE__", html.escape(base, quote=True)).encode("utf-8")
 
 
 def handlers(base_url: str, dashboard: Dashboard) -> list[tuple[str, type, dict[str, Any]]]:

@@ -264,9 +264,15 @@ def test_the_page_and_its_files_are_served_under_the_base_url(run, base, token) 
                 assert page.headers["content-type"].startswith("text/html")
                 assert "default-src 'self'" in page.headers["content-security-policy"]
                 assert "__BASE__" not in page.text
-            icon = await http.get(base + "static/favicon.svg")
-            assert icon.status_code == 200
-            assert icon.headers["content-type"] == "image/svg+xml"
+                assert '<meta name="stagewidget-base" content="/user/alice/stagewidget/">' \
+                    in page.text
+                assert 'src="/user/alice/stagewidget/static/app.js"' in page.text
+            for name, kind in [("favicon.svg", "image/svg+xml"),
+                               ("app.js", "text/javascript; charset=utf-8"),
+                               ("app.css", "text/css; charset=utf-8")]:
+                asset = await http.get(base + "static/" + name)
+                assert asset.status_code == 200
+                assert asset.headers["content-type"] == kind
             for path in ("static/..%2Fpages.py", "static/index.html", "static/nope.js"):
                 assert (await http.get(base + path)).status_code == 404, path
 
