@@ -90,13 +90,30 @@ class Dashboard:
         self.reader = reader if reader is not None else HistoryReader()
         self.poll_s = poll_s
         self.ping_s = ping_s
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="stagewidget-jupyter")
+        # the database thread: started by the first call, ended once no call is left and
+        # no stream is open (a plain server extension gets no "server stops" hook)
+        self._executor: ThreadPoolExecutor | None = None
+        self._calls = 0  # calls submitted and not finished (counted on the event loop)
         self._inboxes: set[Inbox] = set()
         self._poller: asyncio.Task[None] | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the database thread, after every call asked before it."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._submit(fn, *args)
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="stagewidget-jupyter")
+        self._calls += 1
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: asyncio.Future[Any]) -> None:  # the event loop's thread
+        self._calls -= 1
+        if not self._calls and not self._inboxes and self._executor is not None:
+            self._executor.shutdown(wait=False)  # idle: its thread ends now
+            self._executor = None
 
     def subscribe(self, inbox: Inbox) -> Callable[[], None]:
         """Deliver every change from now on to ``inbox``; return what unsubscribes.
@@ -106,15 +123,17 @@ class Dashboard:
         """
         self._inboxes.add(inbox)
         if self._poller is None:
-            loop = asyncio.get_running_loop()
-            loop.run_in_executor(self._executor, self._restart)
-            self._poller = loop.create_task(self._poll())
+            self._submit(self._restart)
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
 
         def unsubscribe() -> None:
             self._inboxes.discard(inbox)
             if not self._inboxes and self._poller is not None:
                 self._poller.cancel()  # not left asleep when the server stops
                 self._poller = None
+            if not self._inboxes and not self._calls and self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
         return unsubscribe
 
     def _restart(self) -> None:

@@ -72,10 +72,13 @@ def test_a_schema_step_that_is_missing_is_refused_naming_the_versions(tmp_path: 
 
 def test_changes_follow_the_order_of_writes_not_the_owners_clocks(home: Path) -> None:
     reader = HistoryReader()
-    assert reader.changes() == []  # no database yet
+    assert reader.changes() == []  # no database yet: every write to come is a change
     sw.Pipeline("first", [lambda: 1]).run(display=False)
     assert history.flush(WAIT_S)
-    assert reader.changes() == []  # the cursor starts at the latest write
+    assert [s.pipeline for _, s in reader.changes()] == ["first"]
+    assert reader.changes() == []
+    reader.restart()  # from the latest write on
+    assert reader.changes() == []
     late = sw.Pipeline("late", [lambda: 1], history=False).start(display=False).wait(WAIT_S)
     conn = open_db(home / "history.sqlite3")
     # written now, by an owner whose clock is an hour behind: still a change

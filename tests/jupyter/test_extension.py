@@ -10,11 +10,13 @@ meets them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -60,8 +62,10 @@ def jp_server_config() -> Config:
 
 @pytest.fixture
 def run(jp_asyncio_loop) -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    """Run a coroutine on the server's loop (the server answers while it runs)."""
-    return jp_asyncio_loop.run_until_complete
+    """Run a coroutine on the server's loop (the server answers while it runs), for at
+    most 2 * WAIT_S (a stream waiting for an event that never comes fails the test)."""
+    return lambda scenario: jp_asyncio_loop.run_until_complete(
+        asyncio.wait_for(scenario, 2 * WAIT_S))
 
 
 @pytest.fixture
@@ -182,6 +186,13 @@ def test_a_run_stream_ends_with_the_run(run, base, token, kernel_like) -> None:
     seen = run(scenario())
     assert seen[0][1]["state"] == "running"
     assert seen[-2][1]["state"] == "cancelled" and seen[-1] == ("end", {"state": "cancelled"})
+    # no stream open, no read going: the extension's database thread has ended (a plain
+    # server extension is never told that its server stops)
+    run(asyncio.sleep(0))
+    for thread in threading.enumerate():
+        if thread.name.startswith("stagewidget-jupyter"):
+            thread.join(WAIT_S)
+            assert not thread.is_alive()
 
 
 def test_requests_without_jupyters_token_are_refused(run, base, kernel_like) -> None:
@@ -277,3 +288,34 @@ def test_the_page_and_its_files_are_served_under_the_base_url(run, base, token) 
                 assert (await http.get(base + path)).status_code == 404, path
 
     run(scenario())
+
+
+def test_a_run_whose_process_died_turns_lost_in_the_stream(
+        run, base, token, kernel_like) -> None:
+    run_id = kernel_like.run_id
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+        async with client(token) as http, http.stream("GET", base + "api/events") as stream:
+            async for name, data in events(stream):
+                if name == "comment" and data == "synced" and not seen:
+                    raise AssertionError("the running run was not in the first batch")
+                if name != "status" or data["run_id"] != run_id:
+                    continue
+                seen.append(data["state"])
+                if len(seen) == 1:
+                    kernel_like.kill()  # a kernel killed: nobody records the run's end
+                    kernel_like.wait()
+                if data["state"] == "lost":
+                    return seen
+        raise AssertionError(seen)
+
+    assert run(scenario())[-1] == "lost"
+
+    async def after() -> None:
+        async with client(token) as http:
+            assert (await http.get(base + f"api/runs/{run_id}")).json()["state"] == "lost"
+            lost = await http.get(base + "api/runs", params={"state": "lost"})
+            assert [r["run_id"] for r in lost.json()["runs"]] == [run_id]
+
+    run(after())
