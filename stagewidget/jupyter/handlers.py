@@ -154,8 +154,17 @@ class Dashboard:
                 inbox.put(found)
 
 
+LOST_MESSAGE = ("the process that ran it ended before the run did (a kernel restarted, "
+                "shut down or killed); its end is unknown")
+
+
 def _status_json(seen: Seen) -> dict[str, Any]:
-    return seen[1].to_dict()
+    """The run's status JSON; a lost run says why, as the status service's do."""
+    status = seen[1].to_dict()
+    if status["state"] == RunState.LOST.value and status["error"] is None:
+        status["error"] = {"type": "stagewidget.RunLost", "message": LOST_MESSAGE,
+                           "traceback": "", "stage": status["current_stage"]}
+    return status
 
 
 def _problem_body(status: int, detail: str, instance: str) -> bytes:

@@ -314,7 +314,10 @@ def test_a_run_whose_process_died_turns_lost_in_the_stream(
 
     async def after() -> None:
         async with client(token) as http:
-            assert (await http.get(base + f"api/runs/{run_id}")).json()["state"] == "lost"
+            lost_run = (await http.get(base + f"api/runs/{run_id}")).json()
+            assert lost_run["state"] == "lost"
+            assert lost_run["error"]["type"] == "stagewidget.RunLost"
+            assert "ended before the run did" in lost_run["error"]["message"]
             lost = await http.get(base + "api/runs", params={"state": "lost"})
             assert [r["run_id"] for r in lost.json()["runs"]] == [run_id]
 
