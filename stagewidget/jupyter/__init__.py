@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .handlers import Dashboard, handlers
+from .feed import Dashboard
+from .handlers import handlers
 
 __all__ = ["Dashboard", "handlers"]
 
