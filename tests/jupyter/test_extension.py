@@ -229,6 +229,8 @@ def test_a_cookie_session_needs_jupyters_xsrf_token_to_cancel(
                                "csrf_header": "X-XSRFToken"}
             refused = await browser.delete(base + f"api/runs/{run_id}")
             assert refused.status_code == 403 and kernel_like.poll() is None
+            retry = await browser.post(base + f"api/runs/{run_id}/retry")
+            assert retry.status_code == 403  # before the route's own 409
             cancel = await browser.delete(base + f"api/runs/{run_id}",
                                           headers={"X-XSRFToken": session["csrf_token"]})
             assert cancel.status_code == 202, cancel.text
