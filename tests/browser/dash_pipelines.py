@@ -39,6 +39,7 @@ fails = sw.Pipeline("fails")
 
 @fails.stage
 def parse(data: dict):
+    print(f"parsing row {data.get('row', 3)}")  # the run's log
     raise ValueError(f"row {data.get('row', 3)} is malformed: <b>not bold</b>")
 
 

@@ -14,6 +14,7 @@ import http.server
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,8 +38,6 @@ FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -55,7 +54,8 @@ class DashboardService:
         env = dict(os.environ, STAGEWIDGET_TOKEN=self.token)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stagewidget", "serve", PIPELINES, "--port",
-             str(self.port), "--max-running", "64", "--drain-s", "0"],
+             str(self.port), "--max-running", "64", "--drain-s", "0",
+             "--expose-tracebacks", "--expose-logs"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=self.url, timeout=WAIT_S,
                                  headers={"Authorization": f"Bearer {self.token}"})
@@ -223,17 +223,19 @@ def test_without_login_the_page_shows_the_login_and_no_run_data(
         assert tab.is_hidden("#run-view") and tab.is_hidden("#list-view")
         assert run_id not in tab.content() and "row 7" not in tab.content()
         paths = {url.removeprefix(service.url) for url in asked}
-        assert paths - {"/static/favicon.svg"} == {
-            f"/runs/{run_id}", "/static/app.css", "/static/app.js", "/api/session"}
+        # the page, its files, and the one question asked without a session
+        assert {path for path in paths if not path.startswith("/static/")} == {
+            f"/runs/{run_id}", "/api/session"}
+        assert {"/static/app.js", "/static/app.css"} <= paths
         # a wrong token: the service's problem detail, still no data
         tab.fill("#login input[name=token]", "not-the-token")
         tab.click("#login button[type=submit]")
         tab.wait_for_selector("#login-problem:not([hidden])")
         assert tab.text_content("#login-problem") == "the token is not this service's token"
         assert run_id not in tab.content()
-        # the right one: the run page fills in; logging out empties it again
+        # the right one, by keyboard: the run page fills in; logging out empties it again
         tab.fill("#login input[name=token]", service.token)
-        tab.click("#login button[type=submit]")
+        tab.press("#login input[name=token]", "Enter")
         tab.wait_for_selector('#run[data-state="failed"] .run-error:not([hidden])')
         assert "ValueError: row 7 is malformed" in tab.text_content("#run .run-error")
         tab.click("#logout")
@@ -265,9 +267,36 @@ def test_runs_started_over_http_appear_live_and_more_than_six_keep_moving(
     assert first.locator(".eta").text_content().startswith("ETA ")
     page.wait_for_function("(id) => document.querySelector(`#runs [data-run-id='${id}'] "
                            ".metrics-text`)?.textContent.includes('loss')", arg=run_ids[0])
-    event_streams = [url for url in watch.urls if "/api/events" in url]
-    assert len(event_streams) == 1, event_streams
+    event_streams = [url for url in watch.urls if url.endswith("/api/events")]
+    assert len(event_streams) == 1, event_streams  # since the login
     assert page.get_attribute("#conn", "data-state") == "live"
+    watch.assert_clean()
+
+
+def test_the_list_reconnects_when_its_stream_breaks(
+        page: Any, context: Any, service: DashboardService, watch: Watch) -> None:
+    with _Relay(service.port) as relay:  # the same site: the session cookie goes along
+        page.goto(relay.url + "/")
+        page.wait_for_selector("#conn[data-state=live]")
+        streams = len([url for url in watch.urls if url.startswith(relay.url + "/api/events")])
+        relay.drop()  # the service, or a proxy on the way, went away
+        page.wait_for_selector("#conn[data-state=reconnecting]")
+        started = service.start("hello")
+        page.wait_for_selector(f'{row(started)}[data-state="succeeded"]')  # heard again
+        assert page.get_attribute("#conn", "data-state") == "live"
+        assert len([url for url in watch.urls
+                    if url.startswith(relay.url + "/api/events")]) == streams + 1
+        # the browser offline: said at once; back online, live again
+        context.set_offline(True)
+        try:
+            page.wait_for_selector("#conn[data-state=offline]")
+        finally:
+            context.set_offline(False)
+        page.wait_for_selector("#conn[data-state=live]")
+        page.goto(service.url + "/")
+    cut = "Failed to load resource: net::ERR_INCOMPLETE_CHUNKED_ENCODING"
+    assert watch.errors.count(cut) == 1  # the stream the relay cut, logged by Chromium
+    watch.errors.remove(cut)
     watch.assert_clean()
 
 
@@ -346,6 +375,10 @@ def test_the_run_page_cancels_and_shows_an_error(page: Any, service: DashboardSe
     page.wait_for_selector('#run[data-state="failed"] .run-error:not([hidden])')
     assert page.text_content("#run .run-error strong") == \
         "ValueError: row 9 is malformed: <b>not bold</b> (stage parse)"
+    traceback = page.text_content("#run .run-error pre")
+    assert "Traceback" in traceback and "dash_pipelines.py" in traceback
+    assert "parsing row 9" in page.text_content("#logs")
+    assert page.locator("#run b").count() == 0
     page.click('#run button[data-action="retry"]')  # the new run's page
     page.wait_for_function("(id) => { const run = document.querySelector('#run');"
                            " return run.dataset.runId !== id && run.dataset.state"
@@ -443,6 +476,8 @@ def test_screenshots_desktop_and_phone_light_and_dark(page: Any, service: Dashbo
         page.emulate_media(color_scheme=scheme)
         for name, size in (("desktop", (1280, 800)), ("phone", (375, 740))):
             page.set_viewport_size({"width": size[0], "height": size[1]})
+            wide = page.evaluate("() => document.documentElement.scrollWidth")
+            assert wide <= size[0], f"{name}: the run page is {wide} px wide"
             screenshot(page, f"run-{name}-{scheme}")
     page.set_viewport_size({"width": 1280, "height": 800})
     page.emulate_media(color_scheme="light")
@@ -486,3 +521,56 @@ def _foreign_site() -> Iterator[str]:
         server.server_close()
         thread.join(WAIT_S)
 
+
+
+class _Relay:
+    """A TCP relay on another port to the service, whose connections can be cut."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()  # sockets: the accept thread adds, drop() cuts
+        self.thread = threading.Thread(target=self._accept, name="relay", daemon=True)
+
+    def __enter__(self) -> _Relay:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (close would not)
+        self.listener.close()
+        self.drop()
+        self.thread.join(WAIT_S)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed: the relay ends
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True,
+                                 name="relay-pipe").start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def drop(self) -> None:
+        """Cut every connection relayed so far."""
+        with self.lock:
+            cut, self.sockets = self.sockets, []
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()

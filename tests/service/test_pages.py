@@ -61,9 +61,15 @@ def test_the_rendered_page_is_cached_per_base() -> None:
 def test_the_page_files_ship_with_the_package() -> None:
     for name in ("index.html", "app.js", "app.css", "favicon.svg"):
         assert (STATIC_DIR / name).is_file(), name
-    script = (STATIC_DIR / "app.js").read_text()
-    assert "innerHTML" not in script and "insertAdjacentHTML" not in script  # textContent only
-    assert '"/api' not in script and "'/api" not in script  # every URL from the base
+    scripts = list(STATIC_DIR.glob("*.js"))
+    assert len(scripts) > 1  # app.js and the modules it imports
+    for path in scripts:
+        script = path.read_text()
+        assert "innerHTML" not in script and "outerHTML" not in script, path.name
+        assert "insertAdjacentHTML" not in script and "document.write" not in script
+        assert '"/api' not in script and "'/api" not in script  # every URL from the base
+        for module in re.findall(r'from "([^"]+)"', script):  # relative: any base works
+            assert module.startswith("./") and (STATIC_DIR / module[2:]).is_file(), module
     assert "frame-ancestors 'none'" in PAGE_HEADERS["Content-Security-Policy"]
 
 
