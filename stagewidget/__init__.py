@@ -200,6 +200,13 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'stagewidget' has no attribute {name!r}")
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Jupyter Server's entry point (``jupyter server extension enable stagewidget``):
+    the dashboard at ``<base_url>stagewidget/``, in ``stagewidget.jupyter``, which is
+    imported only by Jupyter Server."""
+    return [{"module": "stagewidget.jupyter"}]
+
+
 def __dir__() -> list[str]:
     """The public names, for completion (``dir(stagewidget)``)."""
     return list(__all__)

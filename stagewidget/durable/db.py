@@ -11,7 +11,7 @@ stagewidget is refused with a clear error instead of being misread.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,14 +64,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def ensure_schema(conn: sqlite3.Connection, component: str, version: int, ddl: str) -> None:
-    """Create ``component``'s tables with ``ddl`` unless the database has them already.
+def ensure_schema(conn: sqlite3.Connection, component: str, version: int, ddl: str,
+                  upgrades: Mapping[int, str] | None = None) -> None:
+    """Create ``component``'s tables with ``ddl``, or upgrade older ones to ``version``.
 
     Idempotent and safe when several processes do it at once: the check is repeated
     inside a write transaction. ``ddl`` must use ``CREATE ... IF NOT EXISTS``.
+    ``upgrades[n]`` is the DDL that takes version ``n`` to ``n + 1``; the steps from the
+    version found run in one transaction, so a reader never sees half an upgrade.
 
     Raises:
-        ConfigError: the database holds a newer version of the schema than ``version``.
+        ConfigError: the database holds a newer version of the schema than ``version``,
+            or an older one that ``upgrades`` has no step for.
         sqlite3.Error: the database cannot be read or written.
     """
     try:
@@ -85,16 +89,30 @@ def ensure_schema(conn: sqlite3.Connection, component: str, version: int, ddl: s
                      "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
         found = _version(conn, component)
         if found is None:
-            for statement in ddl.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            _run(conn, ddl)
             conn.execute("INSERT INTO schema_version VALUES (?, ?)", (component, version))
+        elif found < version:
+            for step in range(found, version):
+                if upgrades is None or step not in upgrades:
+                    raise ConfigError(
+                        f"the {component} tables of {_name(conn)} have schema version "
+                        f"{found}, which this stagewidget cannot upgrade (from {step} to "
+                        f"{step + 1}); set STAGEWIDGET_HOME to another folder")
+                _run(conn, upgrades[step])
+            conn.execute("UPDATE schema_version SET version = ? WHERE component = ?",
+                         (version, component))
         elif found > version:
             raise ConfigError(
                 f"the {component} tables of {_name(conn)} have schema version {found}, newer "
                 f"than this stagewidget's ({version}); upgrade stagewidget or set "
                 "STAGEWIDGET_HOME to another folder"
             )
+
+
+def _run(conn: sqlite3.Connection, ddl: str) -> None:
+    for statement in ddl.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _version(conn: sqlite3.Connection, component: str) -> int | None:

@@ -24,11 +24,11 @@ from ..errors import ConfigError
 from ..status import RunState, RunStatus, StageStatus
 from .home import data_home
 from .owner import owner_alive
-from .records import open_db, run_from_row, stage_from_row
+from .records import mark_lost, open_db, run_from_row, stage_from_row
 from .writer import flush, warn_once, writer
 
-__all__ = ["DB_NAME", "HISTORY_ENV", "RunRecorder", "flush", "history_path", "open_history",
-           "read_history", "recording_on", "warn_once"]
+__all__ = ["DB_NAME", "HISTORY_ENV", "RunRecorder", "flush", "history_path",
+           "lost_if_orphaned", "open_history", "read_history", "recording_on", "warn_once"]
 
 HISTORY_ENV = "STAGEWIDGET_HISTORY"
 DB_NAME = "history.sqlite3"
@@ -82,8 +82,8 @@ def open_history(pipeline: Any) -> Path | None:
 class RunRecorder:
     """Records one run in the history database at ``path``, through the process's writer.
 
-    ``follow(status, sample)`` when the run starts; ``recorder(final_status)`` when it
-    ends. Neither blocks.
+    ``follow(status, sample, cancel)`` when the run starts; ``recorder(final_status)``
+    when it ends. Neither blocks.
     """
 
     __slots__ = ("fingerprints", "path")
@@ -95,9 +95,12 @@ class RunRecorder:
     def __call__(self, status: RunStatus) -> None:
         writer().offer(self.path, status, self.fingerprints)
 
-    def follow(self, status: RunStatus, sample: Callable[[], RunStatus | None]) -> None:
-        """Record the run from ``status`` on, sampling it with ``sample()`` (None: gone)."""
-        writer().follow(self.path, status, self.fingerprints, sample)
+    def follow(self, status: RunStatus, sample: Callable[[], RunStatus | None],
+               cancel: Callable[[], object] | None = None) -> None:
+        """Record the run from ``status`` on, sampling it with ``sample()`` (None: gone);
+        ``cancel()`` (from the writer's thread) when another process asks for a Cancel
+        through the database (see ``cancels``)."""
+        writer().follow(self.path, status, self.fingerprints, sample, cancel)
 
     def __repr__(self) -> str:
         return f"<RunRecorder {str(self.path)!r}>"
@@ -131,13 +134,13 @@ def read_history(pipeline: str | None = None, limit: int = 50, *,
                                 "ORDER BY run_id, position", args):
             stages.setdefault(row["run_id"], []).append(stage_from_row(row))
         statuses = [run_from_row(row, tuple(stages.get(row["run_id"], ()))) for row in runs]
-        return [_lost_if_orphaned(conn, status, row) for status, row in zip(statuses, runs,
-                                                                              strict=True)]
+        return [lost_if_orphaned(conn, status, row)
+                for status, row in zip(statuses, runs, strict=True)]
     finally:
         conn.close()
 
 
-def _lost_if_orphaned(conn: sqlite3.Connection, status: RunStatus, row: sqlite3.Row
+def lost_if_orphaned(conn: sqlite3.Connection, status: RunStatus, row: sqlite3.Row
                       ) -> RunStatus:
     """``status`` as ``lost`` (recorded so) when it is unfinished and its owner is gone."""
     host = socket.gethostname()
@@ -146,8 +149,7 @@ def _lost_if_orphaned(conn: sqlite3.Connection, status: RunStatus, row: sqlite3.
     if owner_alive(row["owner"], host, row["owner_started"]):
         return status
     try:  # only if nobody wrote it since we read it (its owner's final write wins)
-        conn.execute("UPDATE runs SET state = ? WHERE run_id = ? AND state = ?",
-                     (RunState.LOST.value, status.run_id, status.state.value))
+        mark_lost(conn, status.run_id, status.state.value)
     except sqlite3.Error as err:
         warn_once(f"lost:{err}", "cannot record run %s as lost: %s", status.run_id, err)
     return replace(status, state=RunState.LOST)

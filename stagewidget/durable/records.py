@@ -1,5 +1,12 @@
 """The run history's tables, and a run's status as rows of them and back.
 
+Each write of a run gives its row the next ``seq`` (one more than the largest): writers
+take turns (``BEGIN IMMEDIATE``), so a reader that remembers the largest ``seq`` it saw
+finds every later write with ``seq > n``, whatever the writers' clocks say (a run's
+``updated_at`` is its owner's clock, written up to a second late). The ``cancels``
+table holds Cancels asked for by another process (the Jupyter extension) until the
+run's owner takes them.
+
 Only text SQLite accepts goes in (lone surrogates escaped), ints that fit in 64 bits and
 finite floats; the result is never recorded, and reads back as released.
 """
@@ -24,10 +31,10 @@ from ..status import (
 from .db import connect, ensure_schema
 from .owner import default_owner, process_started
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "open_db", "run_from_row", "stage_from_row",
-           "write_run"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "UPGRADES", "mark_lost", "open_db", "run_from_row",
+           "stage_from_row", "write_run"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TRACEBACK_CHARS = 20_000  # a recorded traceback is cut to its last this many characters
 _MAX_INT = 2**63 - 1  # SQLite's integers are 64-bit
 
@@ -36,16 +43,32 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, state TEXT NOT NULL,
     current INTEGER, created_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
     elapsed_s REAL, retry_of TEXT, error_type TEXT, error_message TEXT,
-    error_traceback TEXT, error_stage TEXT, owner TEXT NOT NULL, owner_started TEXT);
+    error_traceback TEXT, error_stage TEXT, owner TEXT NOT NULL, owner_started TEXT,
+    seq INTEGER);
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_seq ON runs (seq);
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, created_at);
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (pipeline, state, finished_at);
 CREATE TABLE IF NOT EXISTS stages (
     run_id TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
     state TEXT NOT NULL, done INTEGER, total INTEGER, started_at REAL, finished_at REAL,
     elapsed_s REAL, expected_s REAL, fingerprint TEXT, metrics TEXT,
-    PRIMARY KEY (run_id, position))
+    PRIMARY KEY (run_id, position));
+CREATE TABLE IF NOT EXISTS cancels (run_id TEXT PRIMARY KEY, requested_at REAL NOT NULL)
 """
+
+# version n -> n + 1 (``db.ensure_schema``); v1 rows get their rowid as seq (in write order
+# until a row is rewritten; every later write numbers after them)
+UPGRADES = {1: """
+ALTER TABLE runs ADD COLUMN seq INTEGER;
+UPDATE runs SET seq = rowid;
+CREATE INDEX IF NOT EXISTS runs_by_seq ON runs (seq);
+CREATE TABLE IF NOT EXISTS cancels (run_id TEXT PRIMARY KEY, requested_at REAL NOT NULL)
+"""}
+_NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM runs)"
+_RUN_COLUMNS = ("run_id, pipeline, state, current, created_at, started_at, finished_at, "
+                "updated_at, elapsed_s, retry_of, error_type, error_message, error_traceback, "
+                "error_stage, owner, owner_started, seq")
 
 _RELEASED = Outcome()
 _RELEASED.release()  # a recorded run's result was never recorded: it reads as released
@@ -60,7 +83,7 @@ def open_db(path: Path) -> sqlite3.Connection:
     """
     conn = connect(path)
     try:
-        ensure_schema(conn, "history", SCHEMA_VERSION, SCHEMA)
+        ensure_schema(conn, "history", SCHEMA_VERSION, SCHEMA, UPGRADES)
     except BaseException:
         conn.close()
         raise
@@ -96,7 +119,8 @@ def write_run(conn: sqlite3.Connection, status: RunStatus,
     error = status.error
     trace = error.traceback[-_TRACEBACK_CHARS:] if error is not None else None
     conn.execute(
-        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) "
+        f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})",
         (_text(status.run_id), _text(status.pipeline), status.state.value,
          _integer(status.current), _real(status.created_at), _real(status.started_at),
          _real(status.finished_at), _real(status.updated_at), _real(status.elapsed_s),
@@ -111,6 +135,13 @@ def write_run(conn: sqlite3.Connection, status: RunStatus,
           fingerprints[i] if i < len(fingerprints) else None,
           json.dumps({str(k): json_safe(v) for k, v in s.metrics.items()}))
          for i, s in enumerate(status.stages)])
+
+
+def mark_lost(conn: sqlite3.Connection, run_id: str, state: str) -> None:
+    """Record ``run_id`` as lost (with the next ``seq``) unless its owner wrote another
+    state since it was read as ``state`` (the owner's final write wins)."""
+    conn.execute(f"UPDATE runs SET state = ?, seq = {_NEXT_SEQ} WHERE run_id = ? AND state = ?",
+                 (RunState.LOST.value, run_id, state))
 
 
 def stage_from_row(row: sqlite3.Row) -> StageStatus:

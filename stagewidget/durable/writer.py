@@ -3,10 +3,13 @@ hot path from a thread of its own.
 
 A followed run is sampled by the writer itself (its ``sample()``, about once every
 ``WRITE_INTERVAL_S``), so recording asks nothing of the delivery thread: a run nobody
-watches stays unobserved. Each run is written at most once every ``WRITE_INTERVAL_S``
-and its final state (offered when it ends) always. Nothing a run does waits for the
-database: one that cannot be written (read-only, full disk, damaged) is logged once on
-the ``stagewidget.history`` logger and the runs go on unrecorded.
+watches stays unobserved. In the same rounds, while it follows unfinished runs, the
+writer reads the database's pending Cancels (``cancels``: asked for by another process,
+the Jupyter extension) and cancels those of its runs that are there. Each run is
+written at most once every ``WRITE_INTERVAL_S`` and its final state (offered when it
+ends) always. Nothing a run does waits for the database: one that cannot be written
+(read-only, full disk, damaged) is logged once on the ``stagewidget.history`` logger
+and the runs go on unrecorded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..status import RunStatus
+from .cancels import clear_cancels, pending_cancels
 from .db import transaction
 from .records import open_db, write_run
 
@@ -50,6 +54,8 @@ class _Entry:
     dirty: bool = True
     # the run's status now, None once the run is gone (a followed run; else None)
     sample: Callable[[], RunStatus | None] | None = None
+    # cancels the run when another process asks (a followed run; else None)
+    cancel: Callable[[], object] | None = None
 
 
 class HistoryWriter:
@@ -103,15 +109,18 @@ class HistoryWriter:
                 self._cond.notify_all()
 
     def follow(self, path: Path, status: RunStatus, fingerprints: tuple[str | None, ...],
-               sample: Callable[[], RunStatus | None]) -> None:
+               sample: Callable[[], RunStatus | None],
+               cancel: Callable[[], object] | None = None) -> None:
         """Record ``status`` (first written a second from now), then ``sample()`` about
-        once a second until a final state is offered or ``sample()`` gives None. Never
-        blocks; ``sample`` is called from the writer's thread, without its lock."""
+        once a second until a final state is offered or ``sample()`` gives None; call
+        ``cancel()`` once a Cancel of the run is found in the database. Never blocks;
+        ``sample`` and ``cancel`` are called from the writer's thread, without its lock."""
         with self._cond:
             if path in self._broken:
                 return
             self._pending[status.run_id] = _Entry(path, status, fingerprints,
-                                                  written_at=self._clock(), sample=sample)
+                                                  written_at=self._clock(), sample=sample,
+                                                  cancel=cancel)
             if self._thread is None:
                 self._start_locked()
             self._cond.notify_all()
@@ -200,9 +209,45 @@ class HistoryWriter:
                     if status.state.terminal:
                         self._finals.add(status.run_id)
 
+    def _take_cancels(self) -> None:
+        """Cancel the followed runs another process asked to cancel (the writer's thread
+        only: it uses the writer's connections). One query per database, in the rounds
+        where a followed unfinished run is due to be sampled."""
+        with self._cond:
+            now = self._clock()
+            due = {entry.path for entry in self._pending.values()
+                   if entry.cancel is not None and not entry.status.state.terminal
+                   and now - entry.written_at >= self._interval_s}
+            if not due:
+                return
+            followed = {run_id: entry for run_id, entry in self._pending.items()
+                        if entry.path in due and entry.cancel is not None
+                        and not entry.status.state.terminal}
+        for path in due:
+            try:
+                conn = self._connection(path)
+                asked = pending_cancels(conn)
+                taken = [followed[run_id] for run_id in asked if run_id in followed
+                         and followed[run_id].path == path]
+                if not taken:
+                    continue
+                for entry in taken:
+                    try:
+                        if entry.cancel is not None:
+                            entry.cancel()
+                    except Exception as err:  # pragma: no cover - Run.cancel() does not raise
+                        self.warn_once(f"cancel:{entry.status.run_id}", "cannot cancel run "
+                                       "%s: %r", entry.status.run_id, err)
+                clear_cancels(conn, [entry.status.run_id for entry in taken])
+            except sqlite3.Error as err:  # asked again next round; the write path reports
+                if not _busy(err):
+                    self.warn_once(f"cancels:{path}", "cannot read the cancels asked for "
+                                   "in %s: %s", path, err)
+
     def _loop(self) -> None:
         idle_since = None
         while True:
+            self._take_cancels()
             self._sample_followed()
             with self._cond:
                 due, wait = self._due_locked()

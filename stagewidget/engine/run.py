@@ -653,7 +653,8 @@ class Run:
 def _record(run: Run, recorder: history.RunRecorder) -> None:
     """Record ``run`` in the history: the writer samples it about once a second while it
     runs (an observer would have the ticker sample every run ten times a second, watched
-    or not) and gets its final status from a done-callback. Both hold the run weakly."""
+    or not), cancels it when another process asks through the database, and gets its
+    final status from a done-callback. All hold the run weakly."""
     ref = weakref.ref(run)
 
     def sample() -> RunStatus | None:
@@ -665,7 +666,12 @@ def _record(run: Run, recorder: history.RunRecorder) -> None:
         if alive is not None:
             recorder(alive.status())
 
-    recorder.follow(run.status(), sample)
+    def cancel() -> None:  # asked for through the database (the Jupyter extension)
+        alive = ref()
+        if alive is not None:
+            alive.cancel()
+
+    recorder.follow(run.status(), sample, cancel)
     run._on_done(ended)
 
 

@@ -22,7 +22,7 @@ PACKAGE = "stagewidget"
 ROOT = Path(stagewidget.__file__).parent
 
 LAYERS = {"errors": 0, "status": 1, "durable": 2, "engine": 3, "views": 4, "service": 4,
-          "adapters": 4, "__init__": 5, "pipeline": 5, "__main__": 5, "demo": 5}
+          "adapters": 4, "jupyter": 4, "__init__": 5, "pipeline": 5, "__main__": 5, "demo": 5}
 FACADE_LAYER = 5
 
 # Third-party packages a user may not have: imported where they are needed, on use.
@@ -32,12 +32,15 @@ OPTIONAL = frozenset({
     "pytorch_lightning", "torch", "transformers", "optuna", "sklearn", "numpy",
     # a dependency, but its import takes ~0.3 s: loaded by the stage cache when used
     "joblib",
+    # the Jupyter Server extension (stagewidget.jupyter), loaded by Jupyter Server only
+    "tornado", "jupyter_server",
 })
 # The package's optional parts, loaded on first use so ``import stagewidget`` stays
 # small and fast (the style guide's "optional parts imported lazily"): the HTTP service,
 # the Dask and process executors, the run table, the training-loop adapters.
 LAZY_PARTS = ("stagewidget.service", "stagewidget.engine.cluster",
-              "stagewidget.engine.process", "stagewidget.views.table", "stagewidget.adapters")
+              "stagewidget.engine.process", "stagewidget.views.table", "stagewidget.adapters",
+              "stagewidget.jupyter")
 
 
 def module_name(path: Path) -> str:
@@ -231,3 +234,17 @@ def test_durable_imports_only_errors_and_status() -> None:
     edges = internal_edges()
     assert [(m, t) for m in durable for t in edges[m] if not t.startswith(
         (f"{PACKAGE}.durable", f"{PACKAGE}.status", f"{PACKAGE}.errors"))] == []
+
+
+def test_nothing_imports_the_jupyter_extension_and_it_reads_only_below_it() -> None:
+    # Jupyter Server alone loads it (through the facade's lazy extension point); it
+    # reads the history (durable), the status model and the service's page and wire
+    # helpers, and never the engine that runs things
+    edges = internal_edges()
+    jupyter = f"{PACKAGE}.jupyter"
+    assert [m for m, targets in edges.items() if not m.startswith(jupyter)
+            and any(t.startswith(jupyter) for t in targets)] == []
+    assert sorted({t for m, targets in edges.items() if m.startswith(jupyter)
+                   for t in targets if not t.startswith(jupyter)}) == [
+        f"{PACKAGE}.durable.reader", f"{PACKAGE}.errors", f"{PACKAGE}.service.openapi",
+        f"{PACKAGE}.service.pages", f"{PACKAGE}.service.wire", f"{PACKAGE}.status"]

@@ -86,8 +86,13 @@ def test_import_starts_no_thread_and_loads_no_optional_part() -> None:
         "assert threading.active_count() == 1, threading.enumerate()\n"
         "loaded = [m for m in ('ipywidgets', 'IPython', 'nest_asyncio2', 'nest_asyncio',"
         " 'stagewidget.engine.process', 'stagewidget.engine.cluster',"
-        " 'stagewidget.adapters') if m in sys.modules]\n"
+        " 'stagewidget.adapters', 'tornado', 'jupyter_server', 'stagewidget.jupyter')"
+        " if m in sys.modules]\n"
         "assert not loaded, loaded\n"
+        # what Jupyter Server asks first: answered without loading the extension itself
+        "assert stagewidget._jupyter_server_extension_points() == "
+        "[{'module': 'stagewidget.jupyter'}]\n"
+        "assert 'tornado' not in sys.modules and 'stagewidget.jupyter' not in sys.modules\n"
         "import logging; assert not logging.getLogger().handlers\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,175 @@
+"""The run history read by a process that runs nothing: a dashboard (the Jupyter extension).
+
+One ``HistoryReader`` keeps one connection and, for a live view, a cursor: ``changes()``
+gives every run written since its last call (by ``seq``, see ``records``), and the
+unfinished runs whose owner died meanwhile, now recorded as ``lost``. ``cancel()`` asks
+a run's owner to cancel it (``cancels``). Every method blocks on the database: call
+them from one thread at a time, off any event loop.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import InvalidTransition, RunNotFound
+from ..status import RunState, RunStatus, StageStatus
+from .cancels import request_cancel
+from .history import history_path, lost_if_orphaned
+from .owner import owner_alive
+from .records import mark_lost, open_db, run_from_row, stage_from_row
+
+__all__ = ["HistoryReader", "Seen"]
+
+Seen = tuple[int, RunStatus]  # a run's status as read, with the seq of the write it came from
+_TERMINAL = tuple(s.value for s in RunState if s.terminal)
+_UNFINISHED = f"state NOT IN ({', '.join('?' * len(_TERMINAL))})"
+
+
+class HistoryReader:
+    """Reads the history database at ``path`` (default: the data folder's, read at each
+    open); a database not created yet reads as empty."""
+
+    def __init__(self, path: Path | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._conn: sqlite3.Connection | None = None
+        self._cursor: int | None = None  # the largest seq changes() has seen
+        # unfinished runs changes() has seen: run id -> (owner, owner_started, state)
+        self._unfinished: dict[str, tuple[str, str | None, str]] = {}
+
+    @property
+    def path(self) -> Path:
+        """The database's path."""
+        return history_path(create=False) if self._path is None else self._path
+
+    def close(self) -> None:
+        """Close the connection (idempotent); the next call opens it again."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def runs(self, *, state: str | None = None, pipeline: str | None = None,
+             limit: int = 200) -> list[Seen]:
+        """The recorded runs, newest first, of ``pipeline`` and in ``state`` if given."""
+        conn = self._db()
+        if conn is None:
+            return []
+        where: list[str] = []
+        args: list[object] = []
+        if pipeline is not None:
+            where.append("pipeline = ?")
+            args.append(pipeline)
+        if state is not None:
+            # a run recorded as running may read as lost (its owner died): filtered after
+            # the owner check
+            states = (state, "pending", "running") if state == RunState.LOST.value else (state,)
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args += states
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        found = self._read(conn, f"{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                           [*args, limit])
+        if state is not None:
+            found = [seen for seen in found if seen[1].state.value == state]
+        return found
+
+    def run(self, run_id: str) -> Seen | None:
+        """The run ``run_id`` as recorded, or None."""
+        conn = self._db()
+        if conn is None:
+            return None
+        found = self._read(conn, "WHERE run_id = ?", [run_id])
+        return found[0] if found else None
+
+    def restart(self) -> None:
+        """Start ``changes()`` afresh: from the latest write (from the first, when there
+        is no database yet: every write to come is new)."""
+        conn = self._db()
+        self._cursor, self._unfinished = 0, {}
+        if conn is None:
+            return
+        self._cursor = int(conn.execute("SELECT coalesce(max(seq), 0) FROM runs")
+                           .fetchone()[0])
+        rows = conn.execute(f"SELECT run_id, owner, owner_started, state FROM runs "
+                            f"WHERE {_UNFINISHED}", _TERMINAL).fetchall()
+        self._unfinished = {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def changes(self) -> list[Seen]:
+        """The runs written since the last call (or ``restart()``; none at the first
+        call), oldest write first; unfinished runs whose owner is gone from this host are
+        recorded lost and given."""
+        if self._cursor is None:
+            self.restart()
+            return []
+        conn = self._db()
+        if conn is None:
+            return []
+        host = socket.gethostname()
+        for run_id, (owner, started, state) in list(self._unfinished.items()):
+            if owner.rpartition(":")[0] == host and not owner_alive(owner, host, started):
+                mark_lost(conn, run_id, state)  # next seq: read below
+                del self._unfinished[run_id]
+        found = self._read(conn, "WHERE seq > ? ORDER BY seq", [self._cursor])
+        if found:
+            self._cursor = max(self._cursor, max(seq for seq, _ in found))
+        return found
+
+    def cancel(self, run_id: str) -> Seen:
+        """Ask the owner of the unfinished run ``run_id`` to cancel it; its status now.
+
+        Its owner's history writer takes the request within about a second.
+
+        Raises:
+            RunNotFound: no run ``run_id`` is recorded.
+            InvalidTransition: the run has ended (or is lost): nothing to cancel.
+        """
+        seen = self.run(run_id)
+        conn = self._conn
+        if seen is None or conn is None:
+            raise RunNotFound(f"no run with id {run_id!r} in the run history {str(self.path)!r}")
+        if seen[1].state.terminal:
+            raise InvalidTransition(f"run {run_id!r} has already ended "
+                                    f"({seen[1].state.value}): there is nothing to cancel")
+        request_cancel(conn, run_id, self._clock())
+        return seen
+
+    # -- helpers ---------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection | None:
+        if self._conn is None:
+            path = self.path
+            if not path.exists():
+                return None
+            self._conn = open_db(path)
+            self._conn.row_factory = sqlite3.Row
+        return self._conn
+
+    def _read(self, conn: sqlite3.Connection, tail: str, args: list[object]) -> list[Seen]:
+        """The runs ``SELECT * FROM runs <tail>`` picks, with their stages, lost ones
+        recorded so; the unfinished ones remembered for ``changes()``."""
+        rows = conn.execute(f"SELECT * FROM runs {tail}", args).fetchall()
+        if not rows:
+            return []
+        ids = [row["run_id"] for row in rows]
+        stages: dict[str, list[StageStatus]] = {}
+        for start in range(0, len(ids), 500):  # SQLite's bound on parameters
+            chunk = ids[start:start + 500]
+            for row in conn.execute(
+                    f"SELECT * FROM stages WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY run_id, position", chunk):
+                stages.setdefault(row["run_id"], []).append(stage_from_row(row))
+        found = []
+        for row in rows:
+            status = lost_if_orphaned(conn, run_from_row(row, tuple(stages.get(
+                row["run_id"], ()))), row)
+            if self._cursor is not None:
+                if status.state.terminal:
+                    self._unfinished.pop(status.run_id, None)
+                else:
+                    self._unfinished[status.run_id] = (row["owner"], row["owner_started"],
+                                                       row["state"])
+            found.append((int(row["seq"] or 0), status))
+        return found

@@ -1,0 +1,418 @@
+"""The dashboard's tornado handlers: the page, its static files and the read API.
+
+Every handler is behind Jupyter's authentication (``@web.authenticated``) and its
+authorizer (``@authorized``, resource ``kernels``: the runs are the kernels' work, and a
+Cancel stops work in one); state-changing requests need Jupyter's XSRF token (tornado
+checks it). The API speaks as the status service does: a run's status JSON, Server-Sent
+Events in the same format, ``application/problem+json`` errors with a ``detail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import sqlite3
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from ..durable.reader import Seen
+from ..errors import ConfigError, InvalidTransition, RunNotFound
+from ..service.openapi import SUMMARY_KEYS
+from ..service.pages import STATIC_DIR, render_index
+from ..service.wire import ascii_int, encode_json
+from ..status import RunState
+from .feed import Dashboard, Inbox
+
+__all__ = ["Dashboard", "handlers"]
+
+T = TypeVar("T")
+
+MAX_LIMIT = 500
+RESOURCE = "kernels"
+STATES = tuple(s.value for s in RunState)
+CSRF_HEADER = "X-XSRFToken"
+PAGE_CSP = ("default-src 'self'; frame-ancestors 'self'; form-action 'self'; "
+            "base-uri 'none'")
+NOT_RETRYABLE = ("a run recorded by a kernel can be retried only in that kernel "
+                 "(run.retry() there)")
+
+
+LOST_MESSAGE = ("the process that ran it ended before the run did (a kernel restarted, "
+                "shut down or killed); its end is unknown")
+
+
+def _status_json(seen: Seen) -> dict[str, Any]:
+    """The run's status JSON; a lost run says why, as the status service's do."""
+    status = seen[1].to_dict()
+    if status["state"] == RunState.LOST.value and status["error"] is None:
+        status["error"] = {"type": "stagewidget.RunLost", "message": LOST_MESSAGE,
+                           "traceback": "", "stage": status["current_stage"]}
+    return status
+
+
+def _problem_body(status: int, detail: str, instance: str) -> bytes:
+    phrase = HTTPStatus(status).phrase
+    slug = phrase.lower().replace(" ", "-")
+    return encode_json({"type": f"urn:stagewidget:problem:{slug}", "title": phrase,
+                        "status": status, "detail": detail, "instance": instance})
+
+
+class Problem(web.HTTPError):
+    """An error answered as ``application/problem+json`` with ``detail``."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(status, reason=HTTPStatus(status).phrase)
+        self.detail = detail
+
+
+class _Api(APIHandler):
+    """An API handler of the dashboard: JSON out, problems for errors."""
+
+    auth_resource = RESOURCE
+    dashboard: Dashboard
+    base: str
+
+    def initialize(self, dashboard: Dashboard, base: str) -> None:
+        self.dashboard = dashboard
+        self.base = base
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, Problem):
+            detail = error.detail
+        elif isinstance(error, web.HTTPError) and error.log_message:
+            detail = error.log_message % error.args if error.args else error.log_message
+        else:
+            detail = HTTPStatus(status_code).phrase.lower()
+        self.finish(_problem_body(status_code, detail, self.request.path),
+                    set_content_type="application/problem+json")
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(encode_json(value))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A database call, its failures as problems."""
+        try:
+            return await self.dashboard.call(fn, *args)
+        except RunNotFound as err:
+            raise Problem(404, str(err).strip("'\"")) from None
+        except InvalidTransition as err:
+            raise Problem(409, str(err)) from None
+        except ConfigError as err:
+            raise Problem(500, str(err)) from None
+        except sqlite3.Error as err:
+            raise Problem(503, f"cannot read the run history "
+                          f"{str(self.dashboard.reader.path)!r}: {err}") from None
+
+    async def found(self, run_id: str) -> Seen:
+        seen = await self.read(self.dashboard.reader.run, run_id)
+        if seen is None:
+            raise Problem(404, f"no run with id {run_id!r} in the run history "
+                               f"{str(self.dashboard.reader.path)!r}")
+        return seen
+
+    def filters(self) -> tuple[str | None, str | None]:
+        state = self.get_query_argument("state", None) or None
+        if state is not None and state not in STATES:
+            raise Problem(400, f"state must be one of {', '.join(STATES)} (got "
+                               f"{_shown(state)})")
+        return state, self.get_query_argument("pipeline", None) or None
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.base}api/runs/{run_id}"
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+class SessionHandler(_Api):
+    """``GET api/session``: Jupyter authenticated the user; the page's XSRF token."""
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.reply({"token_required": False, "session": True, "login": False,
+                    "csrf_token": self.xsrf_token.decode("ascii"),
+                    "csrf_header": CSRF_HEADER})
+
+
+class PipelinesHandler(_Api):
+    """``GET api/pipelines``: none here (runs are started in notebooks)."""
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.reply([])
+
+
+class RunsHandler(_Api):
+    """``GET api/runs``: the recorded runs, newest first (``state``, ``pipeline``,
+    ``limit``), as the status service lists them."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        state, pipeline = self.filters()
+        raw = self.get_query_argument("limit", "50")
+        limit = ascii_int(raw, 3)
+        if limit is None or not 1 <= limit <= MAX_LIMIT:
+            raise Problem(400, f"limit must be an integer between 1 and {MAX_LIMIT}, in "
+                               f"ASCII digits (got {_shown(raw)})")
+        found = await self.read(self._runs, state, pipeline, limit)
+        runs = [{k: status.get(k) for k in SUMMARY_KEYS} | {"url": self.run_url(status["run_id"])}
+                for status in map(_status_json, found)]
+        self.reply({"runs": runs, "total": len(runs), "offset": 0, "limit": limit,
+                    "next": None})
+
+    def _runs(self, state: str | None, pipeline: str | None, limit: int) -> list[Seen]:
+        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=limit)
+
+
+class RunHandler(_Api):
+    """``GET api/runs/{id}``: the run's status; ``DELETE``: cancel it (202)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.reply(_status_json(await self.found(run_id)))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, run_id: str) -> None:
+        seen = await self.read(self.dashboard.reader.cancel, run_id)
+        self.reply(_status_json(seen), 202)
+
+
+class RetryHandler(_Api):
+    """``POST api/runs/{id}/retry``: refused (409): only the owning kernel can retry."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        await self.found(run_id)
+        raise Problem(409, NOT_RETRYABLE)
+
+
+class StartHandler(_Api):
+    """``POST api/pipelines/{name}/runs``: refused (404): no pipeline is served here."""
+
+    @web.authenticated
+    @authorized
+    def post(self, name: str) -> None:
+        raise Problem(404, f"no pipeline named {_shown(name)} is served here: the Jupyter "
+                           "dashboard shows the runs kernels record and starts none")
+
+
+class _Stream(_Api):
+    """A Server-Sent Events reply, in the status service's format."""
+
+    number = 0
+    closed: asyncio.Event
+
+    def on_connection_close(self) -> None:
+        self.closed.set()
+
+    def begin(self) -> None:
+        self.closed = asyncio.Event()
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+
+    def event(self, status: dict[str, Any]) -> None:
+        self.number += 1
+        data = encode_json(status).decode("ascii")
+        self.write(f"id: {self.number}\nevent: status\ndata: {data}\n\n")
+
+    async def wait(self, inbox: Inbox) -> list[Seen] | None:
+        """The next changes, [] after ``ping_s`` without any (a ping is due), None once
+        the client went away."""
+        changed = asyncio.ensure_future(inbox.changed.wait())
+        closed = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait({changed, closed}, timeout=self.dashboard.ping_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            closed.cancel()
+        if self.closed.is_set():
+            return None
+        return inbox.take()
+
+    async def stream(self, inbox: Inbox, first: Callable[[], Awaitable[list[Seen]]],
+                     send: Callable[[Seen], bool]) -> None:
+        """Subscribe ``inbox``, send ``first()``, then each change; ``send`` writes one and
+        says whether the stream is over."""
+        unsubscribe = self.dashboard.subscribe(inbox)
+        try:
+            for seen in await first():
+                if send(seen):
+                    await self.flush()
+                    return
+            self.write(": synced\n\n")
+            await self.flush()
+            while True:
+                found = await self.wait(inbox)
+                if found is None:
+                    return
+                if not found:
+                    self.write(": ping\n\n")
+                for seen in found:
+                    if send(seen):
+                        await self.flush()
+                        return
+                await self.flush()
+        except StreamClosedError:
+            pass
+        finally:
+            unsubscribe()
+
+
+class ListEventsHandler(_Stream):
+    """``GET api/events?state=&pipeline=``: every change of every matching run, new runs
+    too; a run that stops matching is sent once more (so the page can drop it)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        state, pipeline = self.filters()
+        self.begin()
+        shown: dict[str, tuple[int, bool]] = {}  # run id -> (seq sent, matched then)
+
+        def send(seen: Seen) -> bool:
+            seq, status = seen
+            if pipeline is not None and status.pipeline != pipeline:
+                return False
+            before = shown.get(status.run_id)
+            if before is not None and seq <= before[0]:
+                return False  # read already (the first batch and the poller overlap)
+            matches = state is None or status.state.value == state
+            shown[status.run_id] = (seq, matches)
+            if matches or (before is not None and before[1]):
+                self.event(_status_json(seen))
+            return False
+
+        async def first() -> list[Seen]:
+            return await self.read(self._first, state, pipeline)
+
+        await self.stream(Inbox(), first, send)
+
+    def _first(self, state: str | None, pipeline: str | None) -> list[Seen]:
+        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=MAX_LIMIT)
+
+
+class RunEventsHandler(_Stream):
+    """``GET api/runs/{id}/events``: the run's status now, then each change, then
+    ``event: end`` when it has ended."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        first = await self.found(run_id)  # 404 before streaming
+        self.begin()
+        sent = [-1]
+
+        def send(seen: Seen) -> bool:
+            seq, status = seen
+            if seq < sent[0]:
+                return False
+            sent[0] = seq
+            self.event(_status_json(seen))
+            if status.state.terminal:
+                end = encode_json({"state": status.state.value}).decode("ascii")
+                self.write(f"event: end\ndata: {end}\n\n")
+                return True
+            return False
+
+        async def again() -> list[Seen]:  # what was written since the first read
+            seen = await self.read(self.dashboard.reader.run, run_id)
+            return [first] if seen is None or seen[0] <= first[0] else [seen]
+
+        await self.stream(Inbox(run_id), again, send)
+
+
+class NotFoundHandler(_Api):
+    """Any other ``api/...`` path: a 404 problem."""
+
+    @web.authenticated
+    @authorized
+    def get(self, path: str) -> None:
+        raise Problem(404, f"no such API route: {_shown(path)}")
+
+    post = delete = put = patch = get
+
+
+class PageHandler(JupyterHandler):
+    """The page (``""`` and ``runs/{id}``): ``index.html`` with its base path filled in."""
+
+    auth_resource = RESOURCE
+    base: str
+
+    def initialize(self, base: str) -> None:
+        self.base = base
+
+    @property
+    def content_security_policy(self) -> str:
+        return PAGE_CSP
+
+    @web.authenticated
+    @authorized
+    def get(self, run_id: str | None = None) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.finish(render_index(self.base))
+
+
+class StaticHandler(JupyterHandler):
+    """``static/<name>``: the page's own files (``service/static``)."""
+
+    auth_resource = RESOURCE
+
+    @property
+    def content_security_policy(self) -> str:
+        return PAGE_CSP
+
+    @web.authenticated
+    @authorized
+    def get(self, name: str) -> None:
+        root = STATIC_DIR.resolve()
+        path = (root / name).resolve()
+        if name.startswith("index.") or root not in path.parents or not path.is_file():
+            raise web.HTTPError(404)
+        kind = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}.get(
+            path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        self.set_header("Content-Type", kind + ("; charset=utf-8" if kind.startswith("text/")
+                                                else ""))
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(path.read_bytes())
+
+
+def handlers(base_url: str, dashboard: Dashboard) -> list[tuple[str, type, dict[str, Any]]]:
+    """The routes under ``<base_url>stagewidget/``, for ``web_app.add_handlers``."""
+    base = url_path_join(base_url, "stagewidget") + "/"
+    api = {"dashboard": dashboard, "base": base}
+    run = r"(?P<run_id>[^/]+)"
+    return [
+        (base + "api/session", SessionHandler, api),
+        (base + "api/pipelines", PipelinesHandler, api),
+        (base + r"api/pipelines/(?P<name>[^/]+)/runs", StartHandler, api),
+        (base + "api/runs", RunsHandler, api),
+        (base + f"api/runs/{run}", RunHandler, api),
+        (base + f"api/runs/{run}/events", RunEventsHandler, api),
+        (base + f"api/runs/{run}/retry", RetryHandler, api),
+        (base + "api/events", ListEventsHandler, api),
+        (base + r"api/(?P<path>.*)", NotFoundHandler, api),
+        (base + r"static/(?P<name>[^/]+)", StaticHandler, {}),
+        (base + f"runs/{run}", PageHandler, {"base": base}),
+        (base.rstrip("/") + "/?", PageHandler, {"base": base}),
+    ]
+
