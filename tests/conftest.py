@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import threading
@@ -128,3 +129,15 @@ def join_stagewidget_threads(timeout: float = WAIT_S) -> None:
     """Join every stagewidget thread (runs that ended stop theirs promptly)."""
     for thread in stagewidget_threads():
         thread.join(timeout)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> object:
+    """After every fixture's teardown: a closed current event loop is replaced by a fresh
+    one. pytest-jupyter closes its loop but leaves it current, and a later test's
+    ``asyncio.run``, patched by nest-asyncio2 once a test applied it, would take it."""
+    yield
+    policy = asyncio.get_event_loop_policy()
+    loop = getattr(getattr(policy, "_local", None), "_loop", None)
+    if loop is not None and loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
