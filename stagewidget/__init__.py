@@ -84,6 +84,7 @@ __all__ = [
     "advance",
     "cancelled",
     "clear_cache",
+    "clear_history",
     "current_stage",
     "history",
     "map",
@@ -150,6 +151,29 @@ def serve(pipelines: _typing.Any = (), **options: _typing.Any) -> Service:
     from .service.server import serve as _serve
 
     return _serve(pipelines, **options)
+
+
+def clear_history(pipeline: _typing.Any = None, *, keep: int = 0) -> int:
+    """Remove finished runs from the run history; return how many were removed.
+
+    Runs still going on stay. Each pipeline also keeps its newest
+    ``$STAGEWIDGET_HISTORY_KEEP`` (1000) finished runs by itself, pruned as runs end.
+
+    Args:
+        pipeline: only this pipeline's runs (a ``Pipeline`` or its name); None for all.
+        keep: keep each pipeline's newest ``keep`` finished runs (an int >= 0).
+
+    Raises:
+        ConfigError: ``pipeline`` or ``keep`` is not as described.
+        sqlite3.Error: the history database cannot be written (e.g. locked too long).
+    """
+    name = getattr(pipeline, "name", pipeline)
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError(f"clear_history takes a pipeline, a pipeline name or None "
+                          f"(got {pipeline!r})")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ConfigError(f"keep must be an int >= 0 (got {keep!r})")
+    return _history.clear_history(name, keep)
 
 
 def _show_public_module(value: object) -> None:

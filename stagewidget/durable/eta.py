@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .db import connect
 from .writer import warn_once, writer
 
-__all__ = ["MEMO_S", "RUNS_KEPT", "expected_durations"]
+__all__ = ["MEMO_S", "RUNS_KEPT", "expected_durations", "forget"]
 
 RUNS_KEPT = 10
 MEMO_S = 5.0  # other processes' runs count after at most this long
@@ -58,6 +58,12 @@ def expected_durations(path: Path, pipeline: str, names: Sequence[str],
             _memo.clear()
         _memo[key] = (finals, now, expected)
     return expected
+
+
+def forget() -> None:
+    """Drop the memo: the next run reads the history again (after runs were removed)."""
+    with _memo_lock:
+        _memo.clear()
 
 
 def _read(path: Path, pipeline: str, names: Sequence[str],

@@ -7,7 +7,7 @@ work to the delivery thread).
 Reading: ``read_history()`` gives the recorded runs as ``RunStatus`` snapshots, newest
 first; their result reads as released (it is never recorded). A run recorded as
 unfinished whose owner process is gone from this host reads as ``lost`` and is
-recorded so.
+recorded so. Removing: ``clear_history()``; the writer prunes by itself (``retention``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..status import RunState, RunStatus, StageStatus
+from . import eta
+from .db import transaction
 from .home import data_home
 from .owner import owner_alive
-from .records import mark_lost, open_db, run_from_row, stage_from_row
+from .records import TERMINAL, mark_lost, open_db, run_from_row, sql_text, stage_from_row
+from .retention import history_keep, prune_runs
 from .writer import flush, warn_once, writer
 
-__all__ = ["DB_NAME", "HISTORY_ENV", "RunRecorder", "flush", "history_path",
+__all__ = ["DB_NAME", "HISTORY_ENV", "RunRecorder", "clear_history", "flush", "history_path",
            "lost_if_orphaned", "open_history", "read_history", "recording_on", "warn_once"]
 
 HISTORY_ENV = "STAGEWIDGET_HISTORY"
@@ -38,10 +41,12 @@ def recording_on(pipeline: Any) -> bool:
     """Whether runs of ``pipeline`` are recorded: its ``history`` and ``$STAGEWIDGET_HISTORY``.
 
     Raises:
-        ConfigError: ``$STAGEWIDGET_HISTORY`` is set to something other than a switch.
+        ConfigError: ``$STAGEWIDGET_HISTORY`` is set to something other than a switch, or
+            ``$STAGEWIDGET_HISTORY_KEEP`` to something other than a whole number.
     """
     if not getattr(pipeline, "history", True):
         return False
+    history_keep()  # a bad setting is said when a run starts, not only in the writer's log
     text = os.environ.get(HISTORY_ENV, "")
     switch = text.strip().lower()
     if switch in ("", "1", "true", "yes", "on"):
@@ -67,7 +72,8 @@ def open_history(pipeline: Any) -> Path | None:
     None too (logged once) when the data folder cannot be created.
 
     Raises:
-        ConfigError: ``$STAGEWIDGET_HISTORY`` is not a switch.
+        ConfigError: ``$STAGEWIDGET_HISTORY`` or ``$STAGEWIDGET_HISTORY_KEEP`` is not
+            as described in ``recording_on``.
     """
     if not recording_on(pipeline):
         return None
@@ -138,6 +144,40 @@ def read_history(pipeline: str | None = None, limit: int = 50, *,
                 for status, row in zip(statuses, runs, strict=True)]
     finally:
         conn.close()
+
+
+def clear_history(pipeline: str | None = None, keep: int = 0, *,
+                  path: Path | None = None) -> int:
+    """Remove the finished runs of ``pipeline`` (of every pipeline if None) but the newest
+    ``keep`` of each; return how many were removed.
+
+    Unfinished runs stay (their processes still write them); one whose process died
+    counts as finished (``lost``). This process's runs are written first, and its ETA
+    memo is dropped, so the next run's expected durations come from what is left.
+
+    Raises:
+        sqlite3.Error: the database cannot be read or written.
+        ConfigError: it was written by a newer stagewidget.
+    """
+    flush()
+    path = history_path(create=False) if path is None else path
+    if not path.exists():
+        return 0
+    conn = open_db(path)
+    try:
+        conn.row_factory = sqlite3.Row
+        name = sql_text(pipeline)
+        where, args = ("AND pipeline = ?", [name]) if name is not None else ("", [])
+        for row in conn.execute(f"SELECT * FROM runs WHERE state NOT IN "
+                                f"({', '.join('?' * len(TERMINAL))}) {where}",
+                                [*TERMINAL, *args]).fetchall():
+            lost_if_orphaned(conn, run_from_row(row, ()), row)
+        with transaction(conn):
+            removed = prune_runs(conn, keep, pipeline)
+    finally:
+        conn.close()
+    eta.forget()
+    return removed
 
 
 def lost_if_orphaned(conn: sqlite3.Connection, status: RunStatus, row: sqlite3.Row

@@ -3,7 +3,8 @@
 Each write of a run gives its row the next ``seq`` (one more than the largest): writers
 take turns (``BEGIN IMMEDIATE``), so a reader that remembers the largest ``seq`` it saw
 finds every later write with ``seq > n``, whatever the writers' clocks say (a run's
-``updated_at`` is its owner's clock, written up to a second late). The ``cancels``
+``updated_at`` is its owner's clock, written up to a second late). Removing runs never
+lowers it: ``seq_floor`` keeps the largest ``seq`` removed. The ``cancels``
 table holds Cancels asked for by another process (the Jupyter extension) until the
 run's owner takes them.
 
@@ -31,10 +32,11 @@ from ..status import (
 from .db import connect, ensure_schema
 from .owner import default_owner, process_started
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "UPGRADES", "mark_lost", "open_db", "run_from_row",
-           "stage_from_row", "write_run"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "TERMINAL", "UPGRADES", "mark_lost", "open_db",
+           "remove_runs", "run_from_row", "sql_text", "stage_from_row", "write_run"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+TERMINAL = tuple(s.value for s in RunState if s.terminal)
 _TRACEBACK_CHARS = 20_000  # a recorded traceback is cut to its last this many characters
 _MAX_INT = 2**63 - 1  # SQLite's integers are 64-bit
 
@@ -54,7 +56,8 @@ CREATE TABLE IF NOT EXISTS stages (
     state TEXT NOT NULL, done INTEGER, total INTEGER, started_at REAL, finished_at REAL,
     elapsed_s REAL, expected_s REAL, fingerprint TEXT, metrics TEXT,
     PRIMARY KEY (run_id, position));
-CREATE TABLE IF NOT EXISTS cancels (run_id TEXT PRIMARY KEY, requested_at REAL NOT NULL)
+CREATE TABLE IF NOT EXISTS cancels (run_id TEXT PRIMARY KEY, requested_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS seq_floor (n INTEGER NOT NULL)
 """
 
 # version n -> n + 1 (``db.ensure_schema``); v1 rows get their rowid as seq (in write order
@@ -64,8 +67,11 @@ ALTER TABLE runs ADD COLUMN seq INTEGER;
 UPDATE runs SET seq = rowid;
 CREATE INDEX IF NOT EXISTS runs_by_seq ON runs (seq);
 CREATE TABLE IF NOT EXISTS cancels (run_id TEXT PRIMARY KEY, requested_at REAL NOT NULL)
+""", 2: """
+CREATE TABLE IF NOT EXISTS seq_floor (n INTEGER NOT NULL)
 """}
-_NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM runs)"
+_NEXT_SEQ = ("(SELECT max(coalesce(max(seq), 0), (SELECT coalesce(max(n), 0) FROM seq_floor)) "
+             "+ 1 FROM runs)")
 _RUN_COLUMNS = ("run_id, pipeline, state, current, created_at, started_at, finished_at, "
                 "updated_at, elapsed_s, retry_of, error_type, error_message, error_traceback, "
                 "error_stage, owner, owner_started, seq")
@@ -101,7 +107,7 @@ def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and -_MAX_INT <= value <= _MAX_INT else None
 
 
-def _text(value: Any) -> str | None:
+def sql_text(value: Any) -> str | None:
     """``value`` as text SQLite accepts: lone surrogates (a stage's odd bytes) escaped."""
     if value is None:
         return None
@@ -121,15 +127,15 @@ def write_run(conn: sqlite3.Connection, status: RunStatus,
     conn.execute(
         f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) "
         f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_SEQ})",
-        (_text(status.run_id), _text(status.pipeline), status.state.value,
+        (sql_text(status.run_id), sql_text(status.pipeline), status.state.value,
          _integer(status.current), _real(status.created_at), _real(status.started_at),
          _real(status.finished_at), _real(status.updated_at), _real(status.elapsed_s),
-         _text(status.retry_of), _text(error.type) if error else None,
-         _text(error.message) if error else None, _text(trace),
-         _text(error.stage) if error else None, default_owner(), process_started()))
+         sql_text(status.retry_of), sql_text(error.type) if error else None,
+         sql_text(error.message) if error else None, sql_text(trace),
+         sql_text(error.stage) if error else None, default_owner(), process_started()))
     conn.executemany(
         "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(_text(status.run_id), i, _text(s.name), s.state.value, _integer(s.done),
+        [(sql_text(status.run_id), i, sql_text(s.name), s.state.value, _integer(s.done),
           _integer(s.total),
           _real(s.started_at), _real(s.finished_at), _real(s.elapsed_s), _real(s.expected_s),
           fingerprints[i] if i < len(fingerprints) else None,
@@ -142,6 +148,22 @@ def mark_lost(conn: sqlite3.Connection, run_id: str, state: str) -> None:
     state since it was read as ``state`` (the owner's final write wins)."""
     conn.execute(f"UPDATE runs SET state = ?, seq = {_NEXT_SEQ} WHERE run_id = ? AND state = ?",
                  (RunState.LOST.value, run_id, state))
+
+
+def remove_runs(conn: sqlite3.Connection, run_ids: list[str]) -> None:
+    """Delete the runs ``run_ids`` with their stages and cancels, in the caller's
+    transaction; the ``seq`` of later writes still grows past theirs."""
+    if not run_ids:
+        return
+    floor = conn.execute("SELECT max(coalesce((SELECT max(seq) FROM runs), 0), "
+                         "coalesce((SELECT max(n) FROM seq_floor), 0))").fetchone()[0]
+    conn.execute("DELETE FROM seq_floor")
+    conn.execute("INSERT INTO seq_floor VALUES (?)", (floor,))
+    for start in range(0, len(run_ids), 500):  # SQLite's bound on parameters
+        chunk = run_ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for table in ("runs", "stages", "cancels"):
+            conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)
 
 
 def stage_from_row(row: sqlite3.Row) -> StageStatus:

@@ -9,7 +9,8 @@ the Jupyter extension) and cancels those of its runs that are there. Each run is
 written at most once every ``WRITE_INTERVAL_S`` and its final state (offered when it
 ends) always. Nothing a run does waits for the database: one that cannot be written
 (read-only, full disk, damaged) is logged once on the ``stagewidget.history`` logger
-and the runs go on unrecorded.
+and the runs go on unrecorded. Writing a run's end also prunes its pipeline's oldest
+finished runs beyond ``retention.history_keep()`` (once they are ``slack()`` over it).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..status import RunStatus
 from .cancels import clear_cancels, pending_cancels
 from .db import transaction
 from .records import open_db, write_run
+from .retention import history_keep, prune_runs, slack
 
 __all__ = ["EXIT_FLUSH_S", "HistoryWriter", "LINGER_S", "WRITE_INTERVAL_S", "flush",
            "warn_once", "writer"]
@@ -320,6 +323,8 @@ class HistoryWriter:
                             conn.execute("RELEASE run")
                             self.warn_once(f"run:{status.run_id}", "cannot record run %s: "
                                            "%r", status.run_id, err)
+                    self._prune(conn, {status.pipeline for _, status in batch
+                                       if status.state.terminal})
                 written.extend(entry for entry, _ in batch)
                 self._busy.pop(path, None)
             except Exception as err:  # never let the writer die: a run must not wait on it
@@ -339,6 +344,25 @@ class HistoryWriter:
                 self.warn_once(f"broken:{path}", "run history is off for this process: "
                                "cannot write %s (%s); runs go on unrecorded", path, err)
         return written
+
+    def _prune(self, conn: sqlite3.Connection, pipelines: set[str]) -> None:
+        """Keep the newest ``history_keep()`` finished runs of each of ``pipelines``; a
+        failure here never costs the writes before it."""
+        if not pipelines:
+            return
+        try:
+            keep = history_keep()
+        except ConfigError as err:  # said at the run's start too; nothing is removed
+            self.warn_once(f"keep:{err}", "run history is not pruned: %s", err)
+            return
+        conn.execute("SAVEPOINT prune")
+        try:
+            for pipeline in sorted(pipelines):
+                prune_runs(conn, keep, pipeline, over=slack(keep))
+        except sqlite3.Error as err:
+            conn.execute("ROLLBACK TO prune")
+            self.warn_once(f"prune:{err}", "cannot prune the run history: %s", err)
+        conn.execute("RELEASE prune")
 
 
 _WRITER = HistoryWriter()  # the process's one writer (no thread until the first run)

@@ -47,7 +47,8 @@ def test_a_v1_history_opens_upgraded_with_its_runs_kept(home: Path) -> None:
     assert (old.run_id, old.pipeline, old.state) == ("old-run", "legacy", RunState.SUCCEEDED)
     assert old.stages[0].metrics == {"loss": 0.5}
     with sqlite3.connect(home / "history.sqlite3") as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (SCHEMA_VERSION,)]
         assert conn.execute("SELECT run_id, seq FROM runs").fetchall() == [("old-run", 1)]
         assert conn.execute("SELECT * FROM cancels").fetchall() == []
     sw.Pipeline("new", [lambda: 1]).run(display=False)
@@ -67,7 +68,7 @@ def test_a_schema_step_that_is_missing_is_refused_naming_the_versions(tmp_path: 
                                              2: "ALTER TABLE t ADD COLUMN z"})
     assert [r[1] for r in conn.execute("PRAGMA table_info(t)")] == ["x", "y", "z"]
     conn.close()
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
 
 def test_changes_follow_the_order_of_writes_not_the_owners_clocks(home: Path) -> None:
