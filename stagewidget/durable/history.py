@@ -21,16 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..status import RunState, RunStatus, StageStatus
+from ..status import RunState, RunStatus
 from . import eta
 from .db import transaction
 from .home import data_home
 from .owner import owner_alive
-from .records import TERMINAL, mark_lost, open_db, run_from_row, sql_text, stage_from_row
+from .records import TERMINAL, mark_lost, open_db, runs_from_rows, sql_text
 from .retention import history_keep, prune_runs
 from .writer import flush, warn_once, writer
 
-__all__ = ["DB_NAME", "HISTORY_ENV", "RunRecorder", "clear_history", "flush", "history_path",
+__all__ = ["DB_NAME", "HISTORY_ENV", "RunRecorder", "clear_history", "damaged_row", "flush",
+           "history_path",
            "lost_if_orphaned", "open_history", "read_history", "recording_on", "warn_once"]
 
 HISTORY_ENV = "STAGEWIDGET_HISTORY"
@@ -135,13 +136,10 @@ def read_history(pipeline: str | None = None, limit: int = 50, *,
                  "LIMIT ?"
         runs = conn.execute(f"SELECT * FROM runs WHERE run_id IN ({chosen}) "
                             "ORDER BY created_at DESC, rowid DESC", args).fetchall()
-        stages: dict[str, list[StageStatus]] = {}
-        for row in conn.execute(f"SELECT * FROM stages WHERE run_id IN ({chosen}) "
-                                "ORDER BY run_id, position", args):
-            stages.setdefault(row["run_id"], []).append(stage_from_row(row))
-        statuses = [run_from_row(row, tuple(stages.get(row["run_id"], ()))) for row in runs]
+        stage_rows = conn.execute(f"SELECT * FROM stages WHERE run_id IN ({chosen}) "
+                                  "ORDER BY run_id, position", args)
         return [lost_if_orphaned(conn, status, row)
-                for status, row in zip(statuses, runs, strict=True)]
+                for row, status in runs_from_rows(runs, stage_rows, damaged_row)]
     finally:
         conn.close()
 
@@ -171,13 +169,20 @@ def clear_history(pipeline: str | None = None, keep: int = 0, *,
         for row in conn.execute(f"SELECT * FROM runs WHERE state NOT IN "
                                 f"({', '.join('?' * len(TERMINAL))}) {where}",
                                 [*TERMINAL, *args]).fetchall():
-            lost_if_orphaned(conn, run_from_row(row, ()), row)
+            for _, status in runs_from_rows([row], (), damaged_row):
+                lost_if_orphaned(conn, status, row)
         with transaction(conn):
             removed = prune_runs(conn, keep, pipeline)
     finally:
         conn.close()
     eta.forget()
     return removed
+
+
+def damaged_row(run_id: str, err: Exception) -> None:
+    """Say once that the recorded run ``run_id`` cannot be read (it is left out)."""
+    warn_once(f"damaged:{run_id}", "run %s in the run history cannot be read and is left "
+              "out (%s: %s)", run_id, type(err).__name__, err)
 
 
 def lost_if_orphaned(conn: sqlite3.Connection, status: RunStatus, row: sqlite3.Row

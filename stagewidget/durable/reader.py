@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InvalidTransition, RunNotFound
-from ..status import RunState, RunStatus, StageStatus
+from ..status import RunState, RunStatus
 from .cancels import request_cancel
-from .history import history_path, lost_if_orphaned
+from .history import damaged_row, history_path, lost_if_orphaned
 from .owner import owner_alive
-from .records import mark_lost, open_db, run_from_row, stage_from_row
+from .records import mark_lost, open_db, runs_from_rows
 
 __all__ = ["HistoryReader", "Seen"]
 
@@ -154,17 +154,15 @@ class HistoryReader:
         if not rows:
             return []
         ids = [row["run_id"] for row in rows]
-        stages: dict[str, list[StageStatus]] = {}
+        stage_rows: list[sqlite3.Row] = []
         for start in range(0, len(ids), 500):  # SQLite's bound on parameters
             chunk = ids[start:start + 500]
-            for row in conn.execute(
-                    f"SELECT * FROM stages WHERE run_id IN ({', '.join('?' * len(chunk))}) "
-                    "ORDER BY run_id, position", chunk):
-                stages.setdefault(row["run_id"], []).append(stage_from_row(row))
+            stage_rows += conn.execute(
+                f"SELECT * FROM stages WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY run_id, position", chunk)
         found = []
-        for row in rows:
-            status = lost_if_orphaned(conn, run_from_row(row, tuple(stages.get(
-                row["run_id"], ()))), row)
+        for row, read in runs_from_rows(rows, stage_rows, damaged_row):
+            status = lost_if_orphaned(conn, read, row)
             if self._cursor is not None:
                 if status.state.terminal:
                     self._unfinished.pop(status.run_id, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from .db import connect, ensure_schema
 from .owner import default_owner, process_started
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "TERMINAL", "UPGRADES", "mark_lost", "open_db",
-           "remove_runs", "run_from_row", "sql_text", "stage_from_row", "write_run"]
+           "remove_runs", "run_from_row", "runs_from_rows", "sql_text", "stage_from_row",
+           "write_run"]
 
 SCHEMA_VERSION = 3
 TERMINAL = tuple(s.value for s in RunState if s.terminal)
@@ -170,13 +172,38 @@ def stage_from_row(row: sqlite3.Row) -> StageStatus:
     """A stage's status from its row."""
     try:
         metrics = json.loads(row["metrics"] or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # damaged, or nested past what Python reads
         metrics = {}
     return StageStatus(name=row["name"], state=StageState(row["state"]),
                        done=row["done"] or 0, total=row["total"],
                        started_at=row["started_at"], finished_at=row["finished_at"],
                        elapsed_s=row["elapsed_s"] or 0.0, expected_s=row["expected_s"],
                        metrics=metrics if isinstance(metrics, dict) else {})
+
+
+def runs_from_rows(runs: list[sqlite3.Row], stage_rows: Iterable[sqlite3.Row],
+                   damaged: Callable[[str, Exception], object]
+                   ) -> list[tuple[sqlite3.Row, RunStatus]]:
+    """Each run's row with its status (stages from ``stage_rows``, in position order); a
+    run whose rows cannot be read (a state this stagewidget does not know, a damaged
+    value) is left out and given to ``damaged(run_id, error)``: one row cannot hide the rest."""
+    stages: dict[str, list[StageStatus]] = {}
+    bad: dict[str, Exception] = {}
+    for row in stage_rows:
+        try:
+            stages.setdefault(row["run_id"], []).append(stage_from_row(row))
+        except (ValueError, TypeError) as err:
+            bad.setdefault(row["run_id"], err)
+    found = []
+    for row in runs:
+        run_id = row["run_id"]
+        try:
+            if run_id in bad:
+                raise bad[run_id]
+            found.append((row, run_from_row(row, tuple(stages.get(run_id, ())))))
+        except (ValueError, TypeError) as err:
+            damaged(str(run_id), err)
+    return found
 
 
 def run_from_row(row: sqlite3.Row, stages: tuple[StageStatus, ...]) -> RunStatus:

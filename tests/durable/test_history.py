@@ -271,3 +271,30 @@ def test_a_busy_database_is_retried_quietly_and_reported_only_if_it_stays_busy(
         [f"run history {tmp_path / 'h.sqlite3'} is busy"]
     refusals["left"] = 0  # let the writer finish before the next test
     assert writer.flush(WAIT_S) and written == ["r", "s"]
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE runs SET state = 'from-a-newer-version' WHERE run_id = ?",
+    "UPDATE stages SET state = 'odd' WHERE run_id = ?"])
+def test_a_row_that_cannot_be_read_is_left_out_and_said_once(
+        home: Path, caplog: pytest.LogCaptureFixture, tamper: str) -> None:
+    pipe = sw.Pipeline("sums", [load, total])
+    odd, fine = (pipe.start(display=False).wait(WAIT_S).run_id for _ in range(2))
+    assert history.flush(WAIT_S)
+    with sqlite3.connect(home / "history.sqlite3") as conn:
+        assert conn.execute(tamper, (odd,)).rowcount >= 1
+    with caplog.at_level(logging.WARNING, "stagewidget.history"):
+        assert [s.run_id for s in sw.history()] == [fine]
+        assert [s.run_id for s in sw.history()] == [fine]
+    said = [r.getMessage() for r in caplog.records if odd in r.getMessage()]
+    assert len(said) == 1 and "cannot be read and is left out (ValueError" in said[0]
+
+
+def test_metrics_nested_past_what_python_reads_read_as_none(home: Path) -> None:
+    sw.Pipeline("sums", [load, total]).run(display=False)
+    assert history.flush(WAIT_S)
+    with sqlite3.connect(home / "history.sqlite3") as conn:
+        conn.execute("UPDATE stages SET metrics = ? WHERE position = 0",
+                     ('{"a": ' * 100_000 + "1" + "}" * 100_000,))
+    [read] = sw.history()
+    assert dict(read.stages[0].metrics) == {} and read.state is RunState.SUCCEEDED
