@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -24,7 +25,7 @@ from tornado.iostream import StreamClosedError
 
 from ..durable.reader import Seen
 from ..errors import ConfigError, InvalidTransition, RunNotFound
-from ..service.openapi import SUMMARY_KEYS
+from ..service.openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS
 from ..service.pages import STATIC_DIR, render_index
 from ..service.wire import ascii_int, encode_json
 from ..status import RunState
@@ -34,7 +35,6 @@ __all__ = ["Dashboard", "handlers"]
 
 T = TypeVar("T")
 
-MAX_LIMIT = 500
 RESOURCE = "kernels"
 STATES = tuple(s.value for s in RunState)
 CSRF_HEADER = "X-XSRFToken"
@@ -156,25 +156,39 @@ class PipelinesHandler(_Api):
 
 class RunsHandler(_Api):
     """``GET api/runs``: the recorded runs, newest first (``state``, ``pipeline``,
-    ``limit``), as the status service lists them."""
+    ``offset``, ``limit``), one page, as the status service lists them."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         state, pipeline = self.filters()
-        raw = self.get_query_argument("limit", "50")
-        limit = ascii_int(raw, 3)
-        if limit is None or not 1 <= limit <= MAX_LIMIT:
-            raise Problem(400, f"limit must be an integer between 1 and {MAX_LIMIT}, in "
-                               f"ASCII digits (got {_shown(raw)})")
-        found = await self.read(self._runs, state, pipeline, limit)
+        offset = self.int_param("offset", 0, 0, MAX_OFFSET)
+        limit = self.int_param("limit", 50, 1, MAX_LIMIT)
+        found = await self.read(self._runs, state, pipeline)
+        total = len(found)
         runs = [{k: status.get(k) for k in SUMMARY_KEYS} | {"url": self.run_url(status["run_id"])}
-                for status in map(_status_json, found)]
-        self.reply({"runs": runs, "total": len(runs), "offset": 0, "limit": limit,
-                    "next": None})
+                for status in map(_status_json, found[offset:offset + limit])]
+        next_url = None
+        if offset + limit < total:
+            params = {k: v for k, v in (("state", state), ("pipeline", pipeline)) if v}
+            next_url = f"{self.base}api/runs?" + urlencode(
+                {**params, "offset": offset + limit, "limit": limit})
+        self.reply({"runs": runs, "total": total, "offset": offset, "limit": limit,
+                    "next": next_url})
 
-    def _runs(self, state: str | None, pipeline: str | None, limit: int) -> list[Seen]:
-        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=limit)
+    def int_param(self, name: str, default: int, low: int, high: int) -> int:
+        """Query parameter ``name``, validated as the status service does."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        value = ascii_int(raw, len(str(high)))
+        if value is None or not low <= value <= high:
+            raise Problem(400, f"{name} must be an integer between {low} and {high}, in "
+                               f"ASCII digits (got {_shown(raw)})")
+        return value
+
+    def _runs(self, state: str | None, pipeline: str | None) -> list[Seen]:
+        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=MAX_OFFSET)
 
 
 class RunHandler(_Api):
