@@ -318,6 +318,22 @@ class _Stream(_Api):
             return None
         return inbox.take()
 
+    async def gone_silent(self, run_ids: set[str]) -> list[dict[str, Any]]:
+        """The store's runs among ``run_ids`` that read lost now (nothing is written for
+        a run whose owner died, so the store's are read again, as the service does)."""
+        shared = self.dashboard.shared
+        if shared is None:
+            return []
+        lost: list[dict[str, Any]] = []
+        for run_id in list(run_ids):
+            try:
+                status = await self.in_store(shared.get, run_id)
+            except Problem:
+                return lost  # the store is down: the next ping tries again
+            if status is not None and status["state"] == RunState.LOST.value:
+                lost.append(status)
+        return lost
+
     async def stream(self, inbox: Inbox,
                      first: Callable[[], Awaitable[list[dict[str, Any]]]],
                      send: Callable[[dict[str, Any]], bool]) -> None:
@@ -336,8 +352,17 @@ class _Stream(_Api):
                     except RuntimeError:  # the loop closed: the stream is over
                         pass
                 unwatch = await asyncio.to_thread(shared.watch, on_status)
-            for seen in await first():
-                if send(seen):
+            live: set[str] = set()  # runs sent unfinished: a silent owner's may turn lost
+
+            def sent(status: dict[str, Any]) -> bool:
+                if RunState(status["state"]).terminal:
+                    live.discard(status["run_id"])
+                else:
+                    live.add(status["run_id"])
+                return send(status)
+
+            for status in await first():
+                if sent(status):
                     await self.flush()
                     return
             self.write(": synced\n\n")
@@ -347,9 +372,10 @@ class _Stream(_Api):
                 if found is None:
                     return
                 if not found:
+                    found = await self.gone_silent(live)
                     self.write(": ping\n\n")
-                for seen in found:
-                    if send(seen):
+                for status in found:
+                    if sent(status):
                         await self.flush()
                         return
                 await self.flush()

@@ -208,3 +208,29 @@ def test_a_bad_store_setting_is_logged_naming_it_and_no_store_is_read(
     assert first.startswith(f"stagewidget dashboard: bad StagewidgetDashboard.store={value!r}")
     assert f"${STORE_ENV}=" in second and "showing the run history only" in second
     assert open_shared(Config(), log, environ={}) is None  # nothing set: nothing to read
+
+
+def test_a_store_run_whose_owner_went_silent_reads_lost_as_the_service_says(tmp_path) -> None:
+    from stagewidget.errors import InvalidTransition
+    from stagewidget.jupyter.shared import SharedRuns
+    from stagewidget.service.store import Record
+    from stagewidget.service.stores import make_store
+
+    store = make_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    status = '{"run_id": "r1", "state": "running", "current_stage": "train"}'
+    gone = f"{socket.gethostname()}:{2**22 + 1}"  # beyond any pid: no such process
+    store.put(Record("r1", "p", "running", 1.0, None, 100.0, gone, status), keep_s=60)
+    try:
+        shared = SharedRuns(store, "sqlite:///runs.db", clock=lambda: 105.0)
+        assert shared.get("r1")["state"] == "running"  # silent 5 s: within the limit
+        shared = SharedRuns(store, "sqlite:///runs.db", clock=lambda: 130.0)
+        lost = shared.get("r1")
+        assert lost["state"] == "lost" and lost["error"]["type"] == "stagewidget.RunLost"
+        assert lost["error"]["message"] == (f"the process running it ({gone}) has written "
+                                            "nothing for 30 s (limit 10 s); it probably died")
+        assert lost["error"]["stage"] == "train"
+        assert [s["state"] for s in shared.runs()] == ["lost"]
+        with pytest.raises(InvalidTransition, match="already ended"):
+            shared.cancel("r1")
+    finally:
+        store.close()
