@@ -37,8 +37,8 @@ def configured(config: Any, environ: Mapping[str, str]) -> tuple[Any, str]:
     environment; (None, "") when neither sets one."""
     section = config.get(SECTION) if config is not None and SECTION in config else None
     value = section.get("store") if section is not None and "store" in section else None
-    if value is not None:
-        return value, SETTING
+    if value is not None:  # from the command line: a str subclass, deferred
+        return (str(value) if isinstance(value, str) else value), SETTING
     value = environ.get(STORE_ENV, "").strip()
     return (value, f"${STORE_ENV}") if value else (None, "")
 

@@ -234,3 +234,13 @@ def test_a_store_run_whose_owner_went_silent_reads_lost_as_the_service_says(tmp_
             shared.cancel("r1")
     finally:
         store.close()
+
+
+def test_a_store_given_on_the_command_line_is_read_as_its_text(caplog) -> None:
+    from traitlets.config.loader import DeferredConfigString
+
+    log = logging.getLogger("test.jupyter")
+    config = Config({"StagewidgetDashboard": {"store": DeferredConfigString("postgres://x")}})
+    with caplog.at_level(logging.ERROR, "test.jupyter"):
+        assert open_shared(config, log, environ={}) is None
+    assert "bad StagewidgetDashboard.store='postgres://x': unknown store" in caplog.text
