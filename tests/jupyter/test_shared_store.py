@@ -58,31 +58,55 @@ base, run, token = ext.base, ext.run, ext.token  # its fixtures, for this module
 DOWN_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """A redis-server of this module's own, on 127.0.0.1, no persistence."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is missing (apt-get install redis-server)"
-    port, folder = free_port(), tempfile.mkdtemp(prefix="stagewidget-redis-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", folder],
-                            stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:  # it says when it is ready
-        if "Ready to accept connections" in line:
-            break
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(WAIT_S)
-    proc.stdout.close()
-    shutil.rmtree(folder, ignore_errors=True)
+class RedisServer:
+    """A redis-server on 127.0.0.1 (no persistence) that can be stopped and started again
+    on its port."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is missing (apt-get install redis-server)"
+        self.binary, self.port = binary, free_port()
+        self.folder = tempfile.mkdtemp(prefix="stagewidget-redis-")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.folder], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # it says when it is ready
+            if "Ready to accept connections" in line:
+                return
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.communicate(timeout=WAIT_S)
+            self.proc = None
+
+
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
+redis_module = pytest.fixture(scope="module")(redis_server)  # shared by this module's tests
+redis_own = pytest.fixture(redis_server)  # one test's own, to stop and start
 
 
 @pytest.fixture(params=["redis", "sqlite"])
 def store_url(request, tmp_path: Path) -> str:
+    if request.param == "bouncing":
+        return request.getfixturevalue("redis_own").url
     if request.param == "redis":
         import redis
 
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("redis_module").url
         with redis.Redis.from_url(url) as client:
             client.flushdb()  # each test's runs alone
         return url
@@ -172,6 +196,41 @@ def test_a_run_in_the_history_and_the_store_shows_once(home, run, base, token, o
 
     run(scenario())
     assert owner.poll() is None  # still running: it was not cancelled
+
+
+@pytest.mark.parametrize("store_url", ["bouncing"], indirect=True)
+def test_while_redis_is_down_store_runs_answer_503_and_the_stream_recovers_after(
+        home, run, base, token, owner, redis_own) -> None:
+    run_id = owner.run_id
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+        async with client(token) as http, http.stream("GET", base + "api/events") as stream:
+            async for name, data in events(stream):
+                if name != "status" or data["run_id"] != run_id:
+                    continue
+                seen.append(data["state"])
+                if data["state"] == "cancelled":
+                    return seen
+                if "down" not in seen:
+                    redis_own.stop()
+                    seen.append("down")
+                    down = await http.get(base + f"api/runs/{run_id}")
+                    assert f"the run store {redis_own.url} is unavailable" in problem(
+                        down, 503)["detail"]
+                    assert (await http.get(base + "api/runs")).json()["runs"] == []
+                    redis_own.start()  # empty: the owner's next write brings the run back
+                    seen.append("up")
+                elif "asked" not in seen:  # a status that came after Redis was back
+                    cancel = await http.delete(base + f"api/runs/{run_id}")
+                    assert cancel.status_code == 202, cancel.text
+                    seen.append("asked")
+        raise AssertionError(seen)
+
+    seen = run(scenario())
+    assert seen[:4] == ["running", "down", "up", "running"] and seen[-1] == "cancelled"
+    out, err = owner.communicate(timeout=WAIT_S)
+    assert out.strip() == "cancelled", err
 
 
 @pytest.mark.parametrize("store_url", [DOWN_URL])
