@@ -43,7 +43,8 @@ CSRF_HEADER = "X-XSRFToken"
 PAGE_CSP = ("default-src 'self'; frame-ancestors 'self'; form-action 'self'; "
             "base-uri 'none'")
 NOT_RETRYABLE = ("a run recorded by a kernel can be retried only in that kernel "
-                 "(run.retry() there)")
+                 "(run.retry() there); a run published to a store, only through the "
+                 "status service that runs it")
 
 
 def _problem_body(status: int, detail: str, instance: str) -> bytes:

@@ -187,6 +187,8 @@ def test_a_run_in_the_history_and_the_store_shows_once(home, run, base, token, o
             listing = (await http.get(base + "api/runs")).json()
             assert [r["run_id"] for r in listing["runs"]] == [owner.run_id], listing
             assert listing["total"] == 1
+            retry = await http.post(base + f"api/runs/{owner.run_id}/retry")
+            assert "only through the status service" in problem(retry, 409)["detail"]
             async with http.stream("GET", base + "api/events") as stream:
                 async for name, data in events(stream):
                     if name == "comment" and data == "synced":
