@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 
 from ..durable.reader import HistoryReader, Seen
 from ..errors import ConfigError
+from ..status import RunState
+from .shared import SharedRuns
 
-__all__ = ["PING_S", "POLL_S", "Dashboard", "Inbox"]
+__all__ = ["PING_S", "POLL_S", "Dashboard", "Inbox", "newer", "status_json"]
 
 _log = logging.getLogger("stagewidget.jupyter")
 T = TypeVar("T")
@@ -27,30 +29,53 @@ POLL_S = 0.5  # how often the history is read for changes while a stream is open
 PING_S = 15.0  # a comment line this often keeps idle streams (and proxies) open
 
 
+LOST_MESSAGE = ("the process that ran it ended before the run did (a kernel restarted, "
+                "shut down or killed); its end is unknown")
+
+
+def status_json(seen: Seen) -> dict[str, Any]:
+    """A recorded run's status JSON; a lost run says why, as the status service's do."""
+    status = seen[1].to_dict()
+    if status["state"] == RunState.LOST.value and status["error"] is None:
+        status["error"] = {"type": "stagewidget.RunLost", "message": LOST_MESSAGE,
+                           "traceback": "", "stage": status["current_stage"]}
+    return status
+
+
+def newer(status: dict[str, Any], than: dict[str, Any] | None) -> bool:
+    """Whether ``status`` is a later read of its run than ``than`` (a same-time read
+    counts: a run read again may have turned lost)."""
+    return than is None or status["updated_at"] >= than["updated_at"]
+
+
 class Inbox:
-    """What one stream has not sent yet: the latest read of each run (a slow client holds
-    at most one per run), and an event set when something came."""
+    """What one stream has not sent yet: the latest status JSON of each run (a slow
+    client holds at most one per run), and an event set when something came."""
 
     def __init__(self, run_id: str | None = None) -> None:
         self.run_id = run_id
-        self.pending: dict[str, Seen] = {}
+        self.pending: dict[str, dict[str, Any]] = {}
         self.changed = asyncio.Event()
 
     def put(self, found: list[Seen]) -> None:
-        """Keep each run's latest read (the event loop's thread)."""
-        for seen in found:
-            run_id = seen[1].run_id
+        """Keep each run's latest read of the history (the event loop's thread)."""
+        self.put_statuses([status_json(seen) for seen in found])
+
+    def put_statuses(self, found: list[dict[str, Any]]) -> None:
+        """Keep each run's latest status JSON (the event loop's thread)."""
+        for status in found:
+            run_id = status["run_id"]
             if self.run_id is not None and run_id != self.run_id:
                 continue
-            before = self.pending.get(run_id)
-            if before is None or seen[0] >= before[0]:
-                self.pending[run_id] = seen
+            if newer(status, self.pending.get(run_id)):
+                self.pending[run_id] = status
         if self.pending:
             self.changed.set()
 
-    def take(self) -> list[Seen]:
-        """What came, oldest write first; the inbox is empty after."""
-        found, self.pending = sorted(self.pending.values(), key=lambda s: s[0]), {}
+    def take(self) -> list[dict[str, Any]]:
+        """What came, oldest update first; the inbox is empty after."""
+        found = sorted(self.pending.values(), key=lambda s: s["updated_at"])
+        self.pending = {}
         self.changed.clear()
         return found
 
@@ -64,9 +89,10 @@ class Dashboard:
     every stream's ``Inbox``: N open pages cost one query each round, not N.
     """
 
-    def __init__(self, reader: HistoryReader | None = None, *, poll_s: float = POLL_S,
-                 ping_s: float = PING_S) -> None:
+    def __init__(self, reader: HistoryReader | None = None, *, shared: SharedRuns | None = None,
+                 poll_s: float = POLL_S, ping_s: float = PING_S) -> None:
         self.reader = reader if reader is not None else HistoryReader()
+        self.shared = shared  # a status-service store read too, if configured
         self.poll_s = poll_s
         self.ping_s = ping_s
         # the database thread: started by the first call, ended once no call is left and

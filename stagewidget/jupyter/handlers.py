@@ -10,11 +10,13 @@ Events in the same format, ``application/problem+json`` errors with a ``detail``
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import sqlite3
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -23,38 +25,26 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..durable.reader import Seen
-from ..errors import ConfigError, InvalidTransition, RunNotFound
-from ..service.openapi import SUMMARY_KEYS
+from ..errors import ConfigError, InvalidTransition, RunNotFound, StoreUnavailable
+from ..service.openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS
 from ..service.pages import STATIC_DIR, render_index
 from ..service.wire import ascii_int, encode_json
 from ..status import RunState
-from .feed import Dashboard, Inbox
+from .feed import Dashboard, Inbox, newer, status_json
 
 __all__ = ["Dashboard", "handlers"]
 
 T = TypeVar("T")
+_log = logging.getLogger("stagewidget.jupyter")
 
-MAX_LIMIT = 500
 RESOURCE = "kernels"
 STATES = tuple(s.value for s in RunState)
 CSRF_HEADER = "X-XSRFToken"
 PAGE_CSP = ("default-src 'self'; frame-ancestors 'self'; form-action 'self'; "
             "base-uri 'none'")
 NOT_RETRYABLE = ("a run recorded by a kernel can be retried only in that kernel "
-                 "(run.retry() there)")
-
-
-LOST_MESSAGE = ("the process that ran it ended before the run did (a kernel restarted, "
-                "shut down or killed); its end is unknown")
-
-
-def _status_json(seen: Seen) -> dict[str, Any]:
-    """The run's status JSON; a lost run says why, as the status service's do."""
-    status = seen[1].to_dict()
-    if status["state"] == RunState.LOST.value and status["error"] is None:
-        status["error"] = {"type": "stagewidget.RunLost", "message": LOST_MESSAGE,
-                           "traceback": "", "stage": status["current_stage"]}
-    return status
+                 "(run.retry() there); a run published to a store, only through the "
+                 "status service that runs it")
 
 
 def _problem_body(status: int, detail: str, instance: str) -> bytes:
@@ -112,12 +102,66 @@ class _Api(APIHandler):
             raise Problem(503, f"cannot read the run history "
                           f"{str(self.dashboard.reader.path)!r}: {err}") from None
 
-    async def found(self, run_id: str) -> Seen:
+    async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """A call of the configured store, in a worker thread, its failures as problems."""
+        shared = self.dashboard.shared
+        assert shared is not None
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except StoreUnavailable as err:
+            raise Problem(503, f"the run store {shared.url} is unavailable: {err}") from None
+        except InvalidTransition as err:
+            raise Problem(409, str(err)) from None
+
+    async def latest(self, run_id: str) -> dict[str, Any] | None:
+        """The run's newest status JSON, from the history or the store; a store down is
+        a 503 only when the history does not know the run."""
         seen = await self.read(self.dashboard.reader.run, run_id)
-        if seen is None:
+        status = None if seen is None else status_json(seen)
+        if self.dashboard.shared is not None:
+            try:
+                stored = await self.in_store(self.dashboard.shared.get, run_id)
+            except Problem:
+                if status is None:
+                    raise
+                stored = None
+            if stored is not None and newer(stored, status):
+                status = stored
+        return status
+
+    async def found(self, run_id: str) -> dict[str, Any]:
+        status = await self.latest(run_id)
+        if status is None:
             raise Problem(404, f"no run with id {run_id!r} in the run history "
-                               f"{str(self.dashboard.reader.path)!r}")
-        return seen
+                               f"{str(self.dashboard.reader.path)!r}{self.store_named()}")
+        return status
+
+    def store_named(self) -> str:
+        shared = self.dashboard.shared
+        return "" if shared is None else f" or the run store {shared.url}"
+
+    async def statuses(self, state: str | None, pipeline: str | None) -> list[dict[str, Any]]:
+        """The runs' status JSON, newest first, one per run (the newer of the history's
+        and the store's); with the store down, the history's alone (logged)."""
+        shared = self.dashboard.shared
+        found = await self.read(self._history, None if shared else state, pipeline)
+        if shared is None:
+            return [status_json(seen) for seen in found]
+        runs = {status["run_id"]: status for status in map(status_json, found)}
+        try:
+            stored = await self.in_store(shared.runs, pipeline)
+        except Problem as err:
+            _log.warning("listing the run history only: %s", err.detail)
+            stored = []
+        for status in stored:
+            if newer(status, runs.get(status["run_id"])):
+                runs[status["run_id"]] = status
+        chosen = [s for s in runs.values() if state is None or s["state"] == state]
+        chosen.sort(key=lambda s: (-s["created_at"], s["run_id"]))
+        return chosen
+
+    def _history(self, state: str | None, pipeline: str | None) -> list[Seen]:
+        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=MAX_OFFSET)
 
     def filters(self) -> tuple[str | None, str | None]:
         state = self.get_query_argument("state", None) or None
@@ -156,40 +200,68 @@ class PipelinesHandler(_Api):
 
 class RunsHandler(_Api):
     """``GET api/runs``: the recorded runs, newest first (``state``, ``pipeline``,
-    ``limit``), as the status service lists them."""
+    ``offset``, ``limit``), one page, as the status service lists them."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         state, pipeline = self.filters()
-        raw = self.get_query_argument("limit", "50")
-        limit = ascii_int(raw, 3)
-        if limit is None or not 1 <= limit <= MAX_LIMIT:
-            raise Problem(400, f"limit must be an integer between 1 and {MAX_LIMIT}, in "
-                               f"ASCII digits (got {_shown(raw)})")
-        found = await self.read(self._runs, state, pipeline, limit)
+        offset = self.int_param("offset", 0, 0, MAX_OFFSET)
+        limit = self.int_param("limit", 50, 1, MAX_LIMIT)
+        found = await self.statuses(state, pipeline)
+        total = len(found)
         runs = [{k: status.get(k) for k in SUMMARY_KEYS} | {"url": self.run_url(status["run_id"])}
-                for status in map(_status_json, found)]
-        self.reply({"runs": runs, "total": len(runs), "offset": 0, "limit": limit,
-                    "next": None})
+                for status in found[offset:offset + limit]]
+        next_url = None
+        if offset + limit < total:
+            params = {k: v for k, v in (("state", state), ("pipeline", pipeline)) if v}
+            next_url = f"{self.base}api/runs?" + urlencode(
+                {**params, "offset": offset + limit, "limit": limit})
+        self.reply({"runs": runs, "total": total, "offset": offset, "limit": limit,
+                    "next": next_url})
 
-    def _runs(self, state: str | None, pipeline: str | None, limit: int) -> list[Seen]:
-        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=limit)
+    def int_param(self, name: str, default: int, low: int, high: int) -> int:
+        """Query parameter ``name``, validated as the status service does."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        value = ascii_int(raw, len(str(high)))
+        if value is None or not low <= value <= high:
+            raise Problem(400, f"{name} must be an integer between {low} and {high}, in "
+                               f"ASCII digits (got {_shown(raw)})")
+        return value
 
 
 class RunHandler(_Api):
-    """``GET api/runs/{id}``: the run's status; ``DELETE``: cancel it (202)."""
+    """``GET api/runs/{id}``: the run's status; ``DELETE``: cancel it (202), through the
+    store that holds it (the configured store's way, else the history's cancel flag)."""
 
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        self.reply(_status_json(await self.found(run_id)))
+        self.reply(await self.found(run_id))
 
     @web.authenticated
     @authorized
     async def delete(self, run_id: str) -> None:
-        seen = await self.read(self.dashboard.reader.cancel, run_id)
-        self.reply(_status_json(seen), 202)
+        down: Problem | None = None
+        if self.dashboard.shared is not None:
+            try:
+                status = await self.in_store(self.dashboard.shared.cancel, run_id)
+            except Problem as err:
+                if err.status_code != 503:
+                    raise
+                status, down = None, err
+            if status is not None:
+                self.reply(status, 202)
+                return
+        try:
+            seen = await self.read(self.dashboard.reader.cancel, run_id)
+        except Problem as err:
+            if down is not None and err.status_code == 404:
+                raise down from None  # maybe the store's run: it cannot be asked now
+            raise
+        self.reply(status_json(seen), 202)
 
 
 class RetryHandler(_Api):
@@ -232,7 +304,7 @@ class _Stream(_Api):
         data = encode_json(status).decode("ascii")
         self.write(f"id: {self.number}\nevent: status\ndata: {data}\n\n")
 
-    async def wait(self, inbox: Inbox) -> list[Seen] | None:
+    async def wait(self, inbox: Inbox) -> list[dict[str, Any]] | None:
         """The next changes, [] after ``ping_s`` without any (a ping is due), None once
         the client went away."""
         changed = asyncio.ensure_future(inbox.changed.wait())
@@ -247,14 +319,51 @@ class _Stream(_Api):
             return None
         return inbox.take()
 
-    async def stream(self, inbox: Inbox, first: Callable[[], Awaitable[list[Seen]]],
-                     send: Callable[[Seen], bool]) -> None:
-        """Subscribe ``inbox``, send ``first()``, then each change; ``send`` writes one and
-        says whether the stream is over."""
+    async def gone_silent(self, run_ids: set[str]) -> list[dict[str, Any]]:
+        """The store's runs among ``run_ids`` that read lost now (nothing is written for
+        a run whose owner died, so the store's are read again, as the service does)."""
+        shared = self.dashboard.shared
+        if shared is None:
+            return []
+        lost: list[dict[str, Any]] = []
+        for run_id in list(run_ids):
+            try:
+                status = await self.in_store(shared.get, run_id)
+            except Problem:
+                return lost  # the store is down: the next ping tries again
+            if status is not None and status["state"] == RunState.LOST.value:
+                lost.append(status)
+        return lost
+
+    async def stream(self, inbox: Inbox,
+                     first: Callable[[], Awaitable[list[dict[str, Any]]]],
+                     send: Callable[[dict[str, Any]], bool]) -> None:
+        """Subscribe ``inbox`` (to the history and the store), send ``first()``, then each
+        change; ``send`` writes one and says whether the stream is over."""
         unsubscribe = self.dashboard.subscribe(inbox)
+        unwatch: Callable[[], None] | None = None
         try:
-            for seen in await first():
-                if send(seen):
+            shared = self.dashboard.shared
+            if shared is not None:
+                loop = asyncio.get_running_loop()
+
+                def on_status(status: dict[str, Any]) -> None:  # a store thread
+                    try:
+                        loop.call_soon_threadsafe(inbox.put_statuses, [status])
+                    except RuntimeError:  # the loop closed: the stream is over
+                        pass
+                unwatch = await asyncio.to_thread(shared.watch, on_status)
+            live: set[str] = set()  # runs sent unfinished: a silent owner's may turn lost
+
+            def sent(status: dict[str, Any]) -> bool:
+                if RunState(status["state"]).terminal:
+                    live.discard(status["run_id"])
+                else:
+                    live.add(status["run_id"])
+                return send(status)
+
+            for status in await first():
+                if sent(status):
                     await self.flush()
                     return
             self.write(": synced\n\n")
@@ -264,9 +373,10 @@ class _Stream(_Api):
                 if found is None:
                     return
                 if not found:
+                    found = await self.gone_silent(live)
                     self.write(": ping\n\n")
-                for seen in found:
-                    if send(seen):
+                for status in found:
+                    if sent(status):
                         await self.flush()
                         return
                 await self.flush()
@@ -274,6 +384,8 @@ class _Stream(_Api):
             pass
         finally:
             unsubscribe()
+            if unwatch is not None:
+                unwatch()
 
 
 class ListEventsHandler(_Stream):
@@ -285,28 +397,26 @@ class ListEventsHandler(_Stream):
     async def get(self) -> None:
         state, pipeline = self.filters()
         self.begin()
-        shown: dict[str, tuple[int, bool]] = {}  # run id -> (seq sent, matched then)
+        # run id -> (updated_at, state, matched) of what was handled last
+        shown: dict[str, tuple[float, str, bool]] = {}
 
-        def send(seen: Seen) -> bool:
-            seq, status = seen
-            if pipeline is not None and status.pipeline != pipeline:
+        def send(status: dict[str, Any]) -> bool:
+            if pipeline is not None and status["pipeline"] != pipeline:
                 return False
-            before = shown.get(status.run_id)
-            if before is not None and seq <= before[0]:
-                return False  # read already (the first batch and the poller overlap)
-            matches = state is None or status.state.value == state
-            shown[status.run_id] = (seq, matches)
-            if matches or (before is not None and before[1]):
-                self.event(_status_json(seen))
+            before = shown.get(status["run_id"])
+            if before is not None and (status["updated_at"] < before[0] or (
+                    status["updated_at"] == before[0] and status["state"] == before[1])):
+                return False  # read already (the first batch and the feeds overlap)
+            matches = state is None or status["state"] == state
+            shown[status["run_id"]] = (status["updated_at"], status["state"], matches)
+            if matches or (before is not None and before[2]):
+                self.event(status)
             return False
 
-        async def first() -> list[Seen]:
-            return await self.read(self._first, state, pipeline)
+        async def first() -> list[dict[str, Any]]:
+            return (await self.statuses(state, pipeline))[:MAX_LIMIT]
 
         await self.stream(Inbox(), first, send)
-
-    def _first(self, state: str | None, pipeline: str | None) -> list[Seen]:
-        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=MAX_LIMIT)
 
 
 class RunEventsHandler(_Stream):
@@ -318,23 +428,25 @@ class RunEventsHandler(_Stream):
     async def get(self, run_id: str) -> None:
         first = await self.found(run_id)  # 404 before streaming
         self.begin()
-        sent = [-1]
+        sent: list[dict[str, Any] | None] = [None]
 
-        def send(seen: Seen) -> bool:
-            seq, status = seen
-            if seq < sent[0]:
-                return False
-            sent[0] = seq
-            self.event(_status_json(seen))
-            if status.state.terminal:
-                end = encode_json({"state": status.state.value}).decode("ascii")
+        def send(status: dict[str, Any]) -> bool:
+            before = sent[0]
+            if before is not None and (status["updated_at"] < before["updated_at"] or (
+                    status["updated_at"] == before["updated_at"]
+                    and status["state"] == before["state"])):
+                return False  # sent already
+            sent[0] = status
+            self.event(status)
+            if RunState(status["state"]).terminal:
+                end = encode_json({"state": status["state"]}).decode("ascii")
                 self.write(f"event: end\ndata: {end}\n\n")
                 return True
             return False
 
-        async def again() -> list[Seen]:  # what was written since the first read
-            seen = await self.read(self.dashboard.reader.run, run_id)
-            return [first] if seen is None or seen[0] <= first[0] else [seen]
+        async def again() -> list[dict[str, Any]]:  # the first read, or a later one
+            status = await self.latest(run_id)
+            return [status if status is not None and newer(status, first) else first]
 
         await self.stream(Inbox(run_id), again, send)
 

@@ -36,7 +36,7 @@ from ..errors import (
 from ..status import ErrorInfo, RunState, RunStatus
 from .admission import RunQueue
 from .inputs import check_input_given, check_input_type, input_schema, pipelines_by_name
-from .store import TERMINAL, DamagedRecord, MemoryStore, Record, Store, StoreUnavailable
+from .store import STOPPED, TERMINAL, DamagedRecord, MemoryStore, Record, Store, StoreUnavailable
 from .writer import StoreWriter, describe
 
 __all__ = ["IdempotencyConflict", "PipelineNotFound", "RunRegistry", "RunsPage", "LOST"]
@@ -46,7 +46,6 @@ _log = logging.getLogger("stagewidget.service")
 LOST = RunState.LOST.value  # what the service reports for a run whose process stopped writing
 STATES = tuple(state.value for state in RunState)  # what GET /api/runs?state= accepts
 HEARTBEAT_S = 1.0  # an unfinished local run is written at least this often
-STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
 _CLAIM_ATTEMPTS = 3
 _RETRYABLE = frozenset({RunState.FAILED.value, RunState.CANCELLED.value})
 

@@ -21,13 +21,14 @@ from typing import Any, Protocol
 from ..errors import DamagedRecord, StoreUnavailable
 from ..status import RunState
 
-__all__ = ["DamagedRecord", "MemoryStore", "Record", "Store", "StoreUnavailable", "Watchers",
-           "claim_owner"]
+__all__ = ["STOPPED", "DamagedRecord", "MemoryStore", "Record", "Store", "StoreUnavailable",
+           "Watchers", "claim_owner"]
 
 _log = logging.getLogger("stagewidget.service")
 
 TERMINAL = frozenset(state.value for state in RunState if state.terminal)  # lost included
 RECORD_STATES = frozenset(state.value for state in RunState)
+STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
 
 
 def claim_owner(value: str) -> str:

@@ -324,3 +324,29 @@ def test_a_run_whose_process_died_turns_lost_in_the_stream(
             assert [r["run_id"] for r in lost.json()["runs"]] == [run_id]
 
     run(after())
+
+
+def test_runs_are_paged_with_offset_total_and_next(home, run, base, token) -> None:
+    import stagewidget as sw
+    from stagewidget.durable import history
+
+    ids = [sw.Pipeline("paged", [lambda: 1]).start(display=False).wait(WAIT_S).run_id
+           for i in range(3)]
+    assert history.flush(WAIT_S)
+    newest_first = ids[::-1]
+
+    async def scenario() -> None:
+        async with client(token) as http:
+            first = (await http.get(base + "api/runs", params={"limit": 2})).json()
+            assert [r["run_id"] for r in first["runs"]] == newest_first[:2]
+            assert (first["total"], first["offset"], first["limit"]) == (3, 0, 2)
+            assert first["next"] == "/user/alice/stagewidget/api/runs?offset=2&limit=2"
+            second = (await http.get(base + "api/runs?offset=2&limit=2")).json()
+            assert [r["run_id"] for r in second["runs"]] == newest_first[2:]
+            assert (second["total"], second["offset"], second["next"]) == (3, 2, None)
+            beyond = (await http.get(base + "api/runs", params={"offset": 9})).json()
+            assert (beyond["runs"], beyond["total"]) == ([], 3)
+            bad = await http.get(base + "api/runs", params={"offset": "-1"})
+            assert "offset must be an integer between 0 and" in problem(bad, 400)["detail"]
+
+    run(scenario())

@@ -246,5 +246,6 @@ def test_nothing_imports_the_jupyter_extension_and_it_reads_only_below_it() -> N
             and any(t.startswith(jupyter) for t in targets)] == []
     assert sorted({t for m, targets in edges.items() if m.startswith(jupyter)
                    for t in targets if not t.startswith(jupyter)}) == [
-        f"{PACKAGE}.durable.reader", f"{PACKAGE}.errors", f"{PACKAGE}.service.openapi",
-        f"{PACKAGE}.service.pages", f"{PACKAGE}.service.wire", f"{PACKAGE}.status"]
+        f"{PACKAGE}.durable.owner", f"{PACKAGE}.durable.reader", f"{PACKAGE}.errors",
+        f"{PACKAGE}.service.openapi", f"{PACKAGE}.service.pages", f"{PACKAGE}.service.store",
+        f"{PACKAGE}.service.stores", f"{PACKAGE}.service.wire", f"{PACKAGE}.status"]
