@@ -27,6 +27,8 @@ __all__ = ["HistoryReader", "Seen"]
 Seen = tuple[int, RunStatus]  # a run's status as read, with the seq of the write it came from
 _TERMINAL = tuple(s.value for s in RunState if s.terminal)
 _UNFINISHED = f"state NOT IN ({', '.join('?' * len(_TERMINAL))})"
+# states whose runs may read otherwise than recorded (an unfinished run whose owner died)
+_UNSURE = (RunState.LOST.value, RunState.PENDING.value, RunState.RUNNING.value)
 
 
 class HistoryReader:
@@ -75,6 +77,32 @@ class HistoryReader:
                            [*args, limit])
         if state is not None:
             found = [seen for seen in found if seen[1].state.value == state]
+        return found
+
+    def count(self, *, state: str | None = None, pipeline: str | None = None) -> int:
+        """How many runs ``runs()`` would give without a limit."""
+        if state in _UNSURE:  # an unfinished run may read as lost: read them (they are few)
+            return len(self.runs(state=state, pipeline=pipeline, limit=-1))
+        conn = self._db()
+        if conn is None:
+            return 0
+        where = [(column, value) for column, value in (("pipeline", pipeline),
+                                                       ("state", state)) if value is not None]
+        clause = f"WHERE {' AND '.join(f'{c} = ?' for c, _ in where)}" if where else ""
+        return int(conn.execute(f"SELECT count(*) FROM runs {clause}",
+                                [v for _, v in where]).fetchone()[0])
+
+    def by_ids(self, run_ids: list[str]) -> dict[str, Seen]:
+        """The recorded runs among ``run_ids``, by id."""
+        conn = self._db()
+        found: dict[str, Seen] = {}
+        if conn is None:
+            return found
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start:start + 500]
+            for seen in self._read(conn, f"WHERE run_id IN ({', '.join('?' * len(chunk))})",
+                                   list(chunk)):
+                found[seen[1].run_id] = seen
         return found
 
     def run(self, run_id: str) -> Seen | None:

@@ -31,6 +31,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     shared = open_shared(serverapp.config, serverapp.log)  # a bad setting: logged, None
     dashboard = Dashboard(shared=shared)
+    web_app.settings["stagewidget_dashboard"] = dashboard  # for whoever ends the server
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"], dashboard))
     serverapp.log.info("stagewidget dashboard at %sstagewidget/ (run history: %s%s)",
                        web_app.settings["base_url"], dashboard.reader.path,

@@ -102,6 +102,12 @@ class Dashboard:
         self._inboxes: set[Inbox] = set()
         self._poller: asyncio.Task[None] | None = None
 
+    def close(self) -> None:
+        """Close the store connection and its listener thread, if a store is read (a plain
+        server extension gets no stop hook: whoever ends the server may call this)."""
+        if self.shared is not None:
+            self.shared.close()
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the database thread, after every call asked before it."""
         return await self._submit(fn, *args)

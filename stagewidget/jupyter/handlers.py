@@ -140,28 +140,42 @@ class _Api(APIHandler):
         shared = self.dashboard.shared
         return "" if shared is None else f" or the run store {shared.url}"
 
-    async def statuses(self, state: str | None, pipeline: str | None) -> list[dict[str, Any]]:
-        """The runs' status JSON, newest first, one per run (the newer of the history's
-        and the store's); with the store down, the history's alone (logged)."""
+    async def statuses(self, state: str | None, pipeline: str | None, upto: int
+                       ) -> tuple[list[dict[str, Any]], int]:
+        """The newest ``upto`` runs' status JSON, one per run (the newer of the history's
+        and the store's), and how many match in all; with the store down, the history's
+        alone (logged). Only ``upto`` history runs are read whole, however long it is."""
+        found, total = await self.read(self._history, state, pipeline, upto)
+        chosen = {status["run_id"]: status for status in map(status_json, found)}
         shared = self.dashboard.shared
-        found = await self.read(self._history, None if shared else state, pipeline)
-        if shared is None:
-            return [status_json(seen) for seen in found]
-        runs = {status["run_id"]: status for status in map(status_json, found)}
-        try:
-            stored = await self.in_store(shared.runs, pipeline)
-        except Problem as err:
-            _log.warning("listing the run history only: %s", err.detail)
-            stored = []
-        for status in stored:
-            if newer(status, runs.get(status["run_id"])):
-                runs[status["run_id"]] = status
-        chosen = [s for s in runs.values() if state is None or s["state"] == state]
-        chosen.sort(key=lambda s: (-s["created_at"], s["run_id"]))
-        return chosen
+        if shared is not None:
+            try:
+                stored = await self.in_store(shared.runs, pipeline)
+            except Problem as err:
+                _log.warning("listing the run history only: %s", err.detail)
+                stored = []
+            recorded = await self.read(self.dashboard.reader.by_ids,
+                                       [status["run_id"] for status in stored])
+            for status in stored:  # the store's newer status may add, replace or drop one
+                seen = recorded.get(status["run_id"])
+                before = None if seen is None else status_json(seen)
+                latest = status if newer(status, before) else before
+                assert latest is not None
+                counted = before is not None and (state is None or before["state"] == state)
+                matches = state is None or latest["state"] == state
+                total += matches - counted
+                if matches:
+                    chosen[status["run_id"]] = latest
+                else:
+                    chosen.pop(status["run_id"], None)
+        ordered = sorted(chosen.values(), key=lambda s: (-s["created_at"], s["run_id"]))
+        return ordered[:upto], total
 
-    def _history(self, state: str | None, pipeline: str | None) -> list[Seen]:
-        return self.dashboard.reader.runs(state=state, pipeline=pipeline, limit=MAX_OFFSET)
+    def _history(self, state: str | None, pipeline: str | None, upto: int
+                 ) -> tuple[list[Seen], int]:
+        reader = self.dashboard.reader
+        return (reader.runs(state=state, pipeline=pipeline, limit=upto),
+                reader.count(state=state, pipeline=pipeline))
 
     def filters(self) -> tuple[str | None, str | None]:
         state = self.get_query_argument("state", None) or None
@@ -208,10 +222,9 @@ class RunsHandler(_Api):
         state, pipeline = self.filters()
         offset = self.int_param("offset", 0, 0, MAX_OFFSET)
         limit = self.int_param("limit", 50, 1, MAX_LIMIT)
-        found = await self.statuses(state, pipeline)
-        total = len(found)
+        found, total = await self.statuses(state, pipeline, offset + limit)
         runs = [{k: status.get(k) for k in SUMMARY_KEYS} | {"url": self.run_url(status["run_id"])}
-                for status in found[offset:offset + limit]]
+                for status in found[offset:]]
         next_url = None
         if offset + limit < total:
             params = {k: v for k, v in (("state", state), ("pipeline", pipeline)) if v}
@@ -414,7 +427,7 @@ class ListEventsHandler(_Stream):
             return False
 
         async def first() -> list[dict[str, Any]]:
-            return (await self.statuses(state, pipeline))[:MAX_LIMIT]
+            return (await self.statuses(state, pipeline, MAX_LIMIT))[0]
 
         await self.stream(Inbox(), first, send)
 

@@ -113,6 +113,15 @@ def store_url(request, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'runs.db'}"
 
 
+@pytest.fixture(autouse=True)
+def dashboard_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Close the store the server's dashboard read (its listener thread ends with it)."""
+    yield
+    serverapp = request.node.funcargs.get("jp_serverapp")
+    if serverapp is not None:
+        serverapp.web_app.settings["stagewidget_dashboard"].close()
+
+
 @pytest.fixture
 def jp_base_url() -> str:
     return "/user/alice/"
