@@ -35,7 +35,7 @@ from urllib.parse import urlencode
 from ..engine.call import NO_INPUT
 from ..errors import InvalidTransition, PipelineError, RunNotFound
 from .list_events import ListStream
-from .middleware import AccessLog, TokenGuard
+from .middleware import AccessLog, LoopbackHostGuard, OriginGuard, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
 from .pages import OPEN_PAGE_PATHS, OPEN_PAGE_PREFIXES, page_routes
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
@@ -413,7 +413,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
                max_body_bytes: int = 1 << 20, max_wait_s: float = 300.0, ping_s: float = 5.0,
                cors_origins: tuple[str, ...] = (), expose_tracebacks: bool = False,
                expose_logs: bool = False, access_log: logging.Logger | None = None,
-               session_idle_s: float = IDLE_S, max_sessions: int = MAX_SESSIONS) -> Any:
+               session_idle_s: float = IDLE_S, max_sessions: int = MAX_SESSIONS,
+               loopback_only: bool = False) -> Any:
     """Build the Starlette app serving ``registry``.
 
     Args:
@@ -431,6 +432,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         session_idle_s: a browser session (``POST /api/login``) ends after this long
             unused.
         max_sessions: at most this many live sessions (the least recently used ends).
+        loopback_only: answer 400 to a request whose ``Host`` is no loopback name (the
+            service listens on loopback: another name is DNS rebinding).
     """
     try:
         from starlette.applications import Starlette
@@ -468,6 +471,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
     middleware = []
     if access_log is not None:
         middleware.append(Middleware(AccessLog, logger=access_log))
+    if loopback_only:
+        middleware.append(Middleware(LoopbackHostGuard))
     if cors_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(cors_origins),
@@ -479,6 +484,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         middleware.append(Middleware(TokenGuard, token=token, open_paths=OPEN_PATHS,
                                      open_prefixes=OPEN_PAGE_PREFIXES, auth=auth,
                                      deny=_deny))
+    else:  # no session to carry a CSRF token: the Origin alone tells other pages apart
+        middleware.append(Middleware(OriginGuard, allowed=cors_origins))
 
     async def http_error(request: Any, exc: Exception) -> Any:
         assert isinstance(exc, HTTPException)

@@ -43,15 +43,19 @@ DRAIN_S = 5.0  # see Service.shutdown for why
 CANCEL_WAIT_S = 3.0
 
 
+def is_loopback_bind(host: str) -> bool:
+    """Whether listening on ``host`` reaches this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine without a token (``ConfigError``)."""
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not token:
+    if not is_loopback_bind(host) and not token:
         raise ConfigError(
             f"refusing to listen on {host!r} without a token: anyone who reaches it could "
             "start and cancel runs; drop --no-token (or token=''), or bind to 127.0.0.1")
@@ -165,7 +169,8 @@ class Service:
             cors_origins=tuple(cors_origins), expose_tracebacks=expose_tracebacks,
             expose_logs=expose_logs,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
-            session_idle_s=session_idle_s, max_sessions=max_sessions)
+            session_idle_s=session_idle_s, max_sessions=max_sessions,
+            loopback_only=is_loopback_bind(host))
         self.host = host
         # The parser picked above, never uvicorn's own choice: bounded_protocol bounds and
         # times request heads with either. No WebSocket upgrades: the API has none, and an
