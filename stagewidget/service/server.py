@@ -27,6 +27,7 @@ from typing import Any
 from ..engine.run import Run, recent_runs
 from ..errors import AlreadyStarted, ConfigError, RunNotFound
 from ..status import RunState, RunStatus, StageState
+from .list_events import MAX_STREAMS
 from .registry import RunRegistry
 from .session import IDLE_S, MAX_SESSIONS
 from .store import MemoryStore, Store
@@ -128,6 +129,8 @@ class Service:
             for a session cookie) ends after this many seconds unused (12 h).
         max_sessions: at most this many live browser sessions (the least recently used
             ends first).
+        max_streams: at most this many event streams open at once (``/api/events`` and
+            runs' ``events``; a browser tab holds one or two); one more is answered 429.
         **registry_options: ``keep_s``, ``max_finished``, ``lost_after_s``, ``sweep_s``,
             ``max_running``, ``executor``, ``adopt``: see ``RunRegistry``.
     """
@@ -140,7 +143,8 @@ class Service:
                  http: str = "auto", expose_tracebacks: bool = False,
                  expose_logs: bool = False, access_log: bool = False,
                  prefix: str = "stagewidget", session_idle_s: float = IDLE_S,
-                 max_sessions: int = MAX_SESSIONS, **registry_options: Any) -> None:
+                 max_sessions: int = MAX_SESSIONS, max_streams: int = MAX_STREAMS,
+                 **registry_options: Any) -> None:
         try:
             import uvicorn
         except ImportError:
@@ -151,6 +155,8 @@ class Service:
         check_bind(host, token)
         if not max_head_bytes >= 1024:
             raise ConfigError(f"max_head_bytes must be at least 1024 (got {max_head_bytes!r})")
+        if not (isinstance(max_streams, int) and max_streams >= 1):
+            raise ConfigError(f"max_streams must be an int of at least 1 (got {max_streams!r})")
         if not head_timeout_s > 0:
             raise ConfigError(f"head_timeout_s must be a positive number of seconds "
                               f"(got {head_timeout_s!r})")
@@ -170,7 +176,7 @@ class Service:
             expose_logs=expose_logs,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
             session_idle_s=session_idle_s, max_sessions=max_sessions,
-            loopback_only=is_loopback_bind(host))
+            loopback_only=is_loopback_bind(host), max_streams=max_streams)
         self.host = host
         # The parser picked above, never uvicorn's own choice: bounded_protocol bounds and
         # times request heads with either. No WebSocket upgrades: the API has none, and an

@@ -5,11 +5,15 @@ sockets, httpx.
 
 from __future__ import annotations
 
+import uuid
+
 import harness
 import httpx
 import pytest
-from harness import auth
+import svc_pipelines
+from harness import auth, read_events, wait_until
 
+from stagewidget.errors import ConfigError
 from stagewidget.service.middleware import is_loopback_host
 
 pytestmark = pytest.mark.integration
@@ -108,3 +112,38 @@ def test_the_services_own_page_scripts_and_cors_origins_may_change_runs(make_ser
         for headers in ({"Origin": service.url}, {"Origin": "http://127.0.0.1:3000"}, {}):
             reply = client.post("/api/pipelines/square/runs", json={"n": 2}, headers=headers)
             assert reply.status_code == 202, (headers, reply.text)
+
+
+# -- event streams --------------------------------------------------------------------
+def test_event_streams_beyond_max_streams_are_a_429_and_a_closed_one_frees_its_place(
+        make_service) -> None:
+    service = make_service("memory", max_streams=2)
+    gate = f"gate-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=service.url, timeout=WAIT_S, headers=auth(service)) as client:
+        run_id = client.post("/api/pipelines/gated/runs", json={"gate": gate}).json()["run_id"]
+        with client.stream("GET", "/api/events") as one, \
+                client.stream("GET", f"/api/runs/{run_id}/events") as two:
+            assert one.status_code == two.status_code == 200
+            for path in ("/api/events", f"/api/runs/{run_id}/events"):
+                refused = client.get(path)
+                assert refused.status_code == 429
+                assert refused.headers["content-type"] == PROBLEM
+                assert refused.headers["retry-after"].isdigit()
+                assert "max_streams" in refused.json()["detail"]
+            assert client.head("/api/events").status_code == 200  # no stream: not counted
+            assert client.get("/api/runs").status_code == 200
+            # a stream that ends (its run did) gives its place back
+            svc_pipelines.gate(gate).set()
+            assert [e for e, _ in read_events(two, timeout=WAIT_S)][-1] == "end"
+
+        def accepted() -> bool:  # the closed list stream's place, once the server saw it go
+            with client.stream("GET", "/api/events") as again, \
+                    client.stream("GET", "/api/events") as more:
+                return again.status_code == more.status_code == 200
+        wait_until(accepted, what="both places to be given back")
+
+
+def test_max_streams_must_be_a_positive_int(make_service) -> None:
+    for bad in (0, -1, 1.5, "10"):
+        with pytest.raises(ConfigError, match="max_streams must be an int of at least 1"):
+            make_service("memory", max_streams=bad)
