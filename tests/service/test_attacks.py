@@ -131,6 +131,9 @@ def test_event_streams_beyond_max_streams_are_a_429_and_a_closed_one_frees_its_p
                 assert refused.headers["retry-after"].isdigit()
                 assert "max_streams" in refused.json()["detail"]
             assert client.head("/api/events").status_code == 200  # no stream: not counted
+            paths = client.get("/openapi.json").json()["paths"]
+            for path in ("/api/events", "/api/runs/{run_id}/events"):
+                assert "429" in paths[path]["get"]["responses"]
             assert client.get("/api/runs").status_code == 200
             # a stream that ends (its run did) gives its place back
             svc_pipelines.gate(gate).set()
