@@ -451,7 +451,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
                cors_origins: tuple[str, ...] = (), expose_tracebacks: bool = False,
                expose_logs: bool = False, access_log: logging.Logger | None = None,
                session_idle_s: float = IDLE_S, max_sessions: int = MAX_SESSIONS,
-               loopback_only: bool = False, max_streams: int = MAX_STREAMS) -> Any:
+               loopback_only: bool = False, allowed_hosts: tuple[str, ...] = (),
+               max_streams: int = MAX_STREAMS) -> Any:
     """Build the Starlette app serving ``registry``.
 
     Args:
@@ -471,6 +472,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         max_sessions: at most this many live sessions (the least recently used ends).
         loopback_only: answer 400 to a request whose ``Host`` is no loopback name (the
             service listens on loopback: another name is DNS rebinding).
+        allowed_hosts: host names served besides the loopback ones (with
+            ``loopback_only``).
         max_streams: at most this many event streams open at once (``/api/events`` and
             each run's ``events``); one more is answered 429.
     """
@@ -511,7 +514,7 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
     if access_log is not None:
         middleware.append(Middleware(AccessLog, logger=access_log))
     if loopback_only:
-        middleware.append(Middleware(LoopbackHostGuard))
+        middleware.append(Middleware(LoopbackHostGuard, also=allowed_hosts))
     if cors_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(cors_origins),

@@ -44,14 +44,19 @@ def token_matches(headers: list[tuple[bytes, bytes]], token: bytes) -> bool:
     return False
 
 
+def _host_name(host: str) -> str:
+    """The name of a ``Host`` header value, without its port, lower-case."""
+    name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not name or (port and not port.isdigit()):
+        name = host
+    return name.lower().rstrip(".")
+
+
 def is_loopback_host(host: str) -> bool:
     """Whether the ``Host`` header value ``host`` names this machine's loopback:
     ``localhost`` (and ``*.localhost``, which browsers resolve themselves), 127.0.0.0/8
     or ``[::1]``, with any port."""
-    name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-    if not name or (port and not port.isdigit()):
-        name = host
-    name = name.lower().rstrip(".")
+    name = _host_name(host)
     if name == "localhost" or name.endswith(".localhost"):
         return True
     if name.startswith("[") and name.endswith("]"):
@@ -70,21 +75,29 @@ class LoopbackHostGuard:
     its own origin (so the browser lets it read the replies), but its requests say
     ``Host: evil.example``: refused here, the page and the API alike. A request with
     no ``Host`` (HTTP/1.0, never a browser) passes.
+
+    Args:
+        app: the ASGI app behind the guard.
+        also: more host names to serve (a reverse proxy on this machine that passes
+            its own public name on), compared without the port and case.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, also: Collection[str] = ()) -> None:
         self.app = app
+        self.also = frozenset(name.lower().rstrip(".") for name in also)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             host = header(scope["headers"], b"host")
-            if host is not None and not is_loopback_host(host):
+            if (host is not None and not is_loopback_host(host)
+                    and _host_name(host) not in self.also):
                 shown = repr(host) if len(host) <= 60 else repr(host[:60]) + "..."
                 await problem(400, "host-not-allowed", "Host not allowed",
                               f"the Host {shown} is not a loopback name: this service "
                               "listens on loopback only, so reach it as 127.0.0.1, "
                               "localhost or [::1] (another name pointing here is how DNS "
-                              "rebinding attacks look)", scope["path"])(scope, receive, send)
+                              "rebinding attacks look; a proxy's name goes in "
+                              "allowed_hosts)", scope["path"])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -129,6 +129,11 @@ class Service:
             for a session cookie) ends after this many seconds unused (12 h).
         max_sessions: at most this many live browser sessions (the least recently used
             ends first).
+        allowed_hosts: host names a service bound to loopback serves besides
+            ``127.0.0.1``, ``localhost`` and ``[::1]``: the public name a reverse proxy
+            on this machine passes on in ``Host``. Any other ``Host`` is answered 400,
+            as a page of another name pointing at 127.0.0.1 (DNS rebinding) would be
+            one.
         max_streams: at most this many event streams open at once (``/api/events`` and
             runs' ``events``; a browser tab holds one or two); one more is answered 429.
         **registry_options: ``keep_s``, ``max_finished``, ``lost_after_s``, ``sweep_s``,
@@ -144,7 +149,7 @@ class Service:
                  expose_logs: bool = False, access_log: bool = False,
                  prefix: str = "stagewidget", session_idle_s: float = IDLE_S,
                  max_sessions: int = MAX_SESSIONS, max_streams: int = MAX_STREAMS,
-                 **registry_options: Any) -> None:
+                 allowed_hosts: tuple[str, ...] = (), **registry_options: Any) -> None:
         try:
             import uvicorn
         except ImportError:
@@ -155,6 +160,10 @@ class Service:
         check_bind(host, token)
         if not max_head_bytes >= 1024:
             raise ConfigError(f"max_head_bytes must be at least 1024 (got {max_head_bytes!r})")
+        if isinstance(allowed_hosts, str) or not all(
+                isinstance(name, str) and name and ":" not in name for name in allowed_hosts):
+            raise ConfigError(f"allowed_hosts must be a list of host names without a port "
+                              f"(got {allowed_hosts!r})")
         if not (isinstance(max_streams, int) and max_streams >= 1):
             raise ConfigError(f"max_streams must be an int of at least 1 (got {max_streams!r})")
         if not head_timeout_s > 0:
@@ -176,7 +185,8 @@ class Service:
             expose_logs=expose_logs,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
             session_idle_s=session_idle_s, max_sessions=max_sessions,
-            loopback_only=is_loopback_bind(host), max_streams=max_streams)
+            loopback_only=is_loopback_bind(host), allowed_hosts=tuple(allowed_hosts),
+            max_streams=max_streams)
         self.host = host
         # The parser picked above, never uvicorn's own choice: bounded_protocol bounds and
         # times request heads with either. No WebSocket upgrades: the API has none, and an

@@ -68,6 +68,19 @@ def test_loopback_names_reach_the_service(make_service) -> None:
         assert reply.status_code == 200, (host, reply.text)
 
 
+def test_allowed_hosts_names_a_local_proxys_public_name(make_service) -> None:
+    service = make_service("memory", allowed_hosts=("Dash.Example.org",))
+    for host, status in (("dash.example.org:443", 200), ("dash.example.org.", 200),
+                         ("evil.example", 400)):
+        reply = httpx.get(f"{service.url}/api/runs", headers={"Host": host, **auth(service)},
+                          timeout=WAIT_S)
+        assert reply.status_code == status, (host, reply.text)
+    assert "allowed_hosts" in reply.json()["detail"]
+    for bad in ("dash.example.org", ["dash.example.org:443"], [""]):
+        with pytest.raises(ConfigError, match="allowed_hosts must be a list of host names"):
+            make_service("memory", allowed_hosts=bad)
+
+
 def test_a_service_bound_beyond_loopback_takes_any_host(make_service) -> None:
     # Reached by its machine's name there; its token guards it.
     service = make_service("memory", host="0.0.0.0")
