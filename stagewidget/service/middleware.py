@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Collection
+from functools import lru_cache
 from typing import Any
 
 from .session import (
@@ -52,6 +53,7 @@ def _host_name(host: str) -> str:
     return name.lower().rstrip(".")
 
 
+@lru_cache(maxsize=256)  # every request asks, nearly always for the same one or two
 def is_loopback_host(host: str) -> bool:
     """Whether the ``Host`` header value ``host`` names this machine's loopback:
     ``localhost`` (and ``*.localhost``, which browsers resolve themselves), 127.0.0.0/8
