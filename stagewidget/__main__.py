@@ -35,6 +35,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser: the ``demo`` and ``serve`` commands and their options."""
+    from .service.list_events import MAX_STREAMS
     from .service.server import DRAIN_S
 
     parser = argparse.ArgumentParser(prog="python -m stagewidget")
@@ -100,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="thread (default) or process")
     serve.add_argument("--cors-origin", action="append", default=[],
                        help="allow this origin by CORS (repeatable; default: CORS off)")
+    serve.add_argument("--allowed-host", action="append", default=[],
+                       help="bound to loopback, also serve requests whose Host is this "
+                       "name (a reverse proxy's public name; repeatable; default: "
+                       "127.0.0.1, localhost and [::1] only)")
+    serve.add_argument("--max-streams", type=int, default=MAX_STREAMS,
+                       help="most event streams open at once; one more is answered 429 "
+                       f"(default: {MAX_STREAMS})")
     serve.add_argument("--drain-s", type=_seconds, default=DRAIN_S,
                        help="on SIGTERM or Ctrl-C, how long running runs may go on before "
                        "they are cancelled, in seconds (a second signal cancels them at once; "
@@ -198,6 +206,8 @@ def _serve(args: argparse.Namespace) -> int:
                           max_finished=args.max_finished, lost_after_s=args.lost_after_s,
                           max_running=args.max_running,
                           executor=args.executor, cors_origins=tuple(args.cors_origin),
+                          allowed_hosts=tuple(args.allowed_host),
+                          max_streams=args.max_streams,
                           token="" if args.no_token else args.token,
                           max_head_bytes=args.max_head_bytes,
                           head_timeout_s=args.head_timeout_s, http=args.http,

@@ -34,8 +34,8 @@ from urllib.parse import urlencode
 
 from ..engine.call import NO_INPUT
 from ..errors import InvalidTransition, PipelineError, RunNotFound
-from .list_events import ListStream
-from .middleware import AccessLog, TokenGuard
+from .list_events import MAX_STREAMS, ListStream
+from .middleware import AccessLog, LoopbackHostGuard, OriginGuard, TokenGuard
 from .openapi import MAX_LIMIT, MAX_OFFSET, SUMMARY_KEYS, openapi_document
 from .pages import OPEN_PAGE_PATHS, OPEN_PAGE_PREFIXES, page_routes
 from .registry import LOST, STATES, IdempotencyConflict, PipelineNotFound, RunRegistry
@@ -48,6 +48,7 @@ __all__ = ["create_app"]
 _log = logging.getLogger("stagewidget.service")
 
 # Answered without the token: health, the login and the page (which holds no data).
+STREAM_RETRY_S = 5
 OPEN_PATHS = frozenset({"/api/health", "/api/login", "/api/session"}) | OPEN_PAGE_PATHS
 
 
@@ -127,8 +128,10 @@ class _Api:
 
     def __init__(self, registry: RunRegistry, *, token: str | None, max_body_bytes: int,
                  max_wait_s: float, ping_s: float, expose_tracebacks: bool,
-                 expose_logs: bool) -> None:
+                 expose_logs: bool, max_streams: int = MAX_STREAMS) -> None:
         self.registry = registry
+        self.max_streams = max_streams
+        self.open_streams = 0  # the event loop's only: no lock
         self.token = token
         self.expose_tracebacks = expose_tracebacks
         self.expose_logs = expose_logs
@@ -262,8 +265,10 @@ class _Api:
             head = Response(None, headers=headers, media_type="text/event-stream")
             del head.headers["content-length"]  # the GET streams, chunked
             return head
-        return StreamingResponse(self._stream(run_id, first), media_type="text/event-stream",
-                                 headers=headers)
+        self._take_stream()
+        return _Counted(StreamingResponse(self._stream(run_id, first),
+                                          media_type="text/event-stream", headers=headers),
+                        self._give_back_stream)
 
     async def retry(self, request: Any) -> Any:
         """POST: start ``run.retry()`` of a failed or cancelled run this process owns."""
@@ -287,12 +292,30 @@ class _Api:
             head = Response(None, headers=headers, media_type="text/event-stream")
             del head.headers["content-length"]
             return head
-        stream = ListStream(self, state, pipeline)
-        await stream.open()  # a store error answers 503 before streaming
-        return StreamingResponse(stream.events(), media_type="text/event-stream",
-                                 headers=headers)
+        self._take_stream()
+        try:
+            stream = ListStream(self, state, pipeline)
+            await stream.open()  # a store error answers 503 before streaming
+        except BaseException:
+            self._give_back_stream()
+            raise
+        return _Counted(StreamingResponse(stream.events(), media_type="text/event-stream",
+                                          headers=headers), self._give_back_stream)
 
     # -- helpers ----------------------------------------------------------------------
+    def _take_stream(self) -> None:
+        """Count one more open event stream, or refuse it (429) at ``max_streams``: each
+        holds a connection and a store watch, so their number is bounded."""
+        if self.open_streams >= self.max_streams:
+            raise Problem(429, "too-many-streams", "Too many event streams",
+                          f"this service already serves {self.max_streams} event streams, "
+                          "its limit (max_streams); close one or try again later",
+                          {"Retry-After": str(STREAM_RETRY_S)})
+        self.open_streams += 1
+
+    def _give_back_stream(self) -> None:
+        self.open_streams -= 1
+
     async def _body(self, request: Any) -> bytes:
         # The HTTP parser has checked the framing; this only refuses early what is too big.
         declared = request.headers.get("content-length", "")
@@ -390,6 +413,20 @@ class _Api:
             unwatch()
 
 
+class _Counted:
+    """An ASGI response that calls ``release`` once it has been served, whichever way it
+    ended (the stream ran out, the client went away, the server stopped)."""
+
+    def __init__(self, response: Any, release: Callable[[], None]) -> None:
+        self.response, self.release = response, release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            self.release()
+
+
 def _state_param(query: Any) -> str | None:
     state: str | None = query.get("state")
     if state is not None and state not in STATES:
@@ -413,7 +450,9 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
                max_body_bytes: int = 1 << 20, max_wait_s: float = 300.0, ping_s: float = 5.0,
                cors_origins: tuple[str, ...] = (), expose_tracebacks: bool = False,
                expose_logs: bool = False, access_log: logging.Logger | None = None,
-               session_idle_s: float = IDLE_S, max_sessions: int = MAX_SESSIONS) -> Any:
+               session_idle_s: float = IDLE_S, max_sessions: int = MAX_SESSIONS,
+               loopback_only: bool = False, allowed_hosts: tuple[str, ...] = (),
+               max_streams: int = MAX_STREAMS) -> Any:
     """Build the Starlette app serving ``registry``.
 
     Args:
@@ -431,6 +470,12 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         session_idle_s: a browser session (``POST /api/login``) ends after this long
             unused.
         max_sessions: at most this many live sessions (the least recently used ends).
+        loopback_only: answer 400 to a request whose ``Host`` is no loopback name (the
+            service listens on loopback: another name is DNS rebinding).
+        allowed_hosts: host names served besides the loopback ones (with
+            ``loopback_only``).
+        max_streams: at most this many event streams open at once (``/api/events`` and
+            each run's ``events``); one more is answered 429.
     """
     try:
         from starlette.applications import Starlette
@@ -443,7 +488,7 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
                           "pip install 'stagewidget[service]'") from None
     api = _Api(registry, token=token or None, max_body_bytes=max_body_bytes,
                max_wait_s=max_wait_s, ping_s=ping_s, expose_tracebacks=expose_tracebacks,
-               expose_logs=expose_logs)
+               expose_logs=expose_logs, max_streams=max_streams)
     g = api.guard
     auth = SessionAuth(token=token, sessions=SessionStore(idle_s=session_idle_s,
                                                           max_sessions=max_sessions))
@@ -468,6 +513,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
     middleware = []
     if access_log is not None:
         middleware.append(Middleware(AccessLog, logger=access_log))
+    if loopback_only:
+        middleware.append(Middleware(LoopbackHostGuard, also=allowed_hosts))
     if cors_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(cors_origins),
@@ -479,6 +526,8 @@ def create_app(registry: RunRegistry, *, token: str | None = None,
         middleware.append(Middleware(TokenGuard, token=token, open_paths=OPEN_PATHS,
                                      open_prefixes=OPEN_PAGE_PREFIXES, auth=auth,
                                      deny=_deny))
+    else:  # no session to carry a CSRF token: the Origin alone tells other pages apart
+        middleware.append(Middleware(OriginGuard, allowed=cors_origins))
 
     async def http_error(request: Any, exc: Exception) -> Any:
         assert isinstance(exc, HTTPException)

@@ -11,7 +11,11 @@ from .registry import LOST, RunRegistry
 from .store import TERMINAL, DamagedRecord, Record, StoreUnavailable
 from .wire import encode_json
 
-__all__ = ["ListStream"]
+__all__ = ["MAX_STREAMS", "ListStream"]
+
+# Event streams a service serves at once (this one and runs' own), by default: each holds
+# a connection, a file descriptor and a store watch until its client leaves.
+MAX_STREAMS = 200
 
 
 class Api(Protocol):

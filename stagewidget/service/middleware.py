@@ -1,21 +1,33 @@
-"""ASGI middleware of the status service: the token check and the access log.
+"""ASGI middleware of the status service: the Host and Origin checks, the token check and
+the access log.
 
-Both wrap the whole app, so they see every request, routed or not: an unknown path or
+They wrap the whole app, so they see every request, routed or not: an unknown path or
 method gets 401 before 404/405 when a token is set, and every request gets a log line.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Collection
+from functools import lru_cache
 from typing import Any
 
-from .session import SAFE_METHODS, SessionAuth, problem, state_change_refusal
+from .session import (
+    SAFE_METHODS,
+    SessionAuth,
+    header,
+    normal_origin,
+    problem,
+    request_origin,
+    state_change_refusal,
+)
 
-__all__ = ["AccessLog", "TokenGuard", "token_matches"]
+__all__ = ["AccessLog", "LoopbackHostGuard", "OriginGuard", "TokenGuard", "is_loopback_host",
+           "token_matches"]
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -31,6 +43,95 @@ def token_matches(headers: list[tuple[bytes, bytes]], token: bytes) -> bool:
             scheme, _, given = value.partition(b" ")
             return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
     return False
+
+
+def _host_name(host: str) -> str:
+    """The name of a ``Host`` header value, without its port, lower-case."""
+    name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not name or (port and not port.isdigit()):
+        name = host
+    return name.lower().rstrip(".")
+
+
+@lru_cache(maxsize=256)  # every request asks, nearly always for the same one or two
+def is_loopback_host(host: str) -> bool:
+    """Whether the ``Host`` header value ``host`` names this machine's loopback:
+    ``localhost`` (and ``*.localhost``, which browsers resolve themselves), 127.0.0.0/8
+    or ``[::1]``, with any port."""
+    name = _host_name(host)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackHostGuard:
+    """Answer 400 to a request whose ``Host`` names no loopback address (DNS rebinding).
+
+    A service bound to loopback is reached as 127.0.0.1 or localhost. A page of
+    ``evil.example`` whose name the attacker re-points at 127.0.0.1 reaches it too, as
+    its own origin (so the browser lets it read the replies), but its requests say
+    ``Host: evil.example``: refused here, the page and the API alike. A request with
+    no ``Host`` (HTTP/1.0, never a browser) passes.
+
+    Args:
+        app: the ASGI app behind the guard.
+        also: more host names to serve (a reverse proxy on this machine that passes
+            its own public name on), compared without the port and case.
+    """
+
+    def __init__(self, app: App, *, also: Collection[str] = ()) -> None:
+        self.app = app
+        self.also = frozenset(name.lower().rstrip(".") for name in also)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = header(scope["headers"], b"host")
+            if (host is not None and not is_loopback_host(host)
+                    and _host_name(host) not in self.also):
+                shown = repr(host) if len(host) <= 60 else repr(host[:60]) + "..."
+                await problem(400, "host-not-allowed", "Host not allowed",
+                              f"the Host {shown} is not a loopback name: this service "
+                              "listens on loopback only, so reach it as 127.0.0.1, "
+                              "localhost or [::1] (another name pointing here is how DNS "
+                              "rebinding attacks look; a proxy's name goes in "
+                              "allowed_hosts)", scope["path"])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class OriginGuard:
+    """Answer 403 to a request that changes state sent by a page of another origin.
+
+    For a service without a token (no ``TokenGuard``, no session): a page anywhere
+    could otherwise start or retry runs with a plain form post, which needs no CORS
+    preflight. A request with an ``Origin`` (browsers send one on every POST and DELETE)
+    that is neither the service's own nor one of ``allowed`` (the CORS origins) is
+    refused, ``Origin: null`` too; one without it (curl, scripts) passes.
+    """
+
+    def __init__(self, app: App, *, allowed: Collection[str] = ()) -> None:
+        self.app = app
+        self.allowed = {o for o in map(normal_origin, allowed) if o is not None}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            given = header(scope["headers"], b"origin")
+            if given is not None:
+                origin = normal_origin(given)
+                own = request_origin(scope)
+                if origin is None or (origin != own and origin not in self.allowed):
+                    shown = repr(given) if len(given) <= 60 else repr(given[:60]) + "..."
+                    await problem(403, "origin-mismatch", "Forbidden",
+                                  f"the Origin {shown} is not this service's origin "
+                                  f"({own!r}): a page of another origin cannot change "
+                                  "runs here", scope["path"])(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 class TokenGuard:

@@ -200,6 +200,11 @@ _REASONS = {400: "Bad request", 401: "Missing or wrong token", 403: "Forbidden",
             503: "Status store unavailable"}
 
 
+_TOO_MANY_STREAMS = {"description": "As many event streams are open as the service "
+                                    "serves at once (max_streams)", "content": _PROBLEM,
+                     "headers": {"Retry-After": {"schema": {"type": "string"}}}}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -340,7 +345,8 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
             "parameters": [run_id],
             "responses": {"200": {"description": "An event stream",
                                   "content": {"text/event-stream": {"itemSchema": _EVENT}}},
-                          **_problems(*auth, 404, 503)}}},
+                          **_problems(*auth, 404), "429": _TOO_MANY_STREAMS,
+                          **_problems(503)}}},
     }
     paths["/api/runs/{run_id}/retry"] = {"post": {
         "operationId": "retryRun",
@@ -367,7 +373,8 @@ def openapi_document(*, pipelines: dict[str, dict[str, Any] | None], secured: bo
         "responses": {"200": {"description": "An event stream",
                               "content": {"text/event-stream": {"itemSchema": {
                                   **_EVENT, "oneOf": _EVENT["oneOf"][:1]}}}},
-                      **_problems(400, *auth, 503)}}}
+                      **_problems(400, *auth), "429": _TOO_MANY_STREAMS,
+                      **_problems(503)}}}
     paths.update(_session_paths(auth))
     for name, schema in sorted(pipelines.items()):
         paths[f"/api/pipelines/{name}/runs"] = _start_run(name, schema, auth)

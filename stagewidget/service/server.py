@@ -27,6 +27,7 @@ from typing import Any
 from ..engine.run import Run, recent_runs
 from ..errors import AlreadyStarted, ConfigError, RunNotFound
 from ..status import RunState, RunStatus, StageState
+from .list_events import MAX_STREAMS
 from .registry import RunRegistry
 from .session import IDLE_S, MAX_SESSIONS
 from .store import MemoryStore, Store
@@ -44,15 +45,19 @@ DRAIN_S = 5.0  # see Service.shutdown for why
 CANCEL_WAIT_S = 3.0
 
 
+def is_loopback_bind(host: str) -> bool:
+    """Whether listening on ``host`` reaches this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine without a token (``ConfigError``)."""
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not token:
+    if not is_loopback_bind(host) and not token:
         raise ConfigError(
             f"refusing to listen on {host!r} without a token: anyone who reaches it could "
             "start and cancel runs; drop --no-token (or token=''), or bind to 127.0.0.1")
@@ -93,6 +98,13 @@ class Service:
             for a session cookie) ends after this many seconds unused (12 h).
         max_sessions: at most this many live browser sessions (the least recently used
             ends first).
+        allowed_hosts: host names a service bound to loopback serves besides
+            ``127.0.0.1``, ``localhost`` and ``[::1]``: the public name a reverse proxy
+            on this machine passes on in ``Host``. Any other ``Host`` is answered 400,
+            as a page of another name pointing at 127.0.0.1 (DNS rebinding) would be
+            one.
+        max_streams: at most this many event streams open at once (``/api/events`` and
+            runs' ``events``; a browser tab holds one or two); one more is answered 429.
         **registry_options: ``keep_s``, ``max_finished``, ``lost_after_s``, ``sweep_s``,
             ``max_running``, ``executor``, ``adopt``: see ``RunRegistry``.
     """
@@ -105,7 +117,8 @@ class Service:
                  http: str = "auto", expose_tracebacks: bool = False,
                  expose_logs: bool = False, access_log: bool = False,
                  prefix: str = "stagewidget", session_idle_s: float = IDLE_S,
-                 max_sessions: int = MAX_SESSIONS, **registry_options: Any) -> None:
+                 max_sessions: int = MAX_SESSIONS, max_streams: int = MAX_STREAMS,
+                 allowed_hosts: tuple[str, ...] = (), **registry_options: Any) -> None:
         try:
             import uvicorn
         except ImportError:
@@ -116,6 +129,12 @@ class Service:
         check_bind(host, token)
         if not max_head_bytes >= 1024:
             raise ConfigError(f"max_head_bytes must be at least 1024 (got {max_head_bytes!r})")
+        if isinstance(allowed_hosts, str) or not all(
+                isinstance(name, str) and name and ":" not in name for name in allowed_hosts):
+            raise ConfigError(f"allowed_hosts must be a list of host names without a port "
+                              f"(got {allowed_hosts!r})")
+        if not (isinstance(max_streams, int) and max_streams >= 1):
+            raise ConfigError(f"max_streams must be an int of at least 1 (got {max_streams!r})")
         if not head_timeout_s > 0:
             raise ConfigError(f"head_timeout_s must be a positive number of seconds "
                               f"(got {head_timeout_s!r})")
@@ -134,7 +153,9 @@ class Service:
             cors_origins=tuple(cors_origins), expose_tracebacks=expose_tracebacks,
             expose_logs=expose_logs,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
-            session_idle_s=session_idle_s, max_sessions=max_sessions)
+            session_idle_s=session_idle_s, max_sessions=max_sessions,
+            loopback_only=is_loopback_bind(host), allowed_hosts=tuple(allowed_hosts),
+            max_streams=max_streams)
         self.host = host
         # The parser picked above, never uvicorn's own choice: bounded_protocol bounds and
         # times request heads with either. No WebSocket upgrades: the API has none, and an

@@ -1,6 +1,7 @@
 """Pipelines the dashboard tests serve (``python -m stagewidget serve
 tests.browser.dash_pipelines:PIPELINES``): a training run that goes on until cancelled or
-told how many steps to take, one that fails, one that takes no input."""
+told how many steps to take, one that fails, one that takes no input, and one whose
+every string is markup."""
 
 from __future__ import annotations
 
@@ -51,4 +52,25 @@ def greet():
     return "hello"
 
 
-PIPELINES = [train, fails, hello]
+# Markup in every string a run carries to the page: its stages' names, a progress label,
+# metric names and values, the log, the error (a served pipeline's name is refused unless
+# it is plain). Shown as text, it runs nothing; as HTML, it would set window.__xss.
+XSS = '<img src=x onerror="window.__xss=(window.__xss||0)+1"><svg onload="window.__xss=1">'
+hostile = sw.Pipeline("hostile")
+
+
+@hostile.stage(f"count {XSS}")
+def count(data: object):
+    for _ in sw.track(range(3), desc=XSS):
+        pass
+    sw.report(**{XSS: 1.5, "note": XSS})
+    return XSS
+
+
+@hostile.stage(f"fail {XSS}")
+def fail(value: str):
+    print(XSS)  # the run's log
+    raise ValueError(f"bad value {value}")
+
+
+PIPELINES = [train, fails, hello, hostile]

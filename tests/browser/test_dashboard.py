@@ -453,6 +453,52 @@ def test_a_page_on_another_port_cannot_cancel_nor_retry(
     watch.assert_clean(401, 403)
 
 
+def test_markup_in_every_string_of_a_run_stays_text_and_the_csp_blocks_inline_script(
+        page: Any, context: Any, service: DashboardService, watch: Watch) -> None:
+    from urllib.parse import quote
+
+    from dash_pipelines import XSS, hostile
+
+    run_id = service.start(hostile.name, {})
+    service.wait_until(lambda: service.status(run_id)["state"] == "failed", "the run to fail")
+    tab = context.new_page()  # beside the logged-in page: the session cookie is shared
+    tab.set_default_timeout(WAIT_MS)
+    try:
+        tab.goto(f"{service.url}/?pipeline=hostile")
+        tab.wait_for_selector(f'{row(run_id)}[data-state="failed"] .run-error')
+        assert XSS in tab.locator(row(run_id)).text_content()
+        # filters that are markup, in the query string
+        tab.goto(f"{service.url}/?pipeline={quote(XSS, safe='')}&state={quote(XSS, safe='')}")
+        tab.wait_for_selector("#list-view:not([hidden])")
+        # the run's page: its stages, progress labels, metrics, log and error
+        tab.goto(f"{service.url}/runs/{run_id}")
+        tab.wait_for_selector("#run-view:not([hidden])")
+        tab.wait_for_function("(xss) => document.querySelector('#content').textContent"
+                              ".split(xss).length > 4", arg=XSS)
+        assert tab.locator("#content img, #content svg[onload]").count() == 0
+        # a run id that is markup, in the page's path
+        tab.goto(f"{service.url}/runs/{quote(XSS, safe='')}")
+        tab.wait_for_selector("#run-view:not([hidden])")
+        assert tab.evaluate("() => window.__xss") is None
+        # and were markup ever inserted, the CSP would not run it: no inline script, no
+        # inline event handler
+        tab.evaluate("""() => {
+            const script = document.createElement("script");
+            script.textContent = "window.__inline = 1";
+            document.body.append(script);
+            const box = document.createElement("div");
+            box.innerHTML = '<img id="probe" src="/static/favicon.svg" '
+              + 'onload="window.__inline = 2">';
+            document.body.append(box);
+        }""")
+        tab.wait_for_function("() => document.getElementById('probe').complete")
+        assert tab.evaluate("() => [window.__xss, window.__inline]") == [None, None]
+    finally:
+        tab.close()
+    watch.errors = [e for e in watch.errors if "Content Security Policy" not in e]
+    watch.assert_clean(404)
+
+
 def test_screenshots_desktop_and_phone_light_and_dark(page: Any, service: DashboardService,
                                                        watch: Watch) -> None:
     service.start("hello")

@@ -632,6 +632,21 @@ def test_serve_with_no_token_answers_anyone_and_says_so(serve_cli) -> None:
     served.stop()
 
 
+def test_serve_refuses_other_host_names_but_those_allowed_and_caps_streams(serve_cli
+                                                                          ) -> None:
+    served = serve_cli("--no-token", "--allowed-host", "dash.example.org", "--max-streams",
+                       "1")
+    served.wait_healthy()
+    with httpx.Client(base_url=served.url, timeout=WAIT_S) as client:
+        assert client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 400
+        assert client.get("/api/runs", headers={"Host": "dash.example.org"}
+                          ).status_code == 200
+        with client.stream("GET", "/api/events") as held:
+            assert held.status_code == 200
+            assert client.get("/api/events").status_code == 429
+    served.stop()
+
+
 # -- item 19: the access log --------------------------------------------------------------
 
 def test_serve_logs_a_line_per_request_without_the_token(serve_cli) -> None:
