@@ -141,10 +141,11 @@ class HistoryReader:
             if owner.rpartition(":")[0] == host and not owner_alive(owner, host, started):
                 mark_lost(conn, run_id, state)  # next seq: read below
                 del self._unfinished[run_id]
-        found = self._read(conn, "WHERE seq > ? ORDER BY seq", [self._cursor])
-        if found:
-            self._cursor = max(self._cursor, max(seq for seq, _ in found))
-        return found
+        rows = conn.execute("SELECT * FROM runs WHERE seq > ? ORDER BY seq",
+                            [self._cursor]).fetchall()
+        if rows:  # past every row read, those that cannot be (left out) too
+            self._cursor = max(self._cursor, max(int(row["seq"] or 0) for row in rows))
+        return self._from_rows(conn, rows)
 
     def cancel(self, run_id: str) -> Seen:
         """Ask the owner of the unfinished run ``run_id`` to cancel it; its status now.
@@ -178,7 +179,9 @@ class HistoryReader:
     def _read(self, conn: sqlite3.Connection, tail: str, args: list[object]) -> list[Seen]:
         """The runs ``SELECT * FROM runs <tail>`` picks, with their stages, lost ones
         recorded so; the unfinished ones remembered for ``changes()``."""
-        rows = conn.execute(f"SELECT * FROM runs {tail}", args).fetchall()
+        return self._from_rows(conn, conn.execute(f"SELECT * FROM runs {tail}", args).fetchall())
+
+    def _from_rows(self, conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Seen]:
         if not rows:
             return []
         ids = [row["run_id"] for row in rows]
