@@ -122,7 +122,8 @@ def test_head_of_a_running_runs_events_answers_the_headers_at_once(client) -> No
         assert head.headers["content-type"].startswith("text/event-stream")
         assert head.content == b""
         assert client.head(f"/api/runs/{uuid.uuid4()}/events").status_code == 404
-        assert client.get(f"/api/runs/{run_id}").json()["state"] == "running"
+        # answered while the run goes on (it may not have left pending yet)
+        assert client.get(f"/api/runs/{run_id}").json()["state"] in ("pending", "running")
     finally:
         svc_pipelines.gate(gate).set()
 
