@@ -10,7 +10,6 @@ the SQLite cancel table). Every call here blocks: the handlers make them off the
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 from ..durable.owner import owner_alive
 from ..errors import ConfigError, InvalidTransition
-from ..service.store import STOPPED, TERMINAL, DamagedRecord, Record, Store
+from ..service.store import TERMINAL, DamagedRecord, Record, Store
 from ..service.stores import STORE_FORMS, make_store
 from ..status import RunState
 
@@ -78,27 +77,14 @@ class SharedRuns:
 
         Raises ``DamagedRecord`` if the record holds no status object.
         """
-        try:
-            data = json.loads(record.status_json)
-        except (ValueError, RecursionError) as exc:
-            raise DamagedRecord(f"the record of run {record.run_id!r} holds no valid "
-                                f"status JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise DamagedRecord(f"the record of run {record.run_id!r} holds no status object")
+        data = record.status_data()
         silent_s = self._clock() - record.heartbeat_at
         if not record.terminal and silent_s > self.lost_after_s \
                 and not owner_alive(record.owner, self._host):
-            if record.owner.endswith(STOPPED):
-                why = (f"the process running it ({record.owner[:-len(STOPPED)]}) stopped "
-                       f"serving it {silent_s:.0f} s ago; its end is unknown")
-            else:
-                why = (f"the process running it ({record.owner}) has written nothing for "
-                       f"{silent_s:.0f} s (limit {self.lost_after_s:g} s); it probably died")
-            stage = data.get("current_stage")
             data["state"] = LOST
             data.pop("queue_position", None)
-            data["error"] = {"type": "stagewidget.RunLost", "message": why, "traceback": "",
-                             "stage": stage if isinstance(stage, str) else None}
+            data["error"] = record.lost_error(silent_s, self.lost_after_s,
+                                              data.get("current_stage"))
         return data
 
     def runs(self, pipeline: str | None = None) -> list[dict[str, Any]]:

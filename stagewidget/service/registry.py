@@ -13,7 +13,6 @@ on this host.
 from __future__ import annotations
 
 import builtins  # RunRegistry.list shadows list in its class body
-import json
 import logging
 import socket
 import threading
@@ -37,7 +36,7 @@ from ..status import ErrorInfo, RunState, RunStatus
 from .admission import RunQueue
 from .inputs import check_input_given, check_input_type, input_schema, pipelines_by_name
 from .store import STOPPED, TERMINAL, DamagedRecord, MemoryStore, Record, Store, StoreUnavailable
-from .writer import StoreWriter, describe
+from .writer import StoreWriter
 
 __all__ = ["IdempotencyConflict", "PipelineNotFound", "RunRegistry", "RunsPage", "LOST"]
 
@@ -328,7 +327,7 @@ class RunRegistry:
         record = self.store.get(run_id)
         if record is None:
             raise self.not_found(run_id)
-        self._status_data(record)
+        record.status_data()
         return record
 
     def not_found(self, run_id: str) -> RunNotFound:
@@ -441,24 +440,13 @@ class RunRegistry:
                 return LOST
         return record.state
 
-    def _status_data(self, record: Record) -> dict[str, Any]:
-        try:
-            data = json.loads(record.status_json)
-        except (ValueError, RecursionError) as exc:
-            raise DamagedRecord(f"the record of run {record.run_id!r} holds no valid "
-                                f"status JSON ({describe(exc)})") from None
-        if not isinstance(data, dict):
-            raise DamagedRecord(f"the record of run {record.run_id!r} holds no status "
-                                f"object (got JSON {type(data).__name__})")
-        return data
-
     def view(self, record: Record, now: float | None = None) -> dict[str, Any]:
         """The status JSON of ``record``, with a silent owner's run reported lost.
 
         Raises ``DamagedRecord`` if the record's status JSON cannot be read.
         """
         now = self._clock() if now is None else now
-        data = self._status_data(record)
+        data = record.status_data()
         if self._state_of(record, now) == LOST:
             data["state"] = LOST
             data.pop("queue_position", None)
@@ -466,17 +454,11 @@ class RunRegistry:
         return data
 
     def _lost_error(self, record: Record, now: float, stage: Any) -> dict[str, Any]:
-        silent_s = now - record.heartbeat_at
-        if record.owner.endswith(STOPPED):
-            why = (f"the process running it ({record.owner[:-len(STOPPED)]}) stopped "
-                   f"serving it {silent_s:.0f} s ago; its end is unknown")
-        else:
-            why = (f"the process running it ({record.owner}) has written nothing for "
-                   f"{silent_s:.0f} s (limit {self.lost_after_s:g} s); it probably died")
+        error = record.lost_error(now - record.heartbeat_at, self.lost_after_s, stage)
         if self._logged_lost.first(record.run_id):
-            _log.warning("run %s of %r is lost: %s", record.run_id, record.pipeline, why)
-        return {"type": "stagewidget.RunLost", "message": why, "traceback": "",
-                "stage": stage if isinstance(stage, str) else None}
+            _log.warning("run %s of %r is lost: %s", record.run_id, record.pipeline,
+                         error["message"])
+        return error
 
     def _summary(self, record: Record, state: str) -> dict[str, Any]:
         """A status JSON from a damaged record's own fields."""

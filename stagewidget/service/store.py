@@ -11,6 +11,7 @@ process sharing the server.
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import threading
 import time
@@ -22,13 +23,22 @@ from ..errors import DamagedRecord, StoreUnavailable
 from ..status import RunState
 
 __all__ = ["STOPPED", "DamagedRecord", "MemoryStore", "Record", "Store", "StoreUnavailable",
-           "Watchers", "claim_owner"]
+           "Watchers", "claim_owner", "describe"]
 
 _log = logging.getLogger("stagewidget.service")
 
 TERMINAL = frozenset(state.value for state in RunState if state.terminal)  # lost included
 RECORD_STATES = frozenset(state.value for state in RunState)
 STOPPED = " (stopped serving)"  # appended to the owner of runs a closed registry let go
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, bounded; never raises."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        text = type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def claim_owner(value: str) -> str:
@@ -60,6 +70,29 @@ class Record:
     def terminal(self) -> bool:
         """True once the run ended (succeeded, failed, cancelled, or lost)."""
         return self.state in TERMINAL
+
+    def status_data(self) -> dict[str, Any]:
+        """The run's status JSON, parsed; raise ``DamagedRecord`` if it holds none."""
+        try:
+            data = json.loads(self.status_json)
+        except (ValueError, RecursionError) as exc:
+            raise DamagedRecord(f"the record of run {self.run_id!r} holds no valid "
+                                f"status JSON ({describe(exc)})") from None
+        if not isinstance(data, dict):
+            raise DamagedRecord(f"the record of run {self.run_id!r} holds no status "
+                                f"object (got JSON {type(data).__name__})")
+        return data
+
+    def lost_error(self, silent_s: float, lost_after_s: float, stage: Any) -> dict[str, Any]:
+        """The error of a run reported lost after ``silent_s`` without a write, saying why."""
+        if self.owner.endswith(STOPPED):
+            why = (f"the process running it ({self.owner[:-len(STOPPED)]}) stopped "
+                   f"serving it {silent_s:.0f} s ago; its end is unknown")
+        else:
+            why = (f"the process running it ({self.owner}) has written nothing for "
+                   f"{silent_s:.0f} s (limit {lost_after_s:g} s); it probably died")
+        return {"type": "stagewidget.RunLost", "message": why, "traceback": "",
+                "stage": stage if isinstance(stage, str) else None}
 
     def fields(self) -> dict[str, str]:
         """The record as flat strings (a Redis hash)."""

@@ -44,10 +44,12 @@ def _finite(value: Any) -> Any:
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None,
                   media_type: str = "application/json") -> Any:
-    """The one JSON response class of the API, rendered by ``encode_json``."""
+    """The one JSON response class of the API, rendered by ``encode_json``; never sniffed
+    as anything but JSON (``nosniff``)."""
     from starlette.responses import Response
 
-    return Response(encode_json(content), status_code=status_code, headers=headers,
+    return Response(encode_json(content), status_code=status_code,
+                    headers={"X-Content-Type-Options": "nosniff", **(headers or {})},
                     media_type=media_type)
 
 

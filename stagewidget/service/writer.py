@@ -20,22 +20,13 @@ from typing import Any
 
 from ..engine.run import Run
 from ..status import RunState, RunStatus
-from .store import Record, Store, StoreUnavailable
+from .store import Record, Store, StoreUnavailable, describe
 
-__all__ = ["StoreWriter", "describe"]
+__all__ = ["StoreWriter"]
 
 _log = logging.getLogger("stagewidget.service")
 
 _RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` of ``exc``, bounded; never raises."""
-    try:
-        text = f"{type(exc).__name__}: {exc}"
-    except Exception:
-        text = type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class StoreWriter:

@@ -68,6 +68,16 @@ def test_loopback_names_reach_the_service(make_service) -> None:
         assert reply.status_code == 200, (host, reply.text)
 
 
+def test_json_replies_and_problems_are_never_sniffed_as_something_else(make_service) -> None:
+    service = make_service("memory")
+    for path, status in (("/api/runs", 200), (f"/api/runs/{uuid.uuid4()}", 404)):
+        reply = httpx.get(f"{service.url}{path}", headers=auth(service), timeout=WAIT_S)
+        assert reply.status_code == status
+        assert reply.headers["x-content-type-options"] == "nosniff", path
+    assert httpx.get(f"{service.url}/api/runs", timeout=WAIT_S).headers[
+        "x-content-type-options"] == "nosniff"  # the 401 too
+
+
 def test_allowed_hosts_names_a_local_proxys_public_name(make_service) -> None:
     service = make_service("memory", allowed_hosts=("Dash.Example.org",))
     for host, status in (("dash.example.org:443", 200), ("dash.example.org.", 200),
