@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -45,12 +45,6 @@ READY_JS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class JupyterServer:
     """A Jupyter server process of its own (its own config, data, runtime and settings
     folders under ``base``), on 127.0.0.1 with a token; subclasses give the command line.
@@ -63,7 +57,7 @@ class JupyterServer:
 
     def __init__(self, base: Path) -> None:
         self.token = secrets.token_hex(16)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root_dir = base / "root"
         self.log_path = base / "server.log"

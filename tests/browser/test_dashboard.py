@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from lab import CHROMIUM, CHROMIUM_ARGS, ROOT, require_chromium
+from servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +38,11 @@ FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a
                          r"(\d{3})")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class DashboardService:
     """``python -m stagewidget serve`` of the dashboard pipelines, its output in a file."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_urlsafe(24)
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()

@@ -26,8 +26,9 @@ from typing import Any
 import lab as harness
 import pytest
 from conftest import WAIT_S
-from lab import SCREENSHOTS, _free_port
+from lab import SCREENSHOTS
 from processes import alive
+from servers import free_port
 
 pytestmark = pytest.mark.integration
 browser = harness.browser  # the fixture
@@ -113,7 +114,7 @@ def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Demo]:
         browser.write_text(f'#!/bin/sh\ncat "${{1#file://}}" > {tmp_path / "opened.html"}\n')
         browser.chmod(0o755)
         extra, env = ("--open",), {"BROWSER": str(browser)}
-    running = Demo(tmp_path, port=_free_port(), extra=extra, env=env)
+    running = Demo(tmp_path, port=free_port(), extra=extra, env=env)
     yield running
     running.close()
 

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 import test_extension as ext
 from conftest import WAIT_S
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (its fixtures, for this module only)
+from servers import RedisServer, free_port
 from traitlets.config import Config
 
 from stagewidget.jupyter.shared import STORE_ENV, open_shared
@@ -47,44 +47,9 @@ OWNER = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 client, events, problem = ext.client, ext.events, ext.problem
 base, run, token = ext.base, ext.run, ext.token  # its fixtures, for this module too
 DOWN_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-
-
-class RedisServer:
-    """A redis-server on 127.0.0.1 (no persistence) that can be stopped and started again
-    on its port."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is missing (apt-get install redis-server)"
-        self.binary, self.port = binary, free_port()
-        self.folder = tempfile.mkdtemp(prefix="stagewidget-redis-")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.folder], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:  # it says when it is ready
-            if "Ready to accept connections" in line:
-                return
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.communicate(timeout=WAIT_S)
-            self.proc = None
 
 
 def redis_server() -> Iterator[RedisServer]:
@@ -92,7 +57,7 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-    shutil.rmtree(server.folder, ignore_errors=True)
+    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 redis_module = pytest.fixture(scope="module")(redis_server)  # shared by this module's tests

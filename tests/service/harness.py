@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,81 +21,17 @@ import httpx
 import pytest
 import svc_pipelines
 from conftest import WAIT_S
+from servers import RedisServer, free_port, wait_until
 
 from stagewidget.service import Service
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["HERE", "RedisServer", "auth", "free_port", "wait_until"]  # and the fixtures
 
 
 def auth(service) -> dict[str, str]:
     """The headers that carry ``service``'s token (a ``Service`` or a ``ServiceProcess``)."""
     return {"Authorization": f"Bearer {service.token}"}
-
-
-def wait_until(predicate, timeout: float = WAIT_S, what: str = "condition"):
-    """Poll ``predicate`` (for states of other processes, which cannot signal us)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-class RedisServer:
-    """A redis-server on 127.0.0.1 with no persistence, in a temporary directory."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is missing: run scripts/test, which installs it "
-                        "(apt-get install redis-server)")
-        self.binary = binary
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="stagewidget-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                assert self.proc is not None and self.proc.poll() is None, "redis-server died"
-                return False
-
-        wait_until(answers, what="redis-server to answer")
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(WAIT_S)
-        self.proc = None
-
-    def client(self):
-        import redis
-
-        return redis.Redis(port=self.port, decode_responses=True)
 
 
 @pytest.fixture(scope="session")
