@@ -11,6 +11,9 @@ Layout, under a key prefix (default ``stagewidget``):
   with the record and removing the run deletes it.
 - Channel ``<prefix>:run:<id>``: every write is published, so watchers need no polling;
   channel ``<prefix>:cancel`` carries cancel requests to the process running the run.
+- ``<prefix>:cancel:<id>``: the same request, kept (``CANCEL_KEEP_S``) until the owner
+  next writes the run: a publish is lost while the owner's listener reconnects (Redis
+  restarted), the flag is not. The owner writes each unfinished run at least once a second.
 
 Every key is written with an expiry, so nothing outlives the retention time.
 """
@@ -30,6 +33,7 @@ __all__ = ["RedisStore"]
 _log = logging.getLogger("stagewidget.service")
 
 _RECONNECT_S = (0.1, 0.2, 0.5, 1.0)
+CANCEL_KEEP_S = 600.0  # an unanswered cancel flag expires (its run's owner is gone)
 
 # KEYS: the index, then the runs' hashes; ARGV: the claim key prefix, then the run ids.
 # Each run's claim is deleted only while it still names that run.
@@ -99,6 +103,9 @@ class RedisStore:
     def _key(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}"
 
+    def _cancel_key(self, run_id: str) -> str:
+        return f"{self.prefix}:cancel:{run_id}"
+
     def _claim_key(self, key: str) -> str:
         return f"{self.prefix}:claim:{key}"
 
@@ -136,7 +143,13 @@ class RedisStore:
         if record.claim:  # the claim lives as long as its run's record
             pipe.pexpire(self._claim_key(record.claim), ttl_ms)
         pipe.publish(key, json.dumps(fields))
-        self._call(pipe.execute)
+        cancel_key = self._cancel_key(record.run_id)
+        if not record.terminal:
+            pipe.get(cancel_key)  # a cancel asked for meanwhile, taken in this transaction
+        pipe.delete(cancel_key)
+        replies = self._call(pipe.execute)
+        if not record.terminal and replies[-2] is not None:
+            self._cancel_requested(record.run_id)  # its publish may have been missed
 
     def get(self, run_id: str) -> Record | None:
         """The run's record, or None if unknown or expired."""
@@ -227,8 +240,12 @@ class RedisStore:
         return undo
 
     def request_cancel(self, run_id: str) -> None:
-        """Publish a cancel request; the owning process's listener acts on it."""
-        self._call(self._client.publish, self._cancel_channel, run_id)
+        """Publish a cancel request (the owning process's listener acts on it at once) and
+        flag it (its next write of the run takes it, if the publish was missed)."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._cancel_key(run_id), "1", px=int(CANCEL_KEEP_S * 1000))
+        pipe.publish(self._cancel_channel, run_id)
+        self._call(pipe.execute)
 
     def on_cancel_request(self, callback: Callable[[str], Any]) -> None:
         """Call ``callback(run_id)`` from the listener thread for each cancel request."""
@@ -277,13 +294,16 @@ class RedisStore:
                 except Exception:  # closing a broken connection may fail too
                     pass
 
+    def _cancel_requested(self, run_id: str) -> None:
+        for callback in tuple(self._cancel_callbacks):
+            try:
+                callback(run_id)
+            except BaseException:  # the listener serves every run: it must go on
+                _log.exception("cancel callback %r failed", callback)
+
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("channel") == self._cancel_channel:
-            for callback in tuple(self._cancel_callbacks):
-                try:
-                    callback(message["data"])
-                except BaseException:  # the listener serves every run: it must go on
-                    _log.exception("cancel callback %r failed", callback)
+            self._cancel_requested(message["data"])
             return
         try:
             record = Record.from_fields(json.loads(message["data"]))

@@ -174,3 +174,25 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_token() -> None:
         timeout=WAIT_S)
     assert done.returncode == 2
     assert "refusing to listen on '0.0.0.0' without a token" in done.stderr
+
+
+def test_a_cancel_published_while_the_owner_was_not_listening_reaches_it_at_its_next_write(
+        redis_server, prefix) -> None:
+    # As after a Redis restart: the owner's listener resubscribes later than it writes.
+    owner, other = (RedisStore(redis_server.url, prefix=prefix) for _ in range(2))
+    try:
+        record = Record("r1", "p", "running", 1.0, None, 1.0, "h:1", "{}")
+        owner.put(record, keep_s=60)
+        other.request_cancel("r1")  # published to nobody: the owner is not subscribed yet
+        asked: list[str] = []
+        owner.on_cancel_request(asked.append)
+        owner.put(record, keep_s=60)  # its next heartbeat takes the flag
+        assert asked == ["r1"]
+        owner.put(record, keep_s=60)  # taken once
+        other.request_cancel("r1")
+        owner.put(Record("r1", "p", "cancelled", 1.0, 2.0, 2.0, "h:1", "{}"), keep_s=60)
+        with redis_server.client() as client:  # an ended run's flag goes with its end
+            assert client.exists(f"{prefix}:cancel:r1") == 0
+    finally:
+        owner.close()
+        other.close()
